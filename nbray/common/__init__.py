@@ -1,0 +1,1 @@
+"""Pieces shared by every nbray process: ids, configuration, serialization."""

@@ -1,0 +1,213 @@
+"""One typed configuration object for every timeout, bound and retry count.
+
+Each field can be overridden by an environment variable named
+``NBRAY_<FIELD_NAME_UPPER>`` or by ``nbray.init(_system_config={...})`` /
+``nbray start --system-config JSON``. The head node's overrides travel to
+every process of the cluster as JSON, so one cluster runs with one config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+@dataclasses.dataclass
+class Config:
+    # ---- transport ---------------------------------------------------------
+    # Time a new connection has to send its token and hello.
+    handshake_timeout_ms: int = 5_000
+    # Largest frame body accepted after authentication.
+    max_frame_bytes: int = 512 * MIB
+    # Largest raw trailer (object chunk) accepted in one frame.
+    max_trailer_bytes: int = 256 * MIB
+    # Time to establish a connection before ConnectionError.
+    connect_timeout_ms: int = 10_000
+    # Default deadline of control-plane requests (GCS calls).
+    rpc_timeout_ms: int = 60_000
+    # How long a process retries connecting to the GCS at start-up.
+    gcs_connect_retry_ms: int = 10_000
+
+    # ---- objects -----------------------------------------------------------
+    # Values up to this size travel inline and live in the owner's memory.
+    max_inline_object_bytes: int = 100 * KIB
+    # Default object store capacity as a fraction of system memory.
+    object_store_memory_fraction: float = 0.3
+    # Smallest object store accepted.
+    min_object_store_bytes: int = 64 * MIB
+    # How long an allocation waits for readers to release space before
+    # failing with ObjectStoreFullError.
+    object_store_full_timeout_ms: int = 2_000
+    # Spill least recently used objects to disk when the store is full.
+    object_spilling_enabled: bool = True
+    # Directory for spilled objects ("" = <session>/spill).
+    object_spilling_directory: str = ""
+    # Size of one chunk when objects move between nodes.
+    object_chunk_bytes: int = 8 * MIB
+    # Chunks of one object requested at once (memory bound of a pull).
+    object_pull_window_chunks: int = 4
+    # How long a reader waits for an object whose copies are all gone.
+    object_fetch_timeout_ms: int = 600_000
+    # Bytes of task specs kept for lineage reconstruction per owner.
+    max_lineage_bytes: int = 1 * GIB
+    # Object locations cached by a raylet for recently freed objects.
+    recently_freed_cache_size: int = 10_000
+
+    # ---- tasks and leases --------------------------------------------------
+    # Retries of a task on worker or node death (Ray's max_retries default).
+    task_max_retries: int = 3
+    # Delay before a failed task is resubmitted.
+    task_retry_delay_ms: int = 0
+    # Tasks pushed to one leased worker before earlier ones finish, for
+    # tasks that are observed to be short.
+    max_tasks_in_flight_per_worker: int = 32
+    # Tasks shorter than this on average are pipelined to leased workers.
+    pipelining_max_task_duration_us: int = 5_000
+    # Lease requests one owner keeps outstanding per scheduling class.
+    max_pending_lease_requests_per_class: int = 10
+    # An idle lease is returned to the raylet after this long.
+    idle_lease_return_ms: int = 50
+    # Time a started worker has to register with its raylet.
+    worker_register_timeout_ms: int = 60_000
+    # Idle workers beyond the prestarted pool exit after this long.
+    idle_worker_kill_ms: int = 30_000
+    # Time between a graceful stop request and SIGKILL.
+    kill_worker_timeout_ms: int = 5_000
+    # Time a non-forced cancel waits before it is forced (notebook cells).
+    cancel_force_after_ms: int = 5_000
+    # Upper bound of worker processes on one node (guards runaway nesting).
+    max_workers_per_node: int = 512
+    # Warn when a task waits longer than this for resources no node has.
+    infeasible_warning_delay_ms: int = 0
+
+    # ---- actors ------------------------------------------------------------
+    # Retry delay for actor calls while the actor restarts.
+    actor_unavailable_retry_ms: int = 100
+    # Warn when this many calls queue up on one actor handle.
+    actor_excess_queueing_warn_threshold: int = 5_000
+
+    # ---- task events -------------------------------------------------------
+    # How often core workers send task events to the GCS.
+    task_events_report_interval_ms: int = 1_000
+    # Events a core worker buffers before it drops the oldest.
+    task_events_max_buffer: int = 100_000
+    # Task attempts the GCS keeps (finished ones are evicted first).
+    task_events_max_tasks_in_gcs: int = 100_000
+    # Rows the state API returns at most.
+    state_api_max_limit: int = 10_000
+
+    # ---- health and membership --------------------------------------------
+    health_check_initial_delay_ms: int = 5_000
+    health_check_period_ms: int = 3_000
+    health_check_timeout_ms: int = 10_000
+    health_check_failure_threshold: int = 5
+    # How often a raylet reports its resources to the GCS (at most).
+    resource_report_period_ms: int = 100
+    # How often the GCS broadcasts the cluster resource view.
+    resource_broadcast_period_ms: int = 200
+    # A raylet exits when it cannot reach the GCS for this long.
+    gcs_reconnect_timeout_ms: int = 60_000
+
+    # ---- scheduling --------------------------------------------------------
+    # Utilization below which a node counts as empty (hybrid policy).
+    scheduler_spread_threshold: float = 0.5
+    # Pick randomly among this fraction of the best nodes.
+    scheduler_top_k_fraction: float = 0.2
+    # ... but among at least this many.
+    scheduler_top_k_absolute: int = 1
+    # Arguments at least this large count for locality-aware placement.
+    locality_min_arg_bytes: int = 100 * KIB
+
+    # ---- output ------------------------------------------------------------
+    # Forward worker stdout/stderr to the driver.
+    log_to_driver: bool = True
+    # Bytes of output a raylet buffers per batch it publishes.
+    log_batch_max_bytes: int = 256 * KIB
+    # Longest a line of worker output waits before it is published.
+    log_flush_interval_ms: int = 20
+
+    # ---- client server -----------------------------------------------------
+    # A disconnected notebook client may resume its session within this time.
+    client_reconnect_grace_ms: int = 60_000
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def apply(self, overrides: dict[str, Any]) -> None:
+        """Apply overrides by field name; unknown names raise ValueError."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        for name, value in overrides.items():
+            if name not in types:
+                raise ValueError(
+                    f"unknown nbray config option {name!r}; known options: "
+                    + ", ".join(sorted(types))
+                )
+            setattr(self, name, _coerce(name, types[name], value))
+
+    def apply_env(self, environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        for f in dataclasses.fields(self):
+            key = "NBRAY_" + f.name.upper()
+            if key in env:
+                setattr(self, f.name, _coerce(f.name, f.type, env[key]))
+
+    def overrides(self) -> dict[str, Any]:
+        """Fields that differ from the defaults."""
+        default = Config()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.overrides())
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        cfg = cls()
+        cfg.apply_env()
+        if text:
+            cfg.apply(json.loads(text))
+        return cfg
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "")
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config option {name} expects {kind}, got {value!r}") from exc
+
+
+_config: Config | None = None
+
+
+def get_config() -> Config:
+    """The configuration of this process (defaults + NBRAY_* environment)."""
+    global _config
+    if _config is None:
+        _config = Config()
+        _config.apply_env()
+    return _config
+
+
+def set_config(config: Config) -> None:
+    """Replace this process's configuration (done once at start-up)."""
+    global _config
+    _config = config

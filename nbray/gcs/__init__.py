@@ -1,0 +1,1 @@
+"""The Global Control Store: cluster-wide tables and pubsub."""

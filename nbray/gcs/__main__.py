@@ -1,0 +1,3 @@
+from nbray.gcs.server import main
+
+main()

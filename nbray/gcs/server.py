@@ -1,0 +1,324 @@
+"""The GCS process: tables and pubsub of the cluster, on one event loop.
+
+Serves ``GcsService`` on TCP. The handlers here only translate messages;
+membership lives in node_manager, actors in actor_manager, task events in
+task_events, placement groups in placement_groups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from typing import Any
+
+from nbray.common.config import Config, set_config
+from nbray.exceptions import RpcError
+from nbray.gcs.actor_manager import ActorManager
+from nbray.gcs.kv import KVStore
+from nbray.gcs.node_manager import NodeManager
+from nbray.gcs.placement_groups import PlacementGroupManager
+from nbray.gcs.pubsub import Publisher
+from nbray.gcs.task_events import TaskEventStore
+from nbray.protocol import common_pb2, gcs_pb2
+from nbray.raylet.scheduling import PolicyConfig, Scheduler
+from nbray.rpc.connection import Connection, Dispatcher
+from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.handshake import Listener, bind_listener
+from nbray.rpc.pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+_Empty = common_pb2.Empty
+
+
+class GcsServer:
+    def __init__(self, *, host: str, port: int, config: Config, token: bytes, session_dir: str,
+                 listen_sock: Any = None) -> None:
+        self.config = config
+        self.token = token
+        self.session_dir = session_dir
+        self.cluster_id = uuid.uuid4().bytes
+        self.loop = EventLoop("gcs")
+        self.dispatcher = Dispatcher()
+        self.dispatcher.register_service("GcsService", self)
+        sock = listen_sock if listen_sock is not None else bind_listener(f"{host}:{port}")
+        self.listener = Listener(
+            self.loop, sock, token, self.dispatcher, self._on_connection, role="GCS",
+            handshake_timeout_s=config.handshake_timeout_ms / 1000,
+            max_frame_bytes=config.max_frame_bytes)
+        self.address = self.listener.address
+        self.publisher = Publisher()
+        self.pool = ConnectionPool(self.loop, token, self.dispatcher, config, role="GCS")
+        self.nodes = NodeManager(self.loop, config, self.publisher)
+        scheduler = Scheduler(PolicyConfig(config.scheduler_spread_threshold, config.scheduler_top_k_fraction,
+                                           config.scheduler_top_k_absolute))
+        self.actors = ActorManager(self.loop, config, self.publisher, self.nodes, self.pool, scheduler)
+        self.placement_groups = PlacementGroupManager(self.loop, config, self.publisher, self.nodes)
+        self.kv = KVStore()
+        self.task_events = TaskEventStore(config.task_events_max_tasks_in_gcs)
+        self.jobs: dict[bytes, gcs_pb2.JobInfo] = {}
+        self._next_job = 1
+        self._task_changes: list[gcs_pb2.TaskStateChange] = []
+        self._task_flush_timer: Any = None
+
+    def start(self) -> None:
+        self.listener.start()
+        self.nodes.start()
+
+    def run(self) -> None:
+        self.loop.run_forever()
+
+    def _on_connection(self, conn: Connection) -> None:
+        pass
+
+    # ---- nodes -------------------------------------------------------------------------------------
+
+    def handle_RegisterNode(self, conn: Connection, req: gcs_pb2.RegisterNodeRequest, rid: int) -> Any:
+        self.nodes.register(conn, req.node)
+        return gcs_pb2.RegisterNodeReply(cluster_id=self.cluster_id)
+
+    def handle_UnregisterNode(self, conn: Connection, req: gcs_pb2.UnregisterNodeRequest, rid: int) -> Any:
+        self.nodes.unregister(req.node_id, req.reason)
+        return _Empty()
+
+    def handle_GetAllNodeInfo(self, conn: Connection, req: Any, rid: int) -> Any:
+        return gcs_pb2.GetAllNodeInfoReply(nodes=[e.info for e in self.nodes.nodes.values()])
+
+    def handle_ReportResources(self, conn: Connection, req: gcs_pb2.ReportResourcesRequest, rid: int) -> Any:
+        self.nodes.report(req)
+        return _Empty()
+
+    def handle_GetClusterStatus(self, conn: Connection, req: Any, rid: int) -> Any:
+        reply = gcs_pb2.GetClusterStatusReply(pending_actors=self.actors.pending_count())
+        reply.nodes.extend(self.nodes.resource_view().nodes)
+        shapes: dict[tuple, gcs_pb2.ResourceDemand] = {}
+        for e in self.nodes.alive():
+            for d in e.demands:
+                key = (tuple(sorted(d.shape.items())), d.infeasible)
+                agg = shapes.get(key)
+                if agg is None:
+                    agg = shapes[key] = gcs_pb2.ResourceDemand(shape=d.shape, infeasible=d.infeasible)
+                agg.count += d.count
+        reply.demands.extend(shapes.values())
+        reply.pending_placement_groups.extend(self.placement_groups.pending())
+        reply.dead_nodes.extend(e.info for e in self.nodes.nodes.values() if not e.alive)
+        return reply
+
+    # ---- jobs ----------------------------------------------------------------------------------------
+
+    def handle_AddJob(self, conn: Connection, req: gcs_pb2.AddJobRequest, rid: int) -> Any:
+        job = gcs_pb2.JobInfo()
+        job.CopyFrom(req.job)
+        job.job_id = self._next_job.to_bytes(4, "big")
+        self._next_job += 1
+        if not job.namespace:
+            job.namespace = str(uuid.uuid4())
+        job.start_time_ms = int(time.time() * 1000)
+        self.jobs[job.job_id] = job
+        conn.add_close_callback(lambda c, jid=job.job_id: self._finish_job(jid))
+        self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.JOB, key=job.job_id, job=job))
+        return gcs_pb2.AddJobReply(job_id=job.job_id, namespace=job.namespace)
+
+    def handle_MarkJobFinished(self, conn: Connection, req: gcs_pb2.MarkJobFinishedRequest, rid: int) -> Any:
+        self._finish_job(req.job_id)
+        return _Empty()
+
+    def _finish_job(self, job_id: bytes) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.is_dead:
+            return
+        job.is_dead = True
+        job.end_time_ms = int(time.time() * 1000)
+        self.actors.on_job_finished(job_id)
+        self.placement_groups.on_job_finished(job_id)
+        self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.JOB, key=job_id, job=job))
+
+    def handle_GetAllJobInfo(self, conn: Connection, req: Any, rid: int) -> Any:
+        return gcs_pb2.GetAllJobInfoReply(jobs=list(self.jobs.values()))
+
+    # ---- actors ----------------------------------------------------------------------------------------
+
+    def handle_RegisterActor(self, conn: Connection, req: gcs_pb2.RegisterActorRequest, rid: int) -> Any:
+        return self.actors.register(req)
+
+    def handle_GetActorInfo(self, conn: Connection, req: gcs_pb2.GetActorInfoRequest, rid: int) -> Any:
+        entry = self.actors.get(req.actor_id)
+        if entry is None:
+            raise RpcError("not_found", f"no actor with id {req.actor_id.hex()}")
+        return gcs_pb2.GetActorInfoReply(actor=entry.info)
+
+    def handle_GetNamedActor(self, conn: Connection, req: gcs_pb2.GetNamedActorRequest, rid: int) -> Any:
+        entry = self.actors.get_named(req.name, req.namespace)
+        if entry is None:
+            raise RpcError("not_found", f"Failed to look up actor with name '{req.name}' in namespace "
+                                        f"'{req.namespace}'")
+        return gcs_pb2.GetActorInfoReply(actor=entry.info)
+
+    def handle_ListNamedActors(self, conn: Connection, req: gcs_pb2.ListNamedActorsRequest, rid: int) -> Any:
+        pairs = self.actors.list_named(req.all_namespaces, req.namespace)
+        return gcs_pb2.ListNamedActorsReply(namespaces=[p[0] for p in pairs], names=[p[1] for p in pairs])
+
+    def handle_KillActor(self, conn: Connection, req: gcs_pb2.KillActorRequest, rid: int) -> Any:
+        self.actors.kill(req.actor_id, req.force_kill, req.no_restart, req.reason)
+        return _Empty()
+
+    def handle_ReportActorOutOfScope(self, conn: Connection, req: gcs_pb2.GetActorInfoRequest, rid: int) -> Any:
+        self.actors.out_of_scope(req.actor_id)
+        return _Empty()
+
+    def handle_GetAllActorInfo(self, conn: Connection, req: gcs_pb2.GetAllActorInfoRequest, rid: int) -> Any:
+        reply = gcs_pb2.GetAllActorInfoReply()
+        limit = req.limit or self.config.state_api_max_limit
+        matched = [e.info for e in self.actors.actors.values() if not req.job_id or e.info.job_id == req.job_id]
+        reply.actors.extend(matched[:limit])
+        reply.num_truncated = max(0, len(matched) - limit)
+        return reply
+
+    # ---- workers ------------------------------------------------------------------------------------------
+
+    def handle_ReportWorkerFailure(self, conn: Connection, req: gcs_pb2.WorkerFailure, rid: int) -> Any:
+        self.actors.on_worker_dead(req)
+        self.placement_groups.on_worker_dead(req)
+        self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.WORKER_FAILURE, worker_failure=req))
+        return _Empty()
+
+    # ---- kv ------------------------------------------------------------------------------------------------
+
+    def handle_KVGet(self, conn: Connection, req: gcs_pb2.KVGetRequest, rid: int) -> Any:
+        value = self.kv.get(req.ns, req.key)
+        return gcs_pb2.KVGetReply(found=value is not None, value=value or b"")
+
+    def handle_KVPut(self, conn: Connection, req: gcs_pb2.KVPutRequest, rid: int) -> Any:
+        return gcs_pb2.KVPutReply(added=self.kv.put(req.ns, req.key, req.value, req.overwrite))
+
+    def handle_KVDel(self, conn: Connection, req: gcs_pb2.KVDelRequest, rid: int) -> Any:
+        return gcs_pb2.KVDelReply(deleted=self.kv.delete(req.ns, req.key, req.by_prefix))
+
+    def handle_KVKeys(self, conn: Connection, req: gcs_pb2.KVKeysRequest, rid: int) -> Any:
+        return gcs_pb2.KVKeysReply(keys=self.kv.keys(req.ns, req.prefix))
+
+    # ---- task events ------------------------------------------------------------------------------------------
+
+    def handle_AddTaskEvents(self, conn: Connection, req: gcs_pb2.AddTaskEventsRequest, rid: int) -> Any:
+        changes = self.task_events.add(req.events, req.num_dropped)
+        if changes and self.publisher.has_subscribers(gcs_pb2.TASK):
+            self._task_changes.extend(changes)
+            if self._task_flush_timer is None:
+                self._task_flush_timer = self.loop.call_later(0.05, self._flush_task_changes)
+        return _Empty()
+
+    def _flush_task_changes(self) -> None:
+        self._task_flush_timer = None
+        changes, self._task_changes = self._task_changes, []
+        if changes:
+            msg = gcs_pb2.PubMessage(channel=gcs_pb2.TASK)
+            msg.task_changes.changes.extend(changes)
+            self.publisher.publish(msg)
+
+    def handle_GetTaskEvents(self, conn: Connection, req: gcs_pb2.GetTaskEventsRequest, rid: int) -> Any:
+        limit = min(req.limit or self.config.state_api_max_limit, self.config.state_api_max_limit)
+        try:
+            return self.task_events.query(req.filters, limit, req.since_ns)
+        except ValueError as exc:
+            raise RpcError("invalid_argument", str(exc)) from None
+
+    # ---- pubsub --------------------------------------------------------------------------------------------------
+
+    def handle_Subscribe(self, conn: Connection, req: gcs_pb2.SubscribeRequest, rid: int) -> Any:
+        if req.unsubscribe:
+            self.publisher.unsubscribe(conn, req.channel, req.key)
+        else:
+            self.publisher.subscribe(conn, req.channel, req.key)
+        return _Empty()
+
+    def handle_PublishLogs(self, conn: Connection, req: gcs_pb2.LogBatch, rid: int) -> Any:
+        by_job: dict[bytes, gcs_pb2.LogBatch] = {}
+        for entry in req.entries:
+            batch = by_job.get(entry.job_id)
+            if batch is None:
+                batch = by_job[entry.job_id] = gcs_pb2.LogBatch()
+            batch.entries.append(entry)
+        for job_id, batch in by_job.items():
+            self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.LOGS, key=job_id, logs=batch))
+        return _Empty()
+
+    # ---- placement groups ---------------------------------------------------------------------------------------
+
+    def handle_CreatePlacementGroup(self, conn: Connection, req: gcs_pb2.CreatePlacementGroupRequest, rid: int) -> Any:
+        return self.placement_groups.create(req.placement_group)
+
+    def handle_RemovePlacementGroup(self, conn: Connection, req: gcs_pb2.PlacementGroupIdRequest, rid: int) -> Any:
+        self.placement_groups.remove(req.placement_group_id)
+        return _Empty()
+
+    def handle_GetPlacementGroup(self, conn: Connection, req: gcs_pb2.PlacementGroupIdRequest, rid: int) -> Any:
+        pg = self.placement_groups.get(req.placement_group_id)
+        if pg is None:
+            return gcs_pb2.GetPlacementGroupReply(found=False)
+        return gcs_pb2.GetPlacementGroupReply(placement_group=pg, found=True)
+
+    def handle_GetNamedPlacementGroup(self, conn: Connection, req: gcs_pb2.GetNamedPlacementGroupRequest, rid: int) -> Any:
+        pg = self.placement_groups.get_named(req.name, req.namespace)
+        if pg is None:
+            return gcs_pb2.GetPlacementGroupReply(found=False)
+        return gcs_pb2.GetPlacementGroupReply(placement_group=pg, found=True)
+
+    def handle_GetAllPlacementGroup(self, conn: Connection, req: Any, rid: int) -> Any:
+        return gcs_pb2.GetAllPlacementGroupReply(placement_groups=self.placement_groups.all())
+
+    def handle_WaitPlacementGroupReady(self, conn: Connection, req: gcs_pb2.WaitPlacementGroupReadyRequest, rid: int) -> Any:
+        self.placement_groups.wait_ready(conn, rid, req)
+        return None
+
+    # ---- shutdown ------------------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.listener.close()
+        self.pool.close()
+        self.loop.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nbray-gcs")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--listen-fd", type=int, default=-1, help="an already bound listening socket")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--config-json", default="")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--ready-fd", type=int, default=-1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gcs: %(message)s")
+    config = Config.from_json(args.config_json)
+    set_config(config)
+    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
+    sock = None
+    if args.listen_fd >= 0:
+        import socket
+
+        sock = socket.socket(fileno=args.listen_fd)
+    server = GcsServer(host=args.host, port=args.port, config=config, token=token,
+                       session_dir=args.session_dir, listen_sock=sock)
+    signal.signal(signal.SIGTERM, lambda *_: server.loop.post(server.shutdown))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.parent_pid:
+        try:
+            fd = os.pidfd_open(args.parent_pid)
+            server.loop.add_reader(fd, lambda mask: server.shutdown())
+        except OSError:
+            return
+    server.start()
+    if args.ready_fd >= 0:
+        os.write(args.ready_fd, (json.dumps({"address": server.address, "pid": os.getpid()}) + "\n").encode())
+        os.close(args.ready_fd)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Notebook integration: rich reprs, magics and widgets."""

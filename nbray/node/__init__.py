@@ -1,0 +1,1 @@
+"""Starting and finding nodes: session directories, processes, resources."""

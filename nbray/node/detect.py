@@ -1,0 +1,109 @@
+"""What this machine offers: CPUs, GPUs, memory, shared memory, its IP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+logger = logging.getLogger(__name__)
+
+MAX_DEFAULT_OBJECT_STORE_BYTES = 200 * 1024**3
+
+
+def num_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def gpu_ids() -> list[str]:
+    """Ids of the NVIDIA GPUs this process may use ([] without hardware)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip() not in ("", "-1", "NoDevFiles")]
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no library, no driver or no GPU
+        return []
+
+
+def gpu_model() -> str:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() == 0:
+                return ""
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+            return name.decode() if isinstance(name, bytes) else str(name)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return ""
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts:
+                    out[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def total_memory_bytes() -> int:
+    return _meminfo().get("MemTotal", 8 * 1024**3)
+
+
+def available_memory_bytes() -> int:
+    info = _meminfo()
+    return info.get("MemAvailable", info.get("MemTotal", 8 * 1024**3))
+
+
+def shm_size_bytes() -> int:
+    try:
+        st = os.statvfs("/dev/shm")
+        return st.f_frsize * st.f_blocks
+    except OSError:
+        return total_memory_bytes()
+
+
+def default_object_store_bytes(fraction: float) -> int:
+    """30% of memory by default, capped by /dev/shm and 200 GiB (as Ray)."""
+    size = int(total_memory_bytes() * fraction)
+    return max(1, min(size, shm_size_bytes(), MAX_DEFAULT_OBJECT_STORE_BYTES))
+
+
+def default_memory_resource_bytes(object_store_bytes: int) -> int:
+    return max(0, int((available_memory_bytes() - object_store_bytes) * 0.7))
+
+
+def node_ip_address() -> str:
+    """Loopback unless configured: nbray binds to 127.0.0.1 by default."""
+    return os.environ.get("NBRAY_NODE_IP_ADDRESS", "127.0.0.1")
+
+
+def routable_ip_address() -> str:
+    """The address other machines would reach this one at (best effort)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("10.255.255.255", 1))
+        return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        s.close()

@@ -1,0 +1,359 @@
+"""Starting and stopping the processes of a node.
+
+``start_head`` starts a GCS and a raylet (and, for the CLI, the client
+server and dashboard); ``start_worker_node`` starts a raylet joining an
+existing head. The GCS's listening socket is bound here and handed over,
+so the raylet can connect before the GCS has finished importing: the two
+start in parallel.
+
+Embedded clusters (``nbray.init()``) pass ``parent_pid``: their processes
+exit when the driver does, even if it is killed. CLI clusters run as
+daemons in their own session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbray.common.config import Config
+from nbray.node import detect, session
+from nbray.rpc import auth
+from nbray.rpc.handshake import bind_listener
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class NodeProcesses:
+    """What was started for one node, and how to reach it."""
+
+    session_dir: str
+    gcs_address: str
+    node_id: bytes
+    node_ip: str
+    raylet_socket: str
+    raylet_port: int
+    token: bytes
+    resources: dict[str, float]
+    object_store_bytes: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    is_head: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.processes.items()}
+
+    def stop(self, timeout_s: float = 10.0, force: bool = False) -> None:
+        """Stop this node's processes (raylet first, then the GCS)."""
+        order = ["client_server", "dashboard", "raylet", "gcs"]
+        for name in order + [n for n in self.processes if n not in order]:
+            proc = self.processes.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def resolve_resources(num_cpus: float | None, num_gpus: float | None, resources: dict[str, float] | None,
+                      object_store_memory: int | None, memory: int | None,
+                      config: Config) -> tuple[dict[str, float], list[str], int]:
+    """Totals for a new node: (resources, GPU ids, object store bytes)."""
+    out: dict[str, float] = {}
+    for name, value in (resources or {}).items():
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"use num_cpus/num_gpus, not resources={{'{name}': ...}}")
+        out[name] = float(value)
+    out["CPU"] = float(num_cpus if num_cpus is not None else detect.num_cpus())
+    if num_gpus is None:
+        gpu_ids = detect.gpu_ids()
+    else:
+        if num_gpus < 0 or num_gpus != int(num_gpus):
+            raise ValueError(f"num_gpus of a node must be a whole number >= 0, got {num_gpus}")
+        detected = detect.gpu_ids()
+        gpu_ids = detected[: int(num_gpus)] if len(detected) >= num_gpus else [str(i) for i in range(int(num_gpus))]
+    if gpu_ids:
+        out["GPU"] = float(len(gpu_ids))
+        model = detect.gpu_model()
+        if model:
+            out[f"accelerator_type:{model.replace(' ', '_')}"] = 1.0
+    store = int(object_store_memory) if object_store_memory else detect.default_object_store_bytes(
+        config.object_store_memory_fraction)
+    if store < config.min_object_store_bytes:
+        raise ValueError(f"object_store_memory must be at least {config.min_object_store_bytes} bytes, "
+                         f"got {store}")
+    out["memory"] = float(memory if memory is not None else detect.default_memory_resource_bytes(store))
+    out["object_store_memory"] = float(store)
+    return out, gpu_ids, store
+
+
+def _spawn(args: list[str], env: dict[str, str], log_base: str,
+           pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    # Always a new session: a Ctrl-C in the driver's terminal must not reach
+    # the cluster; embedded clusters follow their driver through --parent-pid.
+    out = open(log_base + ".out", "ab")
+    err = open(log_base + ".err", "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            pass_fds=pass_fds, start_new_session=True, close_fds=True,
+        )
+    finally:
+        out.close()
+        err.close()
+
+
+def _read_ready(fd: int, proc: subprocess.Popen[bytes], what: str, log_base: str,
+                timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"the {what} did not start within {timeout_s:.0f} s; see {log_base}.err")
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(fd)
+    if b"\n" not in buf:
+        tail = _tail(log_base + ".err")
+        raise RuntimeError(f"the {what} exited during start-up (status {proc.poll()}):\n{tail}")
+    info: dict[str, Any] = json.loads(buf.split(b"\n", 1)[0])
+    if "error" in info:
+        raise RuntimeError(f"the {what} failed to start: {info['error']}")
+    return info
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start_head(
+    *,
+    config: Config,
+    port: int = 0,
+    node_ip: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    memory: int | None = None,
+    temp_dir: str | None = None,
+    parent_pid: int | None = None,
+    token: bytes | None = None,
+    labels: dict[str, str] | None = None,
+    include_dashboard: bool = False,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int = 8265,
+    client_server_port: int | None = None,
+    client_server_host: str = "127.0.0.1",
+) -> NodeProcesses:
+    node_ip = node_ip or detect.node_ip_address()
+    totals, gpu_ids, store_bytes = resolve_resources(num_cpus, num_gpus, resources, object_store_memory,
+                                                     memory, config)
+    session_dir = session.new_session_dir(temp_dir)
+    token = token or auth.token_from_environment() or auth.generate_token()
+    auth.write_token_file(os.path.join(session_dir, auth.TOKEN_FILE_NAME), token)
+    try:
+        gcs_sock = bind_listener(f"{node_ip}:{port}")
+    except OSError as exc:
+        raise ConnectionError(f"cannot listen on {node_ip}:{port} for the GCS: {exc}") from exc
+    gcs_address = f"{node_ip}:{gcs_sock.getsockname()[1]}"
+    env = dict(os.environ)
+    env["NBRAY_AUTH_TOKEN"] = token.hex()
+    logs = os.path.join(session_dir, "logs")
+    config_json = config.to_json()
+    gcs_r, gcs_w = os.pipe()
+    gcs_args = ["-m", "nbray.gcs", "--listen-fd", str(gcs_sock.fileno()), "--session-dir", session_dir,
+                "--config-json", config_json, "--ready-fd", str(gcs_w)]
+    if parent_pid:
+        gcs_args += ["--parent-pid", str(parent_pid)]
+    gcs = _spawn(gcs_args, env, os.path.join(logs, "gcs"), (gcs_sock.fileno(), gcs_w))
+    os.close(gcs_w)
+    gcs_sock.close()
+    node = _start_raylet(
+        config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
+        totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=True, parent_pid=parent_pid,
+        env=env, labels=labels, raylet_port=0,
+    )
+    node.processes["gcs"] = gcs
+    try:
+        _read_ready(gcs_r, gcs, "GCS", os.path.join(logs, "gcs"))
+    except Exception:
+        node.stop(force=True)
+        raise
+    node.is_head = True
+    try:
+        if include_dashboard and _module_exists("nbray.dashboard.__main__"):
+            info = _start_service("dashboard", ["-m", "nbray.dashboard", "--host", dashboard_host,
+                                                "--port", str(dashboard_port)],
+                                  node, env, parent_pid, config)
+            node.extra["dashboard_url"] = info.get("url", "")
+        if client_server_port is not None and _module_exists("nbray.client.server"):
+            info = _start_service("client_server", ["-m", "nbray.client.server", "--host", client_server_host,
+                                                    "--port", str(client_server_port)],
+                                  node, env, parent_pid, config)
+            node.extra["client_server_address"] = info.get("address", "")
+    except Exception:
+        node.stop(force=True)
+        raise
+    session.write_cluster_info(session_dir, {
+        "gcs_address": gcs_address,
+        "head_node_id": node.node_id.hex(),
+        "node_ip": node_ip,
+        "session_dir": session_dir,
+        "pids": node.pids(),
+        "raylet_socket": node.raylet_socket,
+        "dashboard_url": node.extra.get("dashboard_url", ""),
+        "client_server_address": node.extra.get("client_server_address", ""),
+    })
+    return node
+
+
+def _start_service(name: str, args: list[str], node: NodeProcesses, env: dict[str, str],
+                   parent_pid: int | None, config: Config) -> dict[str, Any]:
+    """Start a head-node service process that reports readiness as JSON."""
+    ready_r, ready_w = os.pipe()
+    full = args + ["--gcs-address", node.gcs_address, "--session-dir", node.session_dir,
+                   "--config-json", config.to_json(), "--ready-fd", str(ready_w)]
+    if parent_pid:
+        full += ["--parent-pid", str(parent_pid)]
+    base = os.path.join(node.session_dir, "logs", name)
+    proc = _spawn(full, env, base, (ready_w,))
+    os.close(ready_w)
+    node.processes[name] = proc
+    return _read_ready(ready_r, proc, name, base)
+
+
+def start_worker_node(
+    *,
+    config: Config,
+    gcs_address: str,
+    token: bytes,
+    node_ip: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    memory: int | None = None,
+    temp_dir: str | None = None,
+    session_dir: str | None = None,
+    parent_pid: int | None = None,
+    labels: dict[str, str] | None = None,
+    raylet_port: int = 0,
+) -> NodeProcesses:
+    node_ip = node_ip or detect.node_ip_address()
+    totals, gpu_ids, store_bytes = resolve_resources(num_cpus, num_gpus, resources, object_store_memory,
+                                                     memory, config)
+    session_dir = session_dir or session.new_session_dir(temp_dir)
+    token_path = os.path.join(session_dir, auth.TOKEN_FILE_NAME)
+    if not os.path.exists(token_path):
+        auth.write_token_file(token_path, token)
+    env = dict(os.environ)
+    env["NBRAY_AUTH_TOKEN"] = token.hex()
+    return _start_raylet(
+        config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
+        totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=False, parent_pid=parent_pid,
+        env=env, labels=labels, raylet_port=raylet_port,
+    )
+
+
+def _start_raylet(*, config: Config, gcs_address: str, node_ip: str, session_dir: str, token: bytes,
+                  totals: dict[str, float], gpu_ids: list[str], store_bytes: int, is_head: bool,
+                  parent_pid: int | None, env: dict[str, str], labels: dict[str, str] | None,
+                  raylet_port: int) -> NodeProcesses:
+    node_id = os.urandom(28)
+    logs = os.path.join(session_dir, "logs")
+    ready_r, ready_w = os.pipe()
+    args = ["-m", "nbray.raylet", "--node-id", node_id.hex(), "--gcs-address", gcs_address,
+            "--node-ip", node_ip, "--port", str(raylet_port), "--session-dir", session_dir,
+            "--resources-json", json.dumps(totals), "--gpu-ids", ",".join(gpu_ids),
+            "--object-store-bytes", str(store_bytes), "--config-json", config.to_json(),
+            "--ready-fd", str(ready_w), "--labels-json", json.dumps(labels or {})]
+    if is_head:
+        args.append("--head")
+    if parent_pid:
+        args += ["--parent-pid", str(parent_pid)]
+    base = os.path.join(logs, f"raylet-{node_id.hex()[:8]}")
+    proc = _spawn(args, env, base, (ready_w,))
+    os.close(ready_w)
+    node = NodeProcesses(session_dir=session_dir, gcs_address=gcs_address, node_id=node_id, node_ip=node_ip,
+                         raylet_socket="", raylet_port=0, token=token, resources=totals,
+                         object_store_bytes=store_bytes, processes={"raylet": proc})
+    try:
+        info = _read_ready(ready_r, proc, "raylet", base)
+    except Exception:
+        node.stop(force=True)
+        raise
+    node.raylet_socket = info["raylet_socket"]
+    node.raylet_port = int(info["raylet_port"])
+    _write_node_file(session_dir, node)
+    return node
+
+
+def _write_node_file(session_dir: str, node: NodeProcesses) -> None:
+    path = os.path.join(session_dir, f"node-{node.node_id.hex()[:8]}.json")
+    with open(path, "w") as f:
+        json.dump({"node_id": node.node_id.hex(), "node_ip": node.node_ip, "pids": node.pids(),
+                   "raylet_socket": node.raylet_socket, "raylet_port": node.raylet_port}, f)
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def local_raylet_for(nodes: list[Any], node_ip: str | None = None) -> Any | None:
+    """The alive node of this machine a driver should attach to."""
+    hostname = socket.gethostname()
+    candidates = [n for n in nodes if n.state == 0 and n.raylet_socket and os.path.exists(n.raylet_socket)]
+    if node_ip:
+        matching = [n for n in candidates if n.node_ip == node_ip]
+        candidates = matching or candidates
+    for n in candidates:
+        if n.hostname == hostname:
+            return n
+    return candidates[0] if candidates else None

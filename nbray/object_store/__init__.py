@@ -1,0 +1,1 @@
+"""The per-node shared-memory object store (server in the raylet, client in workers)."""

@@ -1,0 +1,116 @@
+"""Client side of the node's object store (in every driver and worker).
+
+The arena the raylet owns is mapped into this process once; objects are
+written in place after the raylet allocates them and read in place after
+it pins them. A read hands out views whose lifetime is tracked: when the
+last view of an object (and anything built on it, such as a numpy array)
+is garbage collected, the pin is released in the next batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nbray.common.serialization import Serialized
+from nbray.exceptions import ObjectStoreFullError
+from nbray.object_store.store import arena_address
+from nbray.protocol import common_pb2, method, raylet_pb2
+from nbray.rpc.connection import Connection
+
+_CREATE = method("RayletService.CreateObject")
+_SEAL = method("RayletService.SealObject")
+_GET = method("RayletService.GetObjects")
+_RELEASE = method("RayletService.ReleaseObjects")
+
+
+class _Pin:
+    """Dropped when the last view of a pinned object goes away."""
+
+    __slots__ = ("object_id", "client")
+
+    def __init__(self, object_id: bytes, client: PlasmaClient) -> None:
+        self.object_id = object_id
+        self.client = client
+
+    def __del__(self) -> None:
+        self.client.queue_release(self.object_id)
+
+
+class PlasmaClient:
+    def __init__(self, raylet: Connection, raylet_pid: int, store_fd: int, capacity: int,
+                 post: Callable[..., None]) -> None:
+        self.raylet = raylet
+        self.capacity = capacity
+        self._post = post
+        fd = os.open(f"/proc/{raylet_pid}/fd/{store_fd}", os.O_RDWR)
+        try:
+            self.mm = mmap.mmap(fd, capacity)
+        finally:
+            os.close(fd)
+        self.base = arena_address(self.mm)
+        self._releases: deque[bytes] = deque()
+        self._release_scheduled = False
+
+    # ---- writing --------------------------------------------------------------------------
+
+    def put(self, object_id: bytes, serialized: Serialized, owner: common_pb2.Address,
+            timeout_s: float | None = None) -> None:
+        """Store `serialized` under `object_id` (blocking; not on the loop thread)."""
+        size = serialized.total_bytes
+        reply = self.raylet.call_sync(
+            _CREATE, raylet_pb2.CreateObjectRequest(object_id=object_id, data_size=size, owner=owner),
+            timeout_s)
+        if reply.error:
+            raise ObjectStoreFullError(reply.error)
+        if reply.already_exists:
+            return
+        serialized.write_into(memoryview(self.mm)[reply.offset : reply.offset + size])
+        self.raylet.send_oneway(_SEAL, raylet_pb2.SealObjectRequest(object_id=object_id))
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def get(self, refs: list[common_pb2.ObjectReference], timeout_ms: int) -> list[Any]:
+        """Pin objects; returns, per ref, a read-only view, an ErrorInfo, or None (not ready)."""
+        reply = self.raylet.call_sync(_GET, raylet_pb2.GetObjectsRequest(refs=refs, timeout_ms=timeout_ms))
+        out: list[Any] = []
+        for loc in reply.objects:
+            if loc.error.type:
+                out.append(loc.error)
+            elif loc.ready:
+                out.append(self.view(loc.object_id, loc.offset, loc.data_size))
+            else:
+                out.append(None)
+        return out
+
+    def view(self, object_id: bytes, offset: int, size: int) -> memoryview:
+        """A read-only view of a pinned object that releases the pin when dropped."""
+        array = (ctypes.c_char * size).from_address(self.base + offset)
+        array._nbray_pin = _Pin(object_id, self)  # type: ignore[attr-defined]
+        return memoryview(array).cast("B").toreadonly()
+
+    def queue_release(self, object_id: bytes) -> None:
+        # Runs from __del__ on any thread: no locks, no I/O here.
+        self._releases.append(object_id)
+        if not self._release_scheduled:
+            self._release_scheduled = True
+            self._post(self._flush_releases)
+
+    def _flush_releases(self) -> None:
+        self._release_scheduled = False
+        ids = []
+        releases = self._releases
+        while releases:
+            ids.append(releases.popleft())
+        if ids and not self.raylet.closed:
+            self.raylet.send_oneway(_RELEASE, raylet_pb2.ObjectIdsRequest(object_ids=ids))
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except (BufferError, ValueError):
+            pass  # views are still alive; the mapping goes with the process

@@ -1,0 +1,1 @@
+"""The raylet: per-node scheduler, worker pool and object store owner."""

@@ -1,0 +1,3 @@
+from nbray.raylet.raylet import main
+
+main()

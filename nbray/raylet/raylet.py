@@ -1,0 +1,669 @@
+"""The raylet process: one per node.
+
+Serves ``RayletService`` on a Unix socket (local drivers and workers) and
+on TCP (other raylets, remote owners, and requests the GCS sends back over
+the raylet's own GCS connection). Composes the worker pool, lease manager,
+object store, object manager and log router; the decision logic lives in
+those modules, this one only carries messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from nbray._version import __version__
+from nbray.common.config import Config
+from nbray.common.resources import NodeResources, bundle_resources, to_fixed, to_float
+from nbray.gcs.client import GcsClient
+from nbray.object_store.store import ObjectStore
+from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
+from nbray.raylet.lease_manager import LeaseManager
+from nbray.raylet.log_router import LogRouter
+from nbray.raylet.object_manager import ObjectManager
+from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
+from nbray.raylet.worker_pool import Worker, WorkerPool
+from nbray.rpc.connection import Connection, Dispatcher
+from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.handshake import Listener, bind_listener
+
+logger = logging.getLogger(__name__)
+
+_CW_EXIT = method("CoreWorkerService.Exit")
+_CW_UPDATE_LOCATIONS = method("CoreWorkerService.UpdateObjectLocations")
+
+
+class Raylet:
+    def __init__(
+        self,
+        *,
+        node_id: bytes,
+        gcs_address: str,
+        node_ip: str,
+        port: int,
+        session_dir: str,
+        resources: dict[str, float],
+        gpu_ids: list[str],
+        object_store_bytes: int,
+        config: Config,
+        token: bytes,
+        is_head: bool,
+        node_name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.gcs_address = gcs_address
+        self.node_ip = node_ip
+        self.session_dir = session_dir
+        self.config = config
+        self.token = token
+        self.is_head = is_head
+        self.node_name = node_name or node_ip
+        self.labels = labels or {}
+        self.gpu_ids = gpu_ids
+        self.loop = EventLoop("raylet")
+        self.dispatcher = Dispatcher()
+        self.dispatcher.register_service("RayletService", self)
+        self.dispatcher.register_service("ZygoteEventsService", self)
+        short = node_id.hex()[:8]
+        self.socket_path = os.path.join(session_dir, "sockets", f"raylet-{short}.sock")
+        self.log_dir = os.path.join(session_dir, "logs")
+        spill_dir = config.object_spilling_directory or os.path.join(session_dir, "spill", short)
+        self.store = ObjectStore(
+            object_store_bytes, spill_dir,
+            spilling_enabled=config.object_spilling_enabled,
+            full_timeout_s=config.object_store_full_timeout_ms / 1000,
+        )
+        self.store.on_location_change = self._on_location_change
+        self.object_manager = ObjectManager(self.loop, self.store)
+        total = dict(resources)
+        total.setdefault(f"node:{node_ip}", 1.0)
+        if is_head:
+            total.setdefault("node:__internal_head__", 1.0)
+        self.view = ClusterView(node_id)
+        self.view.nodes[node_id] = NodeView(node_id, NodeResources(total), node_ip, 0)
+        self.scheduler = Scheduler(PolicyConfig(
+            config.scheduler_spread_threshold, config.scheduler_top_k_fraction,
+            config.scheduler_top_k_absolute))
+        self.unix_listener = Listener(
+            self.loop, bind_listener("unix:" + self.socket_path), token, self.dispatcher,
+            self._on_connection, role="raylet", handshake_timeout_s=config.handshake_timeout_ms / 1000,
+            max_frame_bytes=config.max_frame_bytes, max_trailer_bytes=config.max_trailer_bytes)
+        self.tcp_listener = Listener(
+            self.loop, bind_listener(f"{node_ip}:{port}"), token, self.dispatcher,
+            self._on_connection, role="raylet", handshake_timeout_s=config.handshake_timeout_ms / 1000,
+            max_frame_bytes=config.max_frame_bytes, max_trailer_bytes=config.max_trailer_bytes)
+        self.port = int(self.tcp_listener.address.rsplit(":", 1)[1])
+        self.view.local.port = self.port
+        self.gcs: GcsClient | None = None
+        self.log_router = LogRouter(
+            self.loop, os.path.join(session_dir, "sockets", f"logs-{short}.sock"), token,
+            self.log_dir, node_ip, self._publish_logs, self._pid_of_token,
+            flush_interval_s=config.log_flush_interval_ms / 1000,
+            batch_max_bytes=config.log_batch_max_bytes)
+        self.zygote_proc: subprocess.Popen[bytes] | None = None
+        self.pool: WorkerPool | None = None
+        self.leases: LeaseManager | None = None
+        self._report_timer: Any = None
+        self._report_version = 0
+        self._shutting_down = False
+        self._started_at_ms = int(time.time() * 1000)
+        # placement group id -> bundle index -> [BundleSpec, committed]
+        self._bundles: dict[bytes, dict[int, list[Any]]] = {}
+
+    # ---- start-up ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.unix_listener.start()
+        self.tcp_listener.start()
+        self.log_router.start()
+        zygote_conn = self._start_zygote()
+        num_cpus = int(self.view.local.resources.total.get("CPU", 0) // 10_000)
+        self.pool = WorkerPool(
+            self.loop, self.config, zygote_conn, self.log_dir,
+            on_idle=lambda w: self.leases.schedule() if self.leases else None,
+            on_dead=self._on_worker_dead,
+            num_prestart=num_cpus,
+        )
+        self.leases = LeaseManager(
+            self.config, self.view, self.pool, self.scheduler, self.gpu_ids,
+            on_resources_changed=self._schedule_report, warn_job=self._warn_job)
+        self.gcs = GcsClient(self.loop, self.gcs_address, self.token, self.dispatcher, self.config,
+                             role="raylet")
+        self.gcs.conn.add_close_callback(self._on_gcs_lost)
+        timeout_s = self.config.rpc_timeout_ms / 1000
+        self.loop.run_until_done(
+            self.gcs.call_async("RegisterNode", gcs_pb2.RegisterNodeRequest(node=self.node_info())),
+            timeout_s)
+        self.gcs.subscribe(gcs_pb2.RESOURCE_VIEW, b"", self._on_resource_view)
+        self.gcs.subscribe(gcs_pb2.NODE, b"", self._on_node_change)
+        self.gcs.subscribe(gcs_pb2.WORKER_FAILURE, b"", self._on_worker_failure)
+        self.pool.prestart()
+        self.loop.call_later(1.0, self._periodic)
+        self._schedule_report()
+
+    def _start_zygote(self) -> Connection:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker_args = [
+            "--raylet-socket", self.socket_path,
+            "--node-id", self.node_id.hex(),
+            "--node-ip", self.node_ip,
+            "--gcs-address", self.gcs_address,
+            "--session-dir", self.session_dir,
+        ]
+        env = dict(os.environ)
+        env["NBRAY_AUTH_TOKEN"] = self.token.hex()
+        env["PYTHONUNBUFFERED"] = "1"
+        env["NBRAY_CONFIG_JSON"] = self.config.to_json()
+        log = open(os.path.join(self.log_dir, f"zygote-{self.node_id.hex()[:8]}.log"), "ab")
+        self.zygote_proc = subprocess.Popen(
+            [sys.executable, "-m", "nbray.raylet.zygote", str(theirs.fileno()),
+             self.log_router.socket_path, *worker_args],
+            pass_fds=[theirs.fileno()], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        theirs.close()
+        conn = Connection(self.loop, ours, self.dispatcher, name="zygote")
+        conn.add_close_callback(lambda c: self._on_zygote_lost())
+        conn.start()
+        return conn
+
+    def node_info(self) -> gcs_pb2.NodeInfo:
+        info = gcs_pb2.NodeInfo(
+            node_id=self.node_id, node_ip=self.node_ip, hostname=socket.gethostname(),
+            raylet_port=self.port, raylet_socket=self.socket_path, is_head=self.is_head,
+            start_time_ms=self._started_at_ms, object_store_bytes=self.store.capacity,
+            nbray_version=__version__, session_dir=self.session_dir, node_name=self.node_name,
+            raylet_pid=os.getpid(),
+        )
+        info.resources_total.update(self.view.local.resources.total_float())
+        info.labels.update(self.labels)
+        return info
+
+    def run(self) -> None:
+        self.loop.run_forever()
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def _on_connection(self, conn: Connection) -> None:
+        conn.add_close_callback(self._on_client_closed)
+
+    def _on_client_closed(self, conn: Connection) -> None:
+        self.store.release_client(conn)
+        if self.leases is not None:
+            self.leases.drop_requests_of(conn)
+
+    # ---- registration -----------------------------------------------------------------------
+
+    def handle_RegisterWorker(self, conn: Connection, req: raylet_pb2.RegisterWorkerRequest,
+                              rid: int) -> raylet_pb2.RegisterWorkerReply:
+        assert self.pool is not None
+        if req.worker_type == "driver":
+            worker = self.pool.register_driver(conn, req)
+        else:
+            found = self.pool.register_worker(conn, req)
+            if found is None:
+                from nbray.exceptions import RpcError
+
+                raise RpcError("unknown_worker", f"no worker was started with token {req.startup_token}")
+            worker = found
+        conn.context = worker
+        return raylet_pb2.RegisterWorkerReply(
+            node_id=self.node_id, node_ip=self.node_ip, gcs_address=self.gcs_address,
+            session_dir=self.session_dir, raylet_pid=os.getpid(), store_fd=self.store.fd,
+            store_capacity_bytes=self.store.capacity, raylet_port=self.port,
+            config_json=self.config.to_json(),
+        )
+
+    # ---- leases ---------------------------------------------------------------------------------
+
+    def handle_RequestWorkerLease(self, conn: Connection, req: raylet_pb2.RequestWorkerLeaseRequest,
+                                  rid: int) -> None:
+        assert self.leases is not None
+        self.leases.request(conn, req, rid, method("RayletService.RequestWorkerLease").id)
+        return None
+
+    def handle_CancelWorkerLease(self, conn: Connection, req: raylet_pb2.CancelWorkerLeaseRequest,
+                                 rid: int) -> raylet_pb2.CancelWorkerLeaseReply:
+        assert self.leases is not None
+        return raylet_pb2.CancelWorkerLeaseReply(
+            success=self.leases.cancel(req.owner_worker_id, req.lease_request_id))
+
+    def handle_ReturnWorker(self, conn: Connection, req: raylet_pb2.ReturnWorkerRequest,
+                            rid: int) -> common_pb2.Empty:
+        assert self.leases is not None
+        self.leases.return_lease(req.lease_id, req.disconnect_worker, req.reason)
+        return common_pb2.Empty()
+
+    def handle_NotifyBlocked(self, conn: Connection, req: raylet_pb2.NotifyBlockedRequest, rid: int) -> None:
+        worker = conn.context
+        if isinstance(worker, Worker) and self.leases is not None:
+            self.leases.set_blocked(worker, req.blocked)
+        return None
+
+    def handle_NotifyWorkerExiting(self, conn: Connection, req: raylet_pb2.WorkerExitingRequest,
+                                   rid: int) -> None:
+        worker = conn.context
+        if isinstance(worker, Worker):
+            worker.killed_reason = "exit requested"
+        return None
+
+    # ---- objects ---------------------------------------------------------------------------------
+
+    def handle_CreateObject(self, conn: Connection, req: raylet_pb2.CreateObjectRequest, rid: int) -> None:
+        mid = method("RayletService.CreateObject").id
+
+        def done(offset: int | None, error: str) -> None:
+            if conn.closed:
+                if offset is not None and offset >= 0:
+                    self.store.abort(req.object_id)
+                return
+            if offset is None:
+                conn.reply(rid, mid, raylet_pb2.CreateObjectReply(error=error))
+            elif offset < 0:
+                conn.reply(rid, mid, raylet_pb2.CreateObjectReply(already_exists=True))
+            else:
+                conn.reply(rid, mid, raylet_pb2.CreateObjectReply(offset=offset))
+
+        owner = common_pb2.Address()
+        owner.CopyFrom(req.owner)
+        self.store.create(req.object_id, req.data_size, owner, conn, done)
+        if self.store.has_pending():
+            self.loop.call_later(self.config.object_store_full_timeout_ms / 1000 + 0.01,
+                                 self.store.expire_pending)
+        return None
+
+    def handle_SealObject(self, conn: Connection, req: raylet_pb2.SealObjectRequest, rid: int) -> None:
+        self.store.seal(req.object_id)
+        if req.keep_pinned:
+            self.store.pin(req.object_id, conn)
+        return None
+
+    def handle_GetObjects(self, conn: Connection, req: raylet_pb2.GetObjectsRequest, rid: int) -> None:
+        self.object_manager.handle_get(conn, req, rid, method("RayletService.GetObjects").id)
+        return None
+
+    def handle_ReleaseObjects(self, conn: Connection, req: raylet_pb2.ObjectIdsRequest, rid: int) -> None:
+        for oid in req.object_ids:
+            self.store.release(oid, conn)
+        return None
+
+    def handle_FreeObjects(self, conn: Connection, req: raylet_pb2.ObjectIdsRequest, rid: int) -> None:
+        for oid in req.object_ids:
+            self.store.free(oid)
+        return None
+
+    def handle_PullChunk(self, conn: Connection, req: raylet_pb2.PullChunkRequest, rid: int) -> None:
+        mid = method("RayletService.PullChunk").id
+        obj = self.store.pin(req.object_id, conn)
+        if obj is None:
+            conn.reply(rid, mid, raylet_pb2.PullChunkReply(missing=True))
+            return None
+        try:
+            end = min(obj.size, req.offset + req.length)
+            chunk = bytes(self.store.view(obj)[req.offset:end])
+        finally:
+            self.store.release(req.object_id, conn)
+        conn.reply(rid, mid, raylet_pb2.PullChunkReply(total_size=obj.size), trailer=chunk)
+        return None
+
+    def _on_location_change(self, obj: Any, added: bool) -> None:
+        pass  # owners learn locations from the writer's reply on one node
+
+    # ---- stats and control ------------------------------------------------------------------------
+
+    def handle_GetNodeStats(self, conn: Connection, req: raylet_pb2.GetNodeStatsRequest,
+                            rid: int) -> raylet_pb2.GetNodeStatsReply:
+        assert self.pool is not None and self.leases is not None
+        res = self.view.local.resources
+        reply = raylet_pb2.GetNodeStatsReply(
+            node_id=self.node_id, store_capacity_bytes=self.store.capacity,
+            store_used_bytes=self.store.used_bytes, store_spilled_bytes=self.store.spilled_bytes,
+            num_objects=len(self.store.objects),
+            spilled_objects_total=self.store.spilled_objects_total,
+            restored_objects_total=self.store.restored_objects_total,
+        )
+        reply.total.update(res.total_float())
+        reply.available.update(res.available_float())
+        reply.demands.extend(self.leases.demands())
+        for lease in self.leases.leases.values():
+            for name, picks in lease.allocation.instances.items():
+                if name == "GPU":
+                    for idx, _ in picks:
+                        gid = self.gpu_ids[idx] if idx < len(self.gpu_ids) else str(idx)
+                        reply.gpu_holders[gid] = lease.worker.worker_id
+        if req.include_objects:
+            for obj in self.store.objects.values():
+                s = reply.objects.add(object_id=obj.object_id, data_size=obj.size,
+                                      where="SPILLED" if obj.state == "SPILLED" else "IN_MEMORY",
+                                      pin_count=obj.pin_count, is_primary=obj.is_primary)
+                if obj.owner is not None:
+                    s.owner.CopyFrom(obj.owner)
+        if req.include_workers:
+            for w in self.pool.all_workers():
+                ws = reply.workers.add(worker_id=w.worker_id, pid=w.pid,
+                                       worker_type="driver" if w.is_driver else "worker",
+                                       is_idle=w.state == "IDLE", job_id=w.job_id, actor_id=w.actor_id)
+                if w.address is not None:
+                    ws.address.CopyFrom(w.address)
+                if w.lease is not None:
+                    ws.lease_id = w.lease.lease_id
+                    ws.blocked = w.lease.blocked
+                    ws.resources.update(to_float(w.lease.allocation.amounts))
+        return reply
+
+    def handle_KillWorker(self, conn: Connection, req: raylet_pb2.KillWorkerRequest, rid: int) -> common_pb2.Empty:
+        assert self.pool is not None
+        worker = self.pool.by_id.get(req.worker_id)
+        if worker is not None:
+            if req.force:
+                self.pool.kill(worker, req.reason or "killed")
+            elif worker.conn is not None:
+                worker.killed_reason = "exit requested"
+                worker.conn.call(_CW_EXIT, core_worker_pb2.ExitRequest(force=False))
+                self.loop.call_later(self.config.kill_worker_timeout_ms / 1000,
+                                     self.pool.kill, worker, req.reason or "killed")
+        return common_pb2.Empty()
+
+    def handle_ShutdownRaylet(self, conn: Connection, req: raylet_pb2.ShutdownRayletRequest,
+                              rid: int) -> common_pb2.Empty:
+        self.loop.post(self.shutdown, "requested by " + (conn.peer_role or "peer"))
+        return common_pb2.Empty()
+
+    def handle_HealthCheck(self, conn: Connection, req: common_pb2.Empty, rid: int) -> common_pb2.Empty:
+        return common_pb2.Empty()
+
+    def handle_FlushLogs(self, conn: Connection, req: common_pb2.Empty, rid: int) -> common_pb2.Empty:
+        self.log_router.drain()
+        if self.gcs is not None:
+            self.gcs.conn.flush()
+        return common_pb2.Empty()
+
+    def handle_WorkerExited(self, conn: Connection, req: raylet_pb2.WorkerExitedRequest, rid: int) -> None:
+        assert self.pool is not None
+        self.pool.on_process_exit(req.pid, req.status)
+        return None
+
+    # ---- placement group bundles -----------------------------------------------------------------------
+
+    def handle_PrepareBundles(self, conn: Connection, req: raylet_pb2.PrepareBundlesRequest,
+                              rid: int) -> raylet_pb2.PrepareBundlesReply:
+        res = self.view.local.resources
+        need: dict[str, int] = {}
+        for b in req.bundles:
+            for name, amount in to_fixed(b.resources).items():
+                need[name] = need.get(name, 0) + amount
+        if not res.is_available(need):
+            return raylet_pb2.PrepareBundlesReply(success=False)
+        res.take(need)
+        for b in req.bundles:
+            self._bundles.setdefault(b.placement_group_id, {})[b.bundle_index] = [b, False]
+        self._schedule_report()
+        return raylet_pb2.PrepareBundlesReply(success=True)
+
+    def handle_CommitBundles(self, conn: Connection, req: raylet_pb2.BundlesRequest, rid: int) -> common_pb2.Empty:
+        res = self.view.local.resources
+        for b in req.bundles:
+            state = self._bundles.get(b.placement_group_id, {}).get(b.bundle_index)
+            if state is None or state[1]:
+                continue
+            state[1] = True
+            res.add_capacity(to_fixed(bundle_resources(b.placement_group_id, b.bundle_index, dict(b.resources))))
+        self._schedule_report()
+        if self.leases is not None:
+            self.leases.schedule()
+        return common_pb2.Empty()
+
+    def handle_CancelBundles(self, conn: Connection, req: raylet_pb2.CancelBundlesRequest,
+                             rid: int) -> common_pb2.Empty:
+        bundles = self._bundles.pop(req.placement_group_id, {})
+        if not bundles:
+            return common_pb2.Empty()
+        marker = "_group_"
+        suffix = req.placement_group_id.hex()
+        if self.leases is not None:
+            for lease in list(self.leases.leases.values()):
+                if any(marker in name and name.endswith(suffix) for name in lease.allocation.amounts):
+                    self.leases.return_lease(lease.lease_id, disconnect=True,
+                                             reason="its placement group was removed")
+        res = self.view.local.resources
+        for index, (b, committed) in bundles.items():
+            if committed:
+                res.remove_capacity(to_fixed(bundle_resources(req.placement_group_id, index, dict(b.resources))))
+            res.give(to_fixed(b.resources))
+        self._schedule_report()
+        if self.leases is not None:
+            self.leases.schedule()
+        return common_pb2.Empty()
+
+    # ---- worker deaths ------------------------------------------------------------------------------
+
+    def _on_worker_dead(self, worker: Worker, reason: str, intended: bool) -> None:
+        assert self.leases is not None
+        if worker.is_driver:
+            self.leases.on_owner_dead(worker.worker_id)
+        else:
+            self.leases.on_worker_dead(worker)
+            self.leases.on_owner_dead(worker.worker_id)
+        if worker.worker_id:
+            self._free_objects_owned_by(worker.worker_id)
+            if self.gcs is not None and not self._shutting_down:
+                failure = gcs_pb2.WorkerFailure(pid=worker.pid, intended=intended, message=reason,
+                                                is_driver=worker.is_driver)
+                if worker.address is not None:
+                    failure.address.CopyFrom(worker.address)
+                self.gcs.send("ReportWorkerFailure", failure)
+
+    def _free_objects_owned_by(self, worker_id: bytes) -> None:
+        self.store.free_owned_by(lambda owner: owner is not None and owner.worker_id == worker_id)
+        for owner_id, refs in self.object_manager.waiting_owners().items():
+            if owner_id == worker_id:
+                for ref in refs:
+                    self.object_manager.fail(ref.object_id, common_pb2.ErrorInfo(
+                        type=common_pb2.OWNER_DIED, message="the owner of the object died"))
+
+    def _on_worker_failure(self, msg: gcs_pb2.PubMessage) -> None:
+        failure = msg.worker_failure
+        wid = failure.address.worker_id
+        if failure.address.node_id != self.node_id and wid:
+            # an owner elsewhere died: its objects here and its leases go
+            self._free_objects_owned_by(wid)
+            if self.leases is not None:
+                self.leases.on_owner_dead(wid)
+
+    # ---- resource view ----------------------------------------------------------------------------
+
+    def _schedule_report(self) -> None:
+        if self._report_timer is None and self.gcs is not None:
+            self._report_timer = self.loop.call_later(self.config.resource_report_period_ms / 1000,
+                                                      self._report_resources)
+
+    def _report_resources(self) -> None:
+        self._report_timer = None
+        if self.gcs is None or self.leases is None or self._shutting_down:
+            return
+        res = self.view.local.resources
+        self._report_version += 1
+        req = gcs_pb2.ReportResourcesRequest(
+            node_id=self.node_id, object_store_used_bytes=self.store.used_bytes,
+            object_store_spilled_bytes=self.store.spilled_bytes, version=self._report_version)
+        req.available.update(res.available_float())
+        req.total.update(res.total_float())
+        req.demands.extend(self.leases.demands())
+        self.gcs.send("ReportResources", req)
+
+    def _on_resource_view(self, msg: gcs_pb2.PubMessage) -> None:
+        from nbray.common.resources import to_fixed
+
+        for n in msg.resource_view.nodes:
+            if n.node_id == self.node_id:
+                continue
+            view = self.view.nodes.get(n.node_id)
+            if view is None:
+                view = NodeView(n.node_id, NodeResources(dict(n.total)), n.node_ip, n.raylet_port)
+                self.view.nodes[n.node_id] = view
+            view.resources.total = to_fixed(n.total)
+            view.resources.available = to_fixed(n.available)
+            view.pending = n.pending
+            view.alive = True
+        if self.leases is not None:
+            self.leases.schedule()
+
+    def _on_node_change(self, msg: gcs_pb2.PubMessage) -> None:
+        node = msg.node
+        if node.node_id == self.node_id:
+            if node.state == gcs_pb2.NodeInfo.DEAD and not self._shutting_down:
+                logger.error("the GCS declared this node dead; exiting")
+                self.shutdown("declared dead by the GCS")
+            return
+        view = self.view.nodes.get(node.node_id)
+        if node.state == gcs_pb2.NodeInfo.DEAD:
+            if view is not None:
+                view.alive = False
+        elif view is None:
+            self.view.nodes[node.node_id] = NodeView(node.node_id, NodeResources(dict(node.resources_total)),
+                                                     node.node_ip, node.raylet_port)
+        if self.leases is not None:
+            self.leases.schedule()
+
+    # ---- periodic -----------------------------------------------------------------------------------
+
+    def _periodic(self) -> None:
+        if self._shutting_down:
+            return
+        if self.pool is not None:
+            self.pool.reap_idle()
+        self.store.expire_pending()
+        self._report_resources()
+        self.loop.call_later(1.0, self._periodic)
+
+    # ---- output -------------------------------------------------------------------------------------
+
+    def _publish_logs(self, batch: gcs_pb2.LogBatch) -> None:
+        if self.gcs is not None and not self.gcs.conn.closed:
+            self.gcs.send("PublishLogs", batch)
+
+    def _warn_job(self, job_id: bytes, text: str) -> None:
+        logger.warning("%s", text)
+        batch = gcs_pb2.LogBatch()
+        batch.entries.add(job_id=job_id, is_err=True, text=text + "\n", node_ip=self.node_ip,
+                          task_name="nbray")
+        self._publish_logs(batch)
+
+    def _pid_of_token(self, token: int) -> int:
+        return self.pool.pid_of_token(token) if self.pool is not None else 0
+
+    # ---- shutdown ---------------------------------------------------------------------------------
+
+    def _on_gcs_lost(self, conn: Connection) -> None:
+        if not self._shutting_down:
+            logger.error("lost the connection to the GCS (%s); exiting", conn.close_reason)
+            self.shutdown("GCS connection lost")
+
+    def _on_zygote_lost(self) -> None:
+        if not self._shutting_down:
+            logger.error("the worker factory exited; exiting")
+            self.shutdown("worker factory exited")
+
+    def shutdown(self, reason: str) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        logger.info("raylet shutting down: %s", reason)
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.zygote_proc is not None:
+            try:
+                self.zygote_proc.kill()
+                self.zygote_proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.log_router.close()
+        if self.gcs is not None:
+            try:
+                self.gcs.send("UnregisterNode", gcs_pb2.UnregisterNodeRequest(node_id=self.node_id, reason=reason))
+                self.gcs.conn.flush()
+            except Exception:
+                pass
+        self.unix_listener.close()
+        self.tcp_listener.close()
+        self.store.close()
+        self.loop.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nbray-raylet")
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--gcs-address", required=True)
+    parser.add_argument("--node-ip", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--resources-json", default="{}")
+    parser.add_argument("--gpu-ids", default="")
+    parser.add_argument("--object-store-bytes", type=int, required=True)
+    parser.add_argument("--config-json", default="")
+    parser.add_argument("--head", action="store_true")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--ready-fd", type=int, default=-1)
+    parser.add_argument("--node-name", default="")
+    parser.add_argument("--labels-json", default="{}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s raylet: %(message)s")
+    config = Config.from_json(args.config_json)
+    from nbray.common.config import set_config
+
+    set_config(config)
+    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
+    raylet = Raylet(
+        node_id=bytes.fromhex(args.node_id), gcs_address=args.gcs_address, node_ip=args.node_ip,
+        port=args.port, session_dir=args.session_dir, resources=json.loads(args.resources_json),
+        gpu_ids=[g for g in args.gpu_ids.split(",") if g], object_store_bytes=args.object_store_bytes,
+        config=config, token=token, is_head=args.head, node_name=args.node_name,
+        labels=json.loads(args.labels_json),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: raylet.loop.post(raylet.shutdown, "SIGTERM"))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.parent_pid:
+        _watch_parent(raylet, args.parent_pid)
+    try:
+        raylet.start()
+    except Exception as exc:
+        _report_ready(args.ready_fd, {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    _report_ready(args.ready_fd, {"raylet_port": raylet.port, "raylet_socket": raylet.socket_path,
+                                  "pid": os.getpid(), "node_id": raylet.node_id.hex()})
+    raylet.run()
+    raylet.loop.close()
+
+
+def _watch_parent(raylet: Raylet, pid: int) -> None:
+    """Exit when the process that started this one exits (embedded clusters)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        raylet.loop.post(raylet.shutdown, "parent process is gone")
+        return
+    raylet.loop.add_reader(fd, lambda mask: raylet.shutdown("parent process exited"))
+
+
+def _report_ready(fd: int, info: dict[str, Any]) -> None:
+    if fd < 0:
+        return
+    try:
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    main()

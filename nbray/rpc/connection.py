@@ -1,0 +1,567 @@
+"""An established, authenticated connection carrying framed messages.
+
+Frame layout (little endian)::
+
+    u32 body_len | u32 trailer_len | u16 method_id | u16 kind | u32 request_id
+    body (protobuf) | trailer (raw bytes)
+
+Both ends may send requests. Writes from the loop thread are corked and
+flushed once per loop iteration (so a burst of task submissions leaves in
+one system call); writes from other threads go straight to the socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+
+from nbray.exceptions import ConnectionLostError, RpcError
+from nbray.protocol import METHODS, Method, common_pb2
+from nbray.rpc.eventloop import EventLoop, Future
+
+logger = logging.getLogger(__name__)
+
+HEADER = struct.Struct("<IIHHI")
+HEADER_SIZE = HEADER.size
+KIND_REQUEST = 0
+KIND_REPLY = 1
+KIND_ONEWAY = 2
+KIND_ERROR = 3
+
+READ_BUFFER_BYTES = 1 << 20
+MAX_IOV = 512
+_EVENT_READ = 1
+_EVENT_WRITE = 2
+
+# handler(conn, request, request_id) -> reply message, or None when the
+# handler replies later with conn.reply() (or the call is one-way).
+Handler = Callable[["Connection", Any, int], Message | None]
+
+
+class Dispatcher:
+    """Maps method ids to handlers for the services a process serves."""
+
+    def __init__(self) -> None:
+        self._handlers: list[Handler | None] = [None] * len(METHODS)
+
+    def register(self, method: Method, handler: Handler) -> None:
+        self._handlers[method.id] = handler
+
+    def register_service(self, service: str, obj: Any, prefix: str = "handle_") -> None:
+        """Register every ``obj.handle_<MethodName>`` of a service."""
+        for m in METHODS:
+            if m.service == service:
+                fn = getattr(obj, prefix + m.name, None)
+                if fn is not None:
+                    self._handlers[m.id] = fn
+
+    def get(self, method_id: int) -> Handler | None:
+        if 0 <= method_id < len(self._handlers):
+            return self._handlers[method_id]
+        return None
+
+
+class _PendingCall:
+    __slots__ = ("future", "method", "trailer_into", "callback")
+
+    def __init__(self, future: Future, method: Method, trailer_into: Any,
+                 callback: Callable[[Any, BaseException | None], None] | None) -> None:
+        self.future = future
+        self.method = method
+        self.trailer_into = trailer_into
+        self.callback = callback
+
+
+class Connection:
+    """One peer. Thread-safe for sending; reading happens on the loop thread."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        dispatcher: Dispatcher,
+        *,
+        name: str = "",
+        peer_role: str = "",
+        max_frame_bytes: int = 512 << 20,
+        max_trailer_bytes: int = 256 << 20,
+        initial_data: bytes = b"",
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.dispatcher = dispatcher
+        self.name = name
+        self.peer_role = peer_role
+        self.max_frame_bytes = max_frame_bytes
+        self.max_trailer_bytes = max_trailer_bytes
+        # Free-form slot owners use to attach their per-peer state.
+        self.context: Any = None
+        self.closed = False
+        self.close_reason = ""
+        self.current_trailer: memoryview | None = None
+        self._on_close: list[Callable[[Connection], None]] = []
+        self._pending: dict[int, _PendingCall] = {}
+        self._next_id = itertools.count(1)
+        # write side
+        self._wlock = threading.Lock()
+        self._wbuf: list[Any] = []
+        self._write_interest = False
+        self._flush_scheduled = False
+        # read side
+        self._buf = bytearray(READ_BUFFER_BYTES)
+        self._view = memoryview(self._buf)
+        self._lo = 0
+        self._hi = 0
+        self._large: _LargeFrame | None = None
+        if initial_data:
+            self._buf[: len(initial_data)] = initial_data
+            self._hi = len(initial_data)
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin reading; call on the loop thread or before the loop runs."""
+        if self.loop.in_loop_thread() or not self.loop.is_running():
+            self._register()
+        else:
+            self.loop.post(self._register)
+
+    def _register(self) -> None:
+        if self.closed:
+            return
+        self.loop.set_events(self.sock, _EVENT_READ | (_EVENT_WRITE if self._write_interest else 0),
+                             self._on_events)
+        if self._hi > self._lo:
+            self._process_buffer()
+
+    def add_close_callback(self, cb: Callable[[Connection], None]) -> None:
+        if self.closed:
+            cb(self)
+        else:
+            self._on_close.append(cb)
+
+    def close(self, reason: str = "closed") -> None:
+        """Close from any thread; pending calls fail with ConnectionLostError."""
+        if self.loop.in_loop_thread() or not self.loop.is_running():
+            self._close_now(reason)
+        else:
+            self.loop.post(self._close_now, reason)
+
+    def _close_now(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.loop.remove(self.sock)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        pending, self._pending = self._pending, {}
+        error = ConnectionLostError(f"connection to {self.name or 'peer'} lost: {reason}")
+        for call in pending.values():
+            self._complete(call, None, error)
+        callbacks, self._on_close = self._on_close, []
+        for cb in callbacks:
+            try:
+                cb(self)
+            except Exception:
+                logger.exception("close callback failed")
+
+    # ---- sending ---------------------------------------------------------------------
+
+    def call(
+        self,
+        method: Method,
+        request: Message,
+        *,
+        callback: Callable[[Any, BaseException | None], None] | None = None,
+        timeout_s: float | None = None,
+        trailer: Any = None,
+        trailer_into: Any = None,
+    ) -> Future:
+        """Send a request; the returned future resolves to the reply message.
+
+        ``callback(reply, error)`` runs on the loop thread when given.
+        ``trailer_into`` is a writable buffer the reply's trailer is read into.
+        """
+        future = Future()
+        rid = next(self._next_id) & 0xFFFFFFFF
+        pending = _PendingCall(future, method, trailer_into, callback)
+        if self.closed:
+            self._complete(pending, None, ConnectionLostError(
+                f"connection to {self.name or 'peer'} is closed: {self.close_reason}"))
+            return future
+        self._pending[rid] = pending
+        body = request.SerializeToString()
+        self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid),
+                   body, trailer)
+        if timeout_s is not None:
+            self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
+        return future
+
+    def call_sync(self, method: Method, request: Message, timeout_s: float | None = None) -> Any:
+        """Send a request and wait for the reply (never from the loop thread)."""
+        if self.loop.in_loop_thread():
+            raise RuntimeError(f"call_sync({method.full_name}) on the event loop thread would deadlock")
+        future = self.call(method, request)
+        if not future.wait(timeout_s):
+            self._pending.pop(_find_rid(self._pending, future), None)
+            raise TimeoutError(f"{method.full_name} to {self.name or 'peer'} got no reply within {timeout_s} s")
+        return future.result()
+
+    def send_oneway(self, method: Method, request: Message, trailer: Any = None) -> None:
+        body = request.SerializeToString()
+        self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_ONEWAY, 0),
+                   body, trailer)
+
+    def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None) -> None:
+        mid = method if isinstance(method, int) else method.id
+        body = reply.SerializeToString()
+        self._send(HEADER.pack(len(body), _trailer_len(trailer), mid, KIND_REPLY, request_id),
+                   body, trailer)
+
+    def reply_error(self, request_id: int, method_id: int, code: str, message: str) -> None:
+        body = common_pb2.RpcError(code=code, message=message).SerializeToString()
+        self._send(HEADER.pack(len(body), 0, method_id, KIND_ERROR, request_id), body, None)
+
+    def _send(self, header: bytes, body: bytes, trailer: Any) -> None:
+        with self._wlock:
+            if self.closed:
+                return
+            wbuf = self._wbuf
+            if wbuf or self._write_interest:
+                wbuf.append(header)
+                wbuf.append(body)
+                if trailer is not None:
+                    wbuf.append(trailer)
+                return
+            if self.loop.in_loop_thread():
+                # Cork: flush once at the end of this loop iteration.
+                wbuf.append(header)
+                wbuf.append(body)
+                if trailer is not None:
+                    wbuf.append(trailer)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.loop.add_end_of_iteration_hook(self._flush_corked)
+                return
+            parts = [header, body] if trailer is None else [header, body, trailer]
+            self._write_now(parts)
+
+    def flush(self) -> None:
+        with self._wlock:
+            if self._wbuf and not self._write_interest:
+                parts, self._wbuf = self._wbuf, []
+                self._write_now(parts)
+
+    def _flush_corked(self) -> None:
+        with self._wlock:
+            self._flush_scheduled = False
+            if self._write_interest or not self._wbuf or self.closed:
+                return
+            parts, self._wbuf = self._wbuf, []
+            self._write_now(parts)
+
+    def _write_now(self, parts: list[Any]) -> None:
+        """Write what the socket takes; queue the rest. Caller holds _wlock."""
+        sock = self.sock
+        while parts:
+            batch = parts[:MAX_IOV]
+            try:
+                sent = sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._wbuf = []
+                self.close(f"send failed: {exc}")
+                return
+            total = 0
+            for p in batch:
+                total += len(p) if not isinstance(p, memoryview) else p.nbytes
+            if sent == total:
+                parts = parts[len(batch):]
+                continue
+            parts = _advance(parts, sent)
+            break
+        if parts:
+            self._wbuf = parts
+            if not self._write_interest:
+                self._write_interest = True
+                if self.loop.in_loop_thread():
+                    self._update_events()
+                else:
+                    self.loop.post(self._update_events)
+
+    def _update_events(self) -> None:
+        if self.closed:
+            return
+        events = _EVENT_READ | (_EVENT_WRITE if self._write_interest else 0)
+        self.loop.set_events(self.sock, events, self._on_events)
+
+    def _on_writable(self) -> None:
+        with self._wlock:
+            parts, self._wbuf = self._wbuf, []
+            self._write_interest = False
+            if parts:
+                self._write_now(parts)
+            if not self._write_interest:
+                self._update_events()
+
+    # ---- receiving --------------------------------------------------------------------
+
+    def _on_events(self, mask: int) -> None:
+        if mask & _EVENT_WRITE:
+            self._on_writable()
+        if mask & _EVENT_READ and not self.closed:
+            self._on_readable()
+
+    def _on_readable(self) -> None:
+        large = self._large
+        try:
+            if large is not None:
+                n = self.sock.recv_into(large.view[large.filled:])
+            else:
+                if self._hi == len(self._buf):
+                    self._compact()
+                n = self.sock.recv_into(self._view[self._hi:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close_now(f"receive failed: {exc}")
+            return
+        if n == 0:
+            self._close_now("peer closed the connection")
+            return
+        if large is not None:
+            large.filled += n
+            if large.filled == large.size:
+                self._large = None
+                self._finish_large(large)
+            return
+        self._hi += n
+        self._process_buffer()
+
+    def _compact(self) -> None:
+        lo, hi = self._lo, self._hi
+        if lo:
+            self._buf[: hi - lo] = self._buf[lo:hi]
+            self._hi = hi - lo
+            self._lo = 0
+
+    def _process_buffer(self) -> None:
+        buf = self._buf
+        view = self._view
+        unpack = HEADER.unpack_from
+        while not self.closed:
+            lo = self._lo
+            avail = self._hi - lo
+            if avail < HEADER_SIZE:
+                break
+            body_len, trailer_len, mid, kind, rid = unpack(buf, lo)
+            if body_len > self.max_frame_bytes or trailer_len > self.max_trailer_bytes:
+                self._close_now(
+                    f"frame of {body_len} + {trailer_len} bytes exceeds the limit "
+                    f"({self.max_frame_bytes} + {self.max_trailer_bytes})"
+                )
+                return
+            frame_len = HEADER_SIZE + body_len + trailer_len
+            if avail >= frame_len:
+                b0 = lo + HEADER_SIZE
+                self._lo = lo + frame_len
+                body = view[b0 : b0 + body_len]
+                trailer = view[b0 + body_len : b0 + body_len + trailer_len] if trailer_len else None
+                self._dispatch(mid, kind, rid, body, trailer)
+                continue
+            if frame_len > len(buf) - (1 << 16):
+                self._start_large(mid, kind, rid, body_len, trailer_len)
+                return
+            if lo + frame_len > len(buf):
+                self._compact()
+            break
+        if self._lo == self._hi:
+            self._lo = self._hi = 0
+
+    def _start_large(self, mid: int, kind: int, rid: int, body_len: int, trailer_len: int) -> None:
+        """A frame bigger than the read buffer: receive it into its own buffer."""
+        lo = self._lo + HEADER_SIZE
+        have = self._hi - lo
+        target: Any = None
+        if kind == KIND_REPLY and trailer_len:
+            call = self._pending.get(rid)
+            if call is not None and call.trailer_into is not None and body_len <= have:
+                target = call.trailer_into
+        if target is not None and _nbytes(target) == trailer_len:
+            # Read the trailer straight into the caller's buffer.
+            body = bytes(self._buf[lo : lo + body_len])
+            tv = memoryview(target).cast("B")
+            got = have - body_len
+            tv[:got] = self._view[lo + body_len : lo + body_len + got]
+            self._lo = self._hi = 0
+            large = _LargeFrame(mid, kind, rid, body_len, tv, trailer_len, direct_body=body)
+            large.filled = got
+        else:
+            total = body_len + trailer_len
+            data = bytearray(total)
+            data[:have] = self._view[lo : lo + have]
+            self._lo = self._hi = 0
+            large = _LargeFrame(mid, kind, rid, body_len, memoryview(data), total)
+            large.filled = have
+        if large.filled == large.size:
+            self._finish_large(large)
+        else:
+            self._large = large
+
+    def _finish_large(self, large: _LargeFrame) -> None:
+        if large.direct_body is not None:
+            self._dispatch(large.mid, large.kind, large.rid, memoryview(large.direct_body), None,
+                           trailer_done=True)
+        else:
+            v = large.view
+            trailer = v[large.body_len:] if large.size > large.body_len else None
+            self._dispatch(large.mid, large.kind, large.rid, v[: large.body_len], trailer)
+        if self._hi > self._lo and not self.closed:
+            self._process_buffer()
+
+    def _dispatch(self, mid: int, kind: int, rid: int, body: memoryview, trailer: memoryview | None,
+                  trailer_done: bool = False) -> None:
+        if kind == KIND_REPLY or kind == KIND_ERROR:
+            call = self._pending.pop(rid, None)
+            if call is None:
+                return  # timed out or cancelled
+            if kind == KIND_ERROR:
+                err = common_pb2.RpcError()
+                err.ParseFromString(body)
+                self._complete(call, None, RpcError(err.code or "error", err.message))
+                return
+            reply = call.method.reply_cls()
+            try:
+                reply.ParseFromString(body)
+            except DecodeError as exc:
+                self._complete(call, None, RpcError("bad_reply", str(exc)))
+                return
+            if trailer is not None and not trailer_done:
+                if call.trailer_into is not None:
+                    memoryview(call.trailer_into).cast("B")[: trailer.nbytes] = trailer
+                else:
+                    logger.warning("dropped a %d-byte trailer of %s: the call gave no buffer",
+                                   trailer.nbytes, call.method.full_name)
+            self._complete(call, reply, None)
+            return
+        if mid >= len(METHODS):
+            if kind == KIND_REQUEST:
+                self.reply_error(rid, mid, "unknown_method", f"method id {mid} is not known")
+            return
+        method = METHODS[mid]
+        handler = self.dispatcher.get(mid)
+        if handler is None:
+            if kind == KIND_REQUEST:
+                self.reply_error(rid, mid, "unimplemented", f"{method.full_name} is not served here")
+            return
+        request = method.request_cls()
+        try:
+            request.ParseFromString(body)
+        except DecodeError as exc:
+            if kind == KIND_REQUEST:
+                self.reply_error(rid, mid, "bad_request", f"cannot parse {method.full_name}: {exc}")
+            return
+        self.current_trailer = trailer
+        try:
+            result = handler(self, request, rid)
+        except RpcError as exc:
+            if kind == KIND_REQUEST:
+                self.reply_error(rid, mid, exc.code, str(exc))
+            return
+        except Exception as exc:
+            logger.exception("handler for %s failed", method.full_name)
+            if kind == KIND_REQUEST:
+                self.reply_error(rid, mid, "internal", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.current_trailer = None
+        if result is not None and kind == KIND_REQUEST:
+            self.reply(rid, mid, result)
+
+    def _complete(self, call: _PendingCall, reply: Any, error: BaseException | None) -> None:
+        if call.callback is not None:
+            try:
+                call.callback(reply, error)
+            except Exception:
+                logger.exception("reply callback for %s failed", call.method.full_name)
+        if error is not None:
+            call.future.set_exception(error)
+        else:
+            call.future.set_result(reply)
+
+    def _expire(self, rid: int, timeout_s: float) -> None:
+        call = self._pending.pop(rid, None)
+        if call is not None:
+            self._complete(call, None, TimeoutError(
+                f"{call.method.full_name} to {self.name or 'peer'} got no reply within {timeout_s} s"))
+
+    def __repr__(self) -> str:
+        return f"Connection({self.name}{', closed' if self.closed else ''})"
+
+
+class _LargeFrame:
+    __slots__ = ("mid", "kind", "rid", "body_len", "view", "size", "filled", "direct_body")
+
+    def __init__(self, mid: int, kind: int, rid: int, body_len: int, view: memoryview, size: int,
+                 direct_body: bytes | None = None) -> None:
+        self.mid = mid
+        self.kind = kind
+        self.rid = rid
+        self.body_len = body_len
+        self.view = view
+        self.size = size
+        self.filled = 0
+        self.direct_body = direct_body
+
+
+def _trailer_len(trailer: Any) -> int:
+    if trailer is None:
+        return 0
+    return _nbytes(trailer)
+
+
+def _nbytes(buf: Any) -> int:
+    if isinstance(buf, memoryview):
+        return buf.nbytes
+    return len(buf)
+
+
+def _advance(parts: list[Any], sent: int) -> list[Any]:
+    """Drop the first `sent` bytes from a list of buffers."""
+    i = 0
+    while i < len(parts):
+        size = _nbytes(parts[i])
+        if sent < size:
+            break
+        sent -= size
+        i += 1
+    rest = parts[i:]
+    if sent and rest:
+        rest[0] = memoryview(rest[0]).cast("B")[sent:]
+    return rest
+
+
+def _find_rid(pending: dict[int, _PendingCall], future: Future) -> int:
+    for rid, call in pending.items():
+        if call.future is future:
+            return rid
+    return -1
+
+
+def is_connection_refused(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.ENOENT)

@@ -1,0 +1,1 @@
+"""The nbray command line and its subcommands."""

@@ -1,0 +1,49 @@
+"""Utilities with Ray-compatible names: placement groups, strategies, state API, ActorPool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbray.util import state
+from nbray.util.actor_pool import ActorPool
+from nbray.util.placement_group import (
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    """Names of live named actors (dicts with namespace when all_namespaces)."""
+    from nbray.api import core_or_init
+    from nbray.protocol import gcs_pb2
+    from nbray.worker import context
+
+    core = core_or_init()
+    ns = context.current().namespace or core.namespace
+    reply = core.gcs.call("ListNamedActors", gcs_pb2.ListNamedActorsRequest(all_namespaces=all_namespaces,
+                                                                           namespace=ns))
+    if all_namespaces:
+        return [{"name": n, "namespace": s} for s, n in zip(reply.namespaces, reply.names)]
+    return list(reply.names)
+
+
+def get_node_ip_address() -> str:
+    from nbray.node.detect import node_ip_address
+
+    return node_ip_address()
+
+
+__all__ = [
+    "ActorPool",
+    "get_current_placement_group",
+    "get_node_ip_address",
+    "get_placement_group",
+    "list_named_actors",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+    "state",
+]

@@ -1,0 +1,59 @@
+"""Scheduling strategies for tasks and actors (Ray-compatible names)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbray.util.placement_group import PlacementGroup
+
+DEFAULT_SCHEDULING_STRATEGY = "DEFAULT"
+SPREAD_SCHEDULING_STRATEGY = "SPREAD"
+
+
+class NodeAffinitySchedulingStrategy:
+    """Run on the node with `node_id` (hex). With ``soft=True`` other nodes are
+    used when it is dead or unable to run the work; otherwise the task or
+    actor fails with Task/ActorUnschedulableError."""
+
+    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
+                 _fail_on_unavailable: bool = False) -> None:
+        if not isinstance(node_id, str):
+            raise TypeError(f"node_id must be a hex string (as nbray.get_runtime_context().get_node_id() "
+                            f"returns), got {type(node_id).__name__}")
+        try:
+            bytes.fromhex(node_id)
+        except ValueError:
+            raise ValueError(f"node_id {node_id!r} is not a hex node id") from None
+        self.node_id = node_id
+        self.soft = soft
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
+
+    def __repr__(self) -> str:
+        return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run inside a placement group's bundle (``-1``: any bundle)."""
+
+    def __init__(self, placement_group: PlacementGroup | None, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks: bool | None = None) -> None:
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self) -> str:
+        pg = self.placement_group
+        return (f"PlacementGroupSchedulingStrategy({pg!r}, bundle_index={self.placement_group_bundle_index}, "
+                f"capture_child_tasks={self.placement_group_capture_child_tasks})")
+
+
+SchedulingStrategyT = Any
+
+__all__ = [
+    "DEFAULT_SCHEDULING_STRATEGY",
+    "NodeAffinitySchedulingStrategy",
+    "PlacementGroupSchedulingStrategy",
+    "SPREAD_SCHEDULING_STRATEGY",
+]

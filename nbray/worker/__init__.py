@@ -1,0 +1,1 @@
+"""The core worker: the library inside every driver and worker process."""

@@ -1,0 +1,259 @@
+"""Submitting actor method calls (caller side, on the I/O thread).
+
+Calls to one actor leave this process in submission order over one
+connection, so a sync actor runs them in that order. The actor's address
+comes from the GCS (ACTOR channel); while it is being created or restarted
+calls wait here. When the actor's process dies, calls in flight fail with
+ActorDiedError unless they have retries left (``max_task_retries``), in
+which case they are sent again, in order, once the actor is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from nbray.common.serialization import deserialize
+from nbray.exceptions import ActorDiedError, TaskCancelledError
+from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method
+from nbray.rpc.connection import Connection
+from nbray.worker.task_manager import PendingTask
+
+if TYPE_CHECKING:
+    from nbray.worker.core_worker import CoreWorker
+
+logger = logging.getLogger(__name__)
+
+_PUSH = method("CoreWorkerService.PushTask")
+_CANCEL = method("CoreWorkerService.CancelTask")
+_State = gcs_pb2.ActorInfo
+# How long calls cut off by a dead connection wait for the GCS to say
+# whether the actor restarts or is dead, before failing anyway.
+_DEATH_NOTICE_WAIT_S = 10.0
+
+
+class ActorState:
+    __slots__ = ("actor_id", "state", "address", "conn", "connecting", "queue", "in_flight",
+                 "orphans", "death", "num_restarts", "subscribed", "known", "orphan_timer",
+                 "class_name")
+
+    def __init__(self, actor_id: bytes) -> None:
+        self.actor_id = actor_id
+        self.state = _State.PENDING_CREATION
+        self.address: common_pb2.Address | None = None
+        self.conn: Connection | None = None
+        self.connecting = False
+        self.queue: deque[PendingTask] = deque()
+        self.in_flight: dict[bytes, PendingTask] = {}
+        # Calls whose connection died before the GCS told us what happened.
+        self.orphans: list[PendingTask] = []
+        self.death: BaseException | None = None
+        self.num_restarts = -1
+        self.subscribed = False
+        self.known = False
+        self.orphan_timer: Any = None
+        self.class_name = ""
+
+
+class ActorTaskSubmitter:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.actors: dict[bytes, ActorState] = {}
+
+    def track(self, actor_id: bytes, info: gcs_pb2.ActorInfo | None = None) -> None:
+        """Loop thread: follow an actor's state (a handle to it exists here)."""
+        st = self.actors.get(actor_id)
+        if st is None:
+            st = self.actors[actor_id] = ActorState(actor_id)
+        if info is not None:
+            self._apply(st, info)
+        if not st.subscribed:
+            st.subscribed = True
+            self.core.gcs.subscribe(gcs_pb2.ACTOR, actor_id, self._on_publish)
+            self.core.gcs.call_async(
+                "GetActorInfo", gcs_pb2.GetActorInfoRequest(actor_id=actor_id),
+                callback=lambda reply, err: self._on_info(st, reply, err))
+
+    def _on_info(self, st: ActorState, reply: Any, error: BaseException | None) -> None:
+        if error is None and not st.known:
+            self._apply(st, reply.actor)
+
+    def _on_publish(self, msg: gcs_pb2.PubMessage) -> None:
+        st = self.actors.get(msg.key)
+        if st is not None:
+            self._apply(st, msg.actor)
+
+    def _apply(self, st: ActorState, info: gcs_pb2.ActorInfo) -> None:
+        # Updates can arrive twice (reply and publish); ignore stale ones.
+        if st.known and (info.num_restarts < st.num_restarts or st.state == _State.DEAD):
+            return
+        st.known = True
+        st.class_name = info.class_name
+        prev_restarts = st.num_restarts
+        st.num_restarts = info.num_restarts
+        st.state = info.state
+        if info.state == _State.ALIVE:
+            if st.address is None or st.address.worker_id != info.address.worker_id:
+                st.address = common_pb2.Address()
+                st.address.CopyFrom(info.address)
+                st.conn = None
+            self._resolve_orphans(st, restarted=prev_restarts >= 0 and info.num_restarts > prev_restarts)
+            self._flush(st)
+        elif info.state == _State.RESTARTING:
+            st.conn = None
+            st.address = None
+            self._resolve_orphans(st, restarted=True)
+        elif info.state == _State.DEAD:
+            st.death = _death_error(info)
+            st.conn = None
+            self._resolve_orphans(st, restarted=False)
+            self._fail_all(st)
+            self.core.release_creation_args(st.actor_id)
+
+    # ---- submitting ---------------------------------------------------------------------------------
+
+    def submit(self, task: PendingTask) -> None:
+        st = self.actors.get(task.spec.actor_id)
+        if st is None:
+            self.track(task.spec.actor_id)
+            st = self.actors[task.spec.actor_id]
+        if task.cancelled:
+            self.core.task_manager.fail(task, TaskCancelledError(task.task_id.hex()), common_pb2.TASK_CANCELLED)
+            return
+        if st.death is not None:
+            self.core.task_manager.fail(task, st.death, common_pb2.ACTOR_DIED)
+            return
+        st.queue.append(task)
+        self._flush(st)
+
+    def _flush(self, st: ActorState) -> None:
+        if st.state != _State.ALIVE or not st.queue:
+            return
+        if st.conn is None or st.conn.closed:
+            if st.connecting or st.address is None:
+                return
+            st.connecting = True
+            address = st.address
+            self.core.pool.get(address, lambda conn, err: self._on_conn(st, address, conn, err))
+            return
+        conn = st.conn
+        while st.queue:
+            self._push(st, conn, st.queue.popleft())
+
+    def _on_conn(self, st: ActorState, address: common_pb2.Address, conn: Connection | None,
+                 error: BaseException | None) -> None:
+        st.connecting = False
+        if st.address is None or st.address.worker_id != address.worker_id:
+            self._flush(st)  # the actor moved meanwhile
+            return
+        if conn is None:
+            # The worker is gone; the GCS will tell us whether it restarts.
+            st.conn = None
+            st.state = _State.RESTARTING
+            self._arm_orphan_timer(st)
+            while st.queue:
+                st.orphans.append(st.queue.popleft())
+            return
+        st.conn = conn
+        conn.add_close_callback(lambda c: self._on_conn_closed(st, c))
+        self._flush(st)
+
+    def _push(self, st: ActorState, conn: Connection, task: PendingTask) -> None:
+        st.in_flight[task.task_id] = task
+        task.pushed_to = st.address
+        self.core.events.state(task.task_id, task.spec.attempt_number, gcs_pb2.SUBMITTED_TO_WORKER)
+        req = core_worker_pb2.PushTaskRequest(spec=task.spec)
+        conn.call(_PUSH, req, callback=lambda reply, err: self._on_reply(st, task, reply, err))
+
+    def _on_reply(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:
+        if st.in_flight.pop(task.task_id, None) is None:
+            return
+        if error is not None:
+            st.orphans.append(task)
+            self._arm_orphan_timer(st)
+            return
+        if reply.was_cancelled and not reply.returns:
+            self.core.task_manager.fail(task, TaskCancelledError(task.task_id.hex()), common_pb2.TASK_CANCELLED)
+            return
+        self.core.task_manager.on_reply(task, reply)
+
+    def _on_conn_closed(self, st: ActorState, conn: Connection) -> None:
+        if st.conn is conn:
+            st.conn = None
+            if st.state == _State.ALIVE:
+                st.state = _State.RESTARTING  # until the GCS says otherwise
+        # in-flight calls get their own callbacks with the error
+
+    def _arm_orphan_timer(self, st: ActorState) -> None:
+        if st.orphan_timer is None:
+            st.orphan_timer = self.core.loop.call_later(_DEATH_NOTICE_WAIT_S, self._orphan_timeout, st)
+
+    def _orphan_timeout(self, st: ActorState) -> None:
+        st.orphan_timer = None
+        if st.orphans:
+            self._resolve_orphans(st, restarted=st.death is None)
+
+    def _resolve_orphans(self, st: ActorState, restarted: bool) -> None:
+        """Calls cut off by the actor's death: retry or fail them."""
+        if st.orphan_timer is not None:
+            st.orphan_timer.cancel()
+            st.orphan_timer = None
+        orphans, st.orphans = st.orphans, []
+        # in-flight calls whose replies will never come also become orphans
+        retry = []
+        for task in sorted(orphans, key=lambda t: t.spec.sequence_number):
+            if restarted and st.death is None and not task.cancelled and task.retries_left != 0:
+                if task.retries_left > 0:
+                    task.retries_left -= 1
+                task.spec.attempt_number += 1
+                retry.append(task)
+                continue
+            err = st.death or ActorDiedError(
+                st.actor_id.hex(),
+                f"The actor {st.class_name} died unexpectedly before finishing this task "
+                "(its worker process exited). Set max_task_retries to retry calls on restart.")
+            self.core.task_manager.fail(task, err, common_pb2.ACTOR_DIED)
+        for task in reversed(retry):
+            st.queue.appendleft(task)
+        self._flush(st)
+
+    def _fail_all(self, st: ActorState) -> None:
+        assert st.death is not None
+        tasks = list(st.queue) + list(st.in_flight.values())
+        st.queue.clear()
+        st.in_flight.clear()
+        for task in tasks:
+            self.core.task_manager.fail(task, st.death, common_pb2.ACTOR_DIED)
+
+    # ---- cancel -------------------------------------------------------------------------------------
+
+    def cancel(self, task: PendingTask, recursive: bool) -> None:
+        st = self.actors.get(task.spec.actor_id)
+        task.cancelled = True
+        if st is None:
+            return
+        if task in st.queue:
+            st.queue.remove(task)
+            self.core.task_manager.fail(task, TaskCancelledError(task.task_id.hex()), common_pb2.TASK_CANCELLED)
+            return
+        if task.task_id in st.in_flight and st.conn is not None:
+            st.conn.call(_CANCEL, core_worker_pb2.CancelTaskRequest(task_id=task.task_id, recursive=recursive))
+
+    def state_of(self, actor_id: bytes) -> ActorState | None:
+        return self.actors.get(actor_id)
+
+
+def _death_error(info: gcs_pb2.ActorInfo) -> BaseException:
+    cause: BaseException | None = None
+    message = info.death_cause.message or f"The actor {info.class_name} is dead."
+    init_failed = bool(info.init_error)
+    if init_failed:
+        try:
+            cause = deserialize(info.init_error)
+        except Exception:
+            cause = None
+        if cause is not None:
+            message = f"{message}\n{cause}"
+    return ActorDiedError(info.actor_id.hex(), message, actor_init_failed=init_failed,
+                          preempted=info.preempted, cause=cause)

@@ -1,0 +1,130 @@
+"""Values known to this process, and the threads waiting for them.
+
+Holds inline values of objects this process owns (or has fetched as a
+borrower), markers for objects that live in a node's shared-memory store,
+and errors. Readers block here until a value arrives; completion callbacks
+serve ``await ref`` and ``ref.future()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+class Entry:
+    """A ready object: inline bytes, an error, or a plasma location."""
+
+    __slots__ = ("data", "is_error", "in_plasma", "node_id", "size", "nested")
+
+    def __init__(self, data: bytes | None, *, is_error: bool = False, in_plasma: bool = False,
+                 node_id: bytes = b"", size: int = 0, nested: Any = ()) -> None:
+        self.data = data
+        self.is_error = is_error
+        self.in_plasma = in_plasma
+        self.node_id = node_id
+        self.size = size if size else (len(data) if data is not None else 0)
+        self.nested = nested
+
+
+class _Waiter:
+    __slots__ = ("remaining", "lock", "wake_on_error")
+
+    def __init__(self, remaining: int, wake_on_error: bool) -> None:
+        self.remaining = remaining
+        self.wake_on_error = wake_on_error
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, Entry] = {}
+        self._waiters: dict[bytes, list[_Waiter]] = {}
+        self._callbacks: dict[bytes, list[Callable[[Entry], None]]] = {}
+
+    def get(self, object_id: bytes) -> Entry | None:
+        return self._entries.get(object_id)
+
+    def contains(self, object_id: bytes) -> bool:
+        return object_id in self._entries
+
+    def put(self, object_id: bytes, entry: Entry) -> None:
+        with self._lock:
+            self._entries[object_id] = entry
+            waiters = self._waiters.pop(object_id, None)
+            callbacks = self._callbacks.pop(object_id, None)
+            if waiters:
+                for w in waiters:
+                    if w.remaining <= 0:
+                        continue
+                    if w.wake_on_error and entry.is_error:
+                        w.remaining = 0
+                    else:
+                        w.remaining -= 1
+                    if w.remaining == 0:
+                        w.lock.release()
+        if callbacks:
+            for cb in callbacks:
+                cb(entry)
+
+    def delete(self, object_id: bytes) -> Entry | None:
+        with self._lock:
+            return self._entries.pop(object_id, None)
+
+    def on_ready(self, object_id: bytes, callback: Callable[[Entry], None]) -> None:
+        """Run callback(entry) once the object is ready (now, if it is)."""
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None:
+                self._callbacks.setdefault(object_id, []).append(callback)
+                return
+        callback(entry)
+
+    def wait(self, object_ids: Iterable[bytes], num_required: int, timeout_s: float | None,
+             wake_on_error: bool = False) -> bool:
+        """Block until `num_required` of the objects are ready (or, with
+        `wake_on_error`, until one of them is an error); False on timeout."""
+        ids = list(object_ids)
+        with self._lock:
+            missing = [oid for oid in ids if oid not in self._entries]
+            ready = len(ids) - len(missing)
+            if ready >= num_required:
+                return True
+            if wake_on_error and any(self._entries[oid].is_error for oid in ids if oid in self._entries):
+                return True
+            waiter = _Waiter(num_required - ready, wake_on_error)
+            for oid in missing:
+                self._waiters.setdefault(oid, []).append(waiter)
+        if timeout_s is None:
+            acquired = waiter.lock.acquire()
+        else:
+            acquired = waiter.lock.acquire(timeout=max(0.0, timeout_s))
+        if not acquired:
+            with self._lock:
+                for oid in missing:
+                    ws = self._waiters.get(oid)
+                    if ws and waiter in ws:
+                        ws.remove(waiter)
+                        if not ws:
+                            del self._waiters[oid]
+                acquired = waiter.remaining <= 0
+        return acquired
+
+    def ready_ids(self, object_ids: Iterable[bytes]) -> list[bytes]:
+        entries = self._entries
+        return [oid for oid in object_ids if oid in entries]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def deadline_after(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -1,0 +1,246 @@
+"""put, get and wait as seen by user code (core worker, user threads).
+
+Reading an object: ready inline values are deserialized straight from the
+memory store (no message); objects owned elsewhere are first asked of their
+owner; shared-memory objects are pinned through the raylet and read in
+place. A task blocked here tells its raylet, which lends its CPU to other
+work meanwhile.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from nbray.common.ids import put_object_id
+from nbray.common.serialization import deserialize, serialize
+from nbray.exceptions import (
+    GetTimeoutError,
+    ObjectLostError,
+    OwnerDiedError,
+    RayError,
+    RaySystemError,
+    RayTaskError,
+)
+from nbray.object_ref import ObjectRef, ObjectRefGenerator
+from nbray.protocol import common_pb2
+from nbray.worker import context
+from nbray.worker.memory_store import Entry, deadline_after, remaining
+
+if TYPE_CHECKING:
+    from nbray.worker.core_worker import CoreWorker
+
+logger = logging.getLogger(__name__)
+
+
+class ObjectAccess:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self._futures_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # ---- put ------------------------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+                "wrap the ObjectRef in a list and put that.")
+        try:
+            s = serialize(value)
+        except TypeError as exc:
+            raise TypeError(f"Could not serialize the put value: {exc}") from None
+        return self.put_serialized(s)
+
+    def put_serialized(self, s: Any) -> ObjectRef:
+        core = self.core
+        ctx = context.current()
+        oid = put_object_id(ctx.task_id, ctx.next_put_index())
+        if s.total_bytes <= core.config.max_inline_object_bytes:
+            entry = Entry(s.to_bytes())
+        else:
+            core.plasma.put(oid, s, core.address)
+            entry = Entry(None, in_plasma=True, node_id=core.node_id, size=s.total_bytes)
+        with core.lock:
+            core.refs.own(oid, contains=s.nested_refs)
+            if entry.in_plasma:
+                ref = core.refs.refs[oid]
+                ref.in_plasma = True
+                ref.node_ids = {core.node_id}
+                ref.size = entry.size
+        core.memory_store.put(oid, entry)
+        return ObjectRef(oid, core.address_bytes, _counted=True)
+
+    # ---- get -----------------------------------------------------------------------------------------
+
+    def get(self, refs: list[ObjectRef], timeout_s: float | None) -> list[Any]:
+        core = self.core
+        store = core.memory_store
+        ids = [r._id for r in refs]
+        deadline = deadline_after(timeout_s)
+        missing = [oid for oid in dict.fromkeys(ids) if not store.contains(oid)]
+        if missing:
+            owners = {r._id: r._owner for r in refs}
+            for oid in missing:
+                if not core.refs.is_owned(oid):
+                    core.post(core.ensure_status, oid, owners[oid])
+            with self.blocked():
+                ok = store.wait(missing, len(missing), remaining(deadline), wake_on_error=True)
+            if not ok:
+                left = len(store.ready_ids(missing))
+                raise GetTimeoutError(
+                    f"Get timed out: {len(missing) - left} of {len(set(ids))} object(s) not ready "
+                    f"after {timeout_s} s (first missing: {missing[0].hex()}).")
+        values: dict[bytes, Any] = {}
+        in_plasma: list[ObjectRef] = []
+        for ref in refs:
+            oid = ref._id
+            if oid in values:
+                continue
+            entry = store.get(oid)
+            if entry is None:
+                continue  # another object failed first; raised below
+            if entry.is_error:
+                raise self._error(entry, oid)
+            if entry.in_plasma:
+                in_plasma.append(ref)
+                values[oid] = None
+            else:
+                values[oid] = self._decode(entry.data, oid)
+        if in_plasma:
+            self._get_plasma(in_plasma, values, deadline)
+        return [values[oid] for oid in ids]
+
+    def _get_plasma(self, refs: list[ObjectRef], values: dict[bytes, Any], deadline: float | None) -> None:
+        core = self.core
+        protos = [common_pb2.ObjectReference(object_id=r._id, owner=_owner_proto(core, r)) for r in refs]
+        left = remaining(deadline)
+        timeout_ms = -1 if left is None else int(left * 1000)
+        with self.blocked():
+            results = core.plasma.get(protos, timeout_ms)
+        for ref, result in zip(refs, results):
+            if result is None:
+                raise GetTimeoutError(f"Get timed out fetching object {ref.hex()} into the local object store.")
+            if isinstance(result, common_pb2.ErrorInfo):
+                if result.type == common_pb2.OWNER_DIED:
+                    raise OwnerDiedError(ref.hex(), message=f"{result.message}: object {ref.hex()}")
+                raise ObjectLostError(ref.hex(), message=f"Object {ref.hex()} is lost: {result.message}")
+            values[ref._id] = self._decode(result, ref._id, from_plasma=True)
+
+    def _decode(self, data: Any, container_id: bytes, from_plasma: bool = False) -> Any:
+        new_refs: list[ObjectRef] = []
+        value = deserialize(data, on_ref=new_refs.append if from_plasma else None)
+        if new_refs:
+            self.core.self_register(container_id, new_refs)
+        return value
+
+    def _error(self, entry: Entry, oid: bytes) -> BaseException:
+        try:
+            err = deserialize(entry.data)
+        except Exception as exc:
+            return RaySystemError(f"the error stored for object {oid.hex()} could not be deserialized: {exc}")
+        if isinstance(err, RayTaskError):
+            return err.as_instanceof_cause()
+        if isinstance(err, BaseException):
+            return err
+        return RayError(str(err))
+
+    @contextlib.contextmanager
+    def blocked(self) -> Iterator[None]:
+        """Tell the raylet this task waits, so its CPU can be lent out."""
+        core = self.core
+        if not core.is_worker or context.current_or_none() is None:
+            yield
+            return
+        core.notify_blocked(True)
+        try:
+            yield
+        finally:
+            core.notify_blocked(False)
+
+    # ---- wait ----------------------------------------------------------------------------------------
+
+    def wait(self, refs: list[Any], num_returns: int, timeout_s: float | None,
+             fetch_local: bool) -> tuple[list[Any], list[Any]]:
+        core = self.core
+        store = core.memory_store
+        watched: list[list[bytes]] = []
+        for r in refs:
+            if isinstance(r, ObjectRefGenerator):
+                watched.append([r._next_ref_id(), r.completed()._id])
+            else:
+                watched.append([r._id])
+                if not store.contains(r._id) and not core.refs.is_owned(r._id):
+                    core.post(core.ensure_status, r._id, r._owner)
+        deadline = deadline_after(timeout_s)
+        while True:
+            ready_flags = [any(store.contains(oid) for oid in ids) for ids in watched]
+            if sum(ready_flags) >= num_returns:
+                break
+            left = remaining(deadline)
+            if left is not None and left <= 0:
+                break
+            pending = [oid for ids, ok in zip(watched, ready_flags) if not ok for oid in ids]
+            with self.blocked():
+                store.wait(pending, 1, left)
+        ready, not_ready = [], []
+        for r, ok in zip(refs, ready_flags):
+            if ok and len(ready) < num_returns:
+                ready.append(r)
+            else:
+                not_ready.append(r)
+        return ready, not_ready
+
+    # ---- futures ---------------------------------------------------------------------------------------
+
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future[Any]:
+        core = self.core
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if not core.refs.is_owned(ref._id):
+            core.post(core.ensure_status, ref._id, ref._owner)
+
+        def on_ready(entry: Entry) -> None:
+            if entry.in_plasma:
+                self._pool().submit(self._resolve_blocking, ref, fut)
+                return
+            try:
+                if entry.is_error:
+                    fut.set_exception(self._error(entry, ref._id))
+                else:
+                    fut.set_result(self._decode(entry.data, ref._id))
+            except BaseException as exc:  # deserialization failed
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        core.memory_store.on_ready(ref._id, on_ready)
+        return fut
+
+    def _resolve_blocking(self, ref: ObjectRef, fut: concurrent.futures.Future[Any]) -> None:
+        try:
+            fut.set_result(self.get([ref], None)[0])
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._futures_pool is None:
+            self._futures_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="nbray-futures")
+        return self._futures_pool
+
+    def shutdown(self) -> None:
+        if self._futures_pool is not None:
+            self._futures_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _owner_proto(core: CoreWorker, ref: ObjectRef) -> common_pb2.Address:
+    if not ref._owner or ref._owner == core.address_bytes:
+        return core.address
+    addr = common_pb2.Address()
+    addr.ParseFromString(ref._owner)
+    return addr
+
+
+def now() -> float:
+    return time.monotonic()

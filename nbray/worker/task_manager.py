@@ -1,0 +1,280 @@
+"""Tasks this process owns: from submission to stored results (owner side).
+
+A pending task keeps its spec, the ids of its returns and the objects it
+borrows as arguments. When the executor replies, the returns are stored
+(inline values here, shared-memory objects as locations) and the argument
+holds are dropped. A system failure (worker or node death) resubmits the
+task while retries remain; an application error only with
+``retry_exceptions``; a cancelled task never. Streaming generators store
+each item as it is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nbray.common.serialization import serialize
+from nbray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    ActorUnschedulableError,
+    ObjectLostError,
+    OwnerDiedError,
+    RayError,
+    RaySystemError,
+    TaskCancelledError,
+    TaskPlacementGroupRemoved,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
+from nbray.protocol import common_pb2, gcs_pb2
+from nbray.worker.memory_store import Entry
+
+if TYPE_CHECKING:
+    from nbray.worker.core_worker import CoreWorker
+
+logger = logging.getLogger(__name__)
+
+_IN_PLASMA = common_pb2.VALUE_IN_PLASMA
+_ERROR = common_pb2.VALUE_ERROR
+
+
+class GeneratorState:
+    """Items of a streaming generator task, as they arrive."""
+
+    __slots__ = ("items", "total", "cond", "consumed", "dropped")
+
+    def __init__(self) -> None:
+        self.items: dict[int, bytes] = {}
+        self.total: int | None = None
+        self.cond = threading.Condition()
+        self.consumed = 0
+        self.dropped = False
+
+
+class PendingTask:
+    __slots__ = ("spec", "task_id", "return_ids", "arg_ids", "retries_left", "cancelled",
+                 "force_cancelled", "generator", "is_actor", "name", "pushed_to", "lineage_bytes",
+                 "on_done", "pin_args")
+
+    def __init__(self, spec: common_pb2.TaskSpec, return_ids: list[bytes], arg_ids: list[bytes]) -> None:
+        self.spec = spec
+        self.task_id = spec.task_id
+        self.return_ids = return_ids
+        self.arg_ids = arg_ids
+        self.retries_left = spec.max_retries if spec.type == common_pb2.NORMAL_TASK else spec.max_task_retries
+        self.cancelled = False
+        self.force_cancelled = False
+        self.generator: GeneratorState | None = GeneratorState() if spec.streaming_generator else None
+        self.is_actor = spec.type == common_pb2.ACTOR_TASK
+        self.name = spec.name
+        # Address of the worker the task was pushed to (for cancel/kill).
+        self.pushed_to: common_pb2.Address | None = None
+        self.lineage_bytes = 0
+        self.on_done: Callable[[], None] | None = None
+        self.pin_args = True
+
+
+class TaskManager:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.pending: dict[bytes, PendingTask] = {}
+        # finished tasks kept for their generators
+        self.generators: dict[bytes, GeneratorState] = {}
+
+    def add(self, task: PendingTask) -> None:
+        """Caller holds core.lock."""
+        self.pending[task.task_id] = task
+        if task.generator is not None:
+            self.generators[task.task_id] = task.generator
+
+    def get(self, task_id: bytes) -> PendingTask | None:
+        return self.pending.get(task_id)
+
+    # ---- completion -----------------------------------------------------------------------------
+
+    def on_reply(self, task: PendingTask, reply: Any) -> bool:
+        """Handle the executor's reply; returns False if the task was resubmitted."""
+        core = self.core
+        if reply.is_application_error and task.spec.retry_exceptions and task.retries_left > 0 \
+                and not task.cancelled and self._should_retry(task, reply.exception_pickle):
+            task.retries_left -= 1
+            self._record_failure(task, common_pb2.TASK_EXECUTION_EXCEPTION, "retrying after an exception")
+            core.resubmit(task)
+            return False
+        actions: list[Any] = []
+        stored: list[tuple[bytes, Entry]] = []
+        with core.lock:
+            if self.pending.pop(task.task_id, None) is None:
+                return True
+            refs = core.refs
+            for ret in reply.returns:
+                oid = ret.object_id
+                value = ret.value
+                if oid not in refs.refs:
+                    if value.format == _IN_PLASMA:
+                        core.free_plasma([oid], value.plasma_node_id)
+                    for r in value.nested_refs:
+                        refs.registered_for_us(r.object_id, r.owner.SerializeToString(), 1)
+                        actions.extend(refs.check_release(r.object_id))
+                    continue
+                if value.nested_refs:
+                    nested = [(r.object_id, r.owner.SerializeToString()) for r in value.nested_refs]
+                    for inner_id, inner_owner in nested:
+                        refs.registered_for_us(inner_id, inner_owner, 1)
+                    refs.set_contains(oid, nested)
+                ref = refs.refs[oid]
+                if value.format == _IN_PLASMA:
+                    ref.in_plasma = True
+                    ref.node_ids = {value.plasma_node_id}
+                    ref.size = value.plasma_size
+                    stored.append((oid, Entry(None, in_plasma=True, node_id=value.plasma_node_id,
+                                              size=value.plasma_size)))
+                else:
+                    stored.append((oid, Entry(value.data, is_error=value.format == _ERROR)))
+            if task.pin_args:
+                actions.extend(refs.remove_submitted(task.arg_ids))
+        for oid, entry in stored:
+            core.memory_store.put(oid, entry)
+        if task.generator is not None:
+            gen = task.generator
+            with gen.cond:
+                gen.total = reply.num_generator_items
+                gen.cond.notify_all()
+        core.apply_actions(actions)
+        if task.spec.type == common_pb2.ACTOR_CREATION_TASK:
+            return True
+        state = gcs_pb2.FAILED if reply.is_application_error or reply.was_cancelled else gcs_pb2.FINISHED
+        if state == gcs_pb2.FAILED:
+            self._record_failure(task, common_pb2.TASK_CANCELLED if reply.was_cancelled
+                                 else common_pb2.TASK_EXECUTION_EXCEPTION, "the task raised an exception")
+        else:
+            core.events.state(task.task_id, task.spec.attempt_number, state)
+        if task.on_done is not None:
+            task.on_done()
+        return True
+
+    def _should_retry(self, task: PendingTask, exception_pickle: bytes) -> bool:
+        if not task.spec.retry_exception_types:
+            return True
+        try:
+            types = pickle.loads(task.spec.retry_exception_types)
+            exc = pickle.loads(exception_pickle) if exception_pickle else None
+        except Exception:
+            return False
+        return exc is not None and isinstance(exc, tuple(types))
+
+    # ---- failures --------------------------------------------------------------------------------
+
+    def on_system_failure(self, task: PendingTask, error_type: int, message: str,
+                          retryable: bool = True) -> None:
+        """The worker or node running the task failed (not the user code)."""
+        if task.task_id not in self.pending:
+            return
+        if retryable and not task.cancelled and task.retries_left != 0:
+            if task.retries_left > 0:
+                task.retries_left -= 1
+            self._record_failure(task, error_type, message)
+            delay = self.core.config.task_retry_delay_ms / 1000
+            logger.info("retrying task %s after: %s", task.name, message)
+            if delay:
+                self.core.loop.call_later(delay, self.core.resubmit, task)
+            else:
+                self.core.resubmit(task)
+            return
+        self.fail(task, self._error_for(task, error_type, message), error_type)
+
+    def fail(self, task: PendingTask, error: BaseException, error_type: int = common_pb2.SYSTEM_ERROR) -> None:
+        """Store `error` as the value of every return of the task."""
+        core = self.core
+        data = _error_bytes(error)
+        actions: list[Any] = []
+        with core.lock:
+            if self.pending.pop(task.task_id, None) is None:
+                return
+            live = [oid for oid in task.return_ids if oid in core.refs.refs]
+            if task.pin_args:
+                actions.extend(core.refs.remove_submitted(task.arg_ids))
+        for oid in live:
+            core.memory_store.put(oid, Entry(data, is_error=True))
+        if task.generator is not None:
+            gen = task.generator
+            with gen.cond:
+                if gen.total is None:
+                    gen.total = len(gen.items)
+                gen.cond.notify_all()
+        core.apply_actions(actions)
+        self._record_failure(task, error_type, str(error))
+        if task.on_done is not None:
+            task.on_done()
+
+    def _record_failure(self, task: PendingTask, error_type: int, message: str) -> None:
+        if task.spec.type != common_pb2.ACTOR_CREATION_TASK:
+            self.core.events.failed(task.task_id, task.spec.attempt_number, error_type, message[:2000], "")
+
+    def _error_for(self, task: PendingTask, error_type: int, message: str) -> BaseException:
+        if task.cancelled or error_type == common_pb2.TASK_CANCELLED:
+            return TaskCancelledError(task.task_id.hex())
+        if error_type == common_pb2.ACTOR_DIED:
+            return ActorDiedError(task.spec.actor_id.hex(), message)
+        if error_type == common_pb2.ACTOR_UNAVAILABLE:
+            return ActorUnavailableError(task.spec.actor_id.hex(), message)
+        if error_type == common_pb2.TASK_UNSCHEDULABLE:
+            return TaskUnschedulableError(message)
+        if error_type == common_pb2.ACTOR_UNSCHEDULABLE:
+            return ActorUnschedulableError(message)
+        if error_type == common_pb2.OWNER_DIED:
+            return OwnerDiedError(message=message)
+        if error_type == common_pb2.OBJECT_LOST:
+            return ObjectLostError(message=message)
+        if error_type == common_pb2.PLACEMENT_GROUP_REMOVED:
+            return TaskPlacementGroupRemoved(message)
+        if error_type == common_pb2.WORKER_DIED or error_type == common_pb2.NODE_DIED:
+            attempts = (task.spec.max_retries if not task.is_actor else task.spec.max_task_retries)
+            return WorkerCrashedError(
+                f"The worker running task {task.name} died unexpectedly ({message}); "
+                f"it was tried {max(0, attempts) + 1} time(s). Check its output for a crash "
+                "(segfault, os._exit, out of memory).")
+        return RaySystemError(message)
+
+    # ---- generators ----------------------------------------------------------------------------
+
+    def on_generator_item(self, task_id: bytes, index: int, item: Any) -> bool:
+        """Store a reported item; returns False when nobody wants items anymore."""
+        core = self.core
+        gen = self.generators.get(task_id)
+        if gen is None or gen.dropped:
+            return False
+        oid = item.object_id
+        value = item.value
+        with core.lock:
+            core.refs.own(oid, local=1)
+            if value.nested_refs:
+                nested = [(r.object_id, r.owner.SerializeToString()) for r in value.nested_refs]
+                for inner_id, inner_owner in nested:
+                    core.refs.registered_for_us(inner_id, inner_owner, 1)
+                core.refs.set_contains(oid, nested)
+            if value.format == _IN_PLASMA:
+                ref = core.refs.refs[oid]
+                ref.in_plasma = True
+                ref.node_ids = {value.plasma_node_id}
+                ref.size = value.plasma_size
+                entry = Entry(None, in_plasma=True, node_id=value.plasma_node_id, size=value.plasma_size)
+            else:
+                entry = Entry(value.data, is_error=value.format == _ERROR)
+        core.memory_store.put(oid, entry)
+        with gen.cond:
+            gen.items[index] = oid
+            gen.cond.notify_all()
+        return True
+
+
+def _error_bytes(error: BaseException) -> bytes:
+    try:
+        return serialize(error, is_error=True).to_bytes()
+    except TypeError:
+        return serialize(RayError(f"{type(error).__name__}: {error}"), is_error=True).to_bytes()

@@ -188,6 +188,7 @@ def _cluster_alive(gcs_address: str, session_dir: str | None) -> bool:
 
 def _connect_driver(gcs_address: str, session_dir: str | None, config: Config, namespace: str | None,
                     runtime_env: dict[str, Any] | None, token_arg: str | None) -> RayContext:
+    _probe(gcs_address, config.connect_timeout_ms / 1000)
     token = auth.decode_token(token_arg, "the _auth_token argument") if token_arg else session.find_token(session_dir)
     if token is None:
         raise AuthenticationError(
@@ -203,6 +204,24 @@ def _connect_driver(gcs_address: str, session_dir: str | None, config: Config, n
             f"nbray.init('nbray://<head>:10001').")
     return _start_core(gcs_address, token, node.raylet_socket, node.node_id, node.node_ip, node.session_dir,
                        config, namespace, runtime_env)
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """ConnectionError naming the address when nothing listens there."""
+    import socket
+
+    from nbray.rpc.handshake import parse_address
+
+    try:
+        family, sockaddr = parse_address(address)
+    except ValueError as exc:
+        raise ValueError(f"invalid cluster address {address!r}: {exc}") from None
+    try:
+        with socket.create_connection(sockaddr, timeout=timeout_s):  # type: ignore[arg-type]
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"Could not connect to an nbray cluster at {address}: {exc}. Check the "
+                              "address (HOST:PORT of the head's GCS) and that the cluster is running.") from None
 
 
 def _start_core(gcs_address: str, token: bytes, raylet_socket: str, node_id: bytes, node_ip: str,

@@ -72,7 +72,7 @@ class RemoteFunction:
         streaming = num_returns in ("streaming", "dynamic") or (num_returns is None and self._is_generator)
         spec = common_pb2.TaskSpec(
             type=common_pb2.NORMAL_TASK,
-            name=options.get("name") or fn.__qualname__,
+            name=options.get("name") or fn.__name__,
             func_or_class_name=f"{fn.__module__}.{fn.__qualname__}" if fn.__module__ != "__main__" else fn.__qualname__,
             num_returns=1 if streaming else (1 if num_returns is None else int(num_returns)),
             streaming_generator=streaming,

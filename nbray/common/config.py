@@ -69,6 +69,9 @@ class Config:
     max_tasks_in_flight_per_worker: int = 32
     # Tasks shorter than this on average are pipelined to leased workers.
     pipelining_max_task_duration_us: int = 5_000
+    # A worker hands queued tasks back to their owners when the task ahead
+    # of them has run this long (bounds head-of-line blocking).
+    pipelining_bounce_ms: int = 10
     # Lease requests one owner keeps outstanding per scheduling class.
     max_pending_lease_requests_per_class: int = 10
     # An idle lease is returned to the raylet after this long.

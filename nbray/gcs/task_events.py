@@ -127,7 +127,8 @@ class TaskEventStore:
                 att.worker_pid = rec.worker_pid
             if rec.error.type:
                 att.error_type = rec.error.type
-                att.error_message = rec.error.message
+                if rec.error.message:  # the executor's message beats the owner's summary
+                    att.error_message = att.error_message or rec.error.message
             if rec.error_traceback:
                 att.traceback = rec.error_traceback
             if rec.actor_repr_name:

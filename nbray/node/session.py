@@ -37,6 +37,26 @@ def new_session_dir(temp_root: str | None = None) -> str:
     return path
 
 
+UNIX_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def socket_path(session_dir: str, name: str) -> str:
+    """Path of a Unix socket of the session, short enough for the kernel.
+
+    Sockets live in <session>/sockets unless that path is too long (deep
+    temp dirs), in which case a short private directory under /tmp is used.
+    """
+    path = os.path.join(session_dir, "sockets", name)
+    if len(path) <= UNIX_PATH_MAX:
+        return path
+    import hashlib
+
+    digest = hashlib.sha1(session_dir.encode()).hexdigest()[:12]
+    short = os.path.join(tempfile.gettempdir(), f"nbray-s-{digest}")
+    os.makedirs(short, mode=0o700, exist_ok=True)
+    return os.path.join(short, name)
+
+
 def write_cluster_info(session_dir: str, info: dict[str, Any]) -> None:
     path = os.path.join(session_dir, "cluster.json")
     tmp = path + ".tmp"

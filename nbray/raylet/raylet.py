@@ -23,6 +23,7 @@ from nbray._version import __version__
 from nbray.common.config import Config
 from nbray.common.resources import NodeResources, bundle_resources, to_fixed, to_float
 from nbray.gcs.client import GcsClient
+from nbray.node import session
 from nbray.object_store.store import ObjectStore
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.raylet.lease_manager import LeaseManager
@@ -73,7 +74,7 @@ class Raylet:
         self.dispatcher.register_service("RayletService", self)
         self.dispatcher.register_service("ZygoteEventsService", self)
         short = node_id.hex()[:8]
-        self.socket_path = os.path.join(session_dir, "sockets", f"raylet-{short}.sock")
+        self.socket_path = session.socket_path(session_dir, f"raylet-{short}.sock")
         self.log_dir = os.path.join(session_dir, "logs")
         spill_dir = config.object_spilling_directory or os.path.join(session_dir, "spill", short)
         self.store = ObjectStore(
@@ -104,7 +105,7 @@ class Raylet:
         self.view.local.port = self.port
         self.gcs: GcsClient | None = None
         self.log_router = LogRouter(
-            self.loop, os.path.join(session_dir, "sockets", f"logs-{short}.sock"), token,
+            self.loop, session.socket_path(session_dir, f"logs-{short}.sock"), token,
             self.log_dir, node_ip, self._publish_logs, self._pid_of_token,
             flush_interval_s=config.log_flush_interval_ms / 1000,
             batch_max_bytes=config.log_batch_max_bytes)

@@ -164,6 +164,8 @@ class ActorTaskSubmitter:
         task.pushed_to = st.address
         self.core.events.state(task.task_id, task.spec.attempt_number, gcs_pb2.SUBMITTED_TO_WORKER)
         req = core_worker_pb2.PushTaskRequest(spec=task.spec)
+        assert st.address is not None
+        req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
         conn.call(_PUSH, req, callback=lambda reply, err: self._on_reply(st, task, reply, err))
 
     def _on_reply(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:

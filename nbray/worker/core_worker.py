@@ -119,7 +119,9 @@ class CoreWorker:
                                  handshake_timeout_s=config.handshake_timeout_ms / 1000,
                                  max_frame_bytes=config.max_frame_bytes,
                                  max_trailer_bytes=config.max_trailer_bytes)
-        unix_path = os.path.join(session_dir, "sockets", f"w-{short}.sock")
+        from nbray.node.session import socket_path
+
+        unix_path = socket_path(session_dir, f"w-{short}.sock")
         self.unix_listener = Listener(self.loop, bind_listener("unix:" + unix_path), token, self.dispatcher,
                                       self._on_inbound, role="worker" if is_worker else "driver",
                                       handshake_timeout_s=config.handshake_timeout_ms / 1000,
@@ -165,6 +167,10 @@ class CoreWorker:
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         self.loop.post(fn, *args)
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown
 
     def _on_inbound(self, conn: Connection) -> None:
         pass
@@ -214,6 +220,21 @@ class CoreWorker:
                     todo.append(ref)
         for ref in todo:
             self._queue_delta(ref._owner, ref._id, self.address_bytes, 1, container_id)
+
+    def register_push_receiver(self, spec: common_pb2.TaskSpec, receiver: common_pb2.Address) -> bool:
+        """Before pushing a task, register its worker as a borrower of the refs
+        nested in its arguments (the receiver then counts them as registered)."""
+        if not spec.nested_refs:
+            return False
+        receiver_bytes = receiver.SerializeToString()
+        actions: list[Any] = []
+        with self.lock:
+            for r in spec.nested_refs:
+                actions.extend(self.refs.register_receiver(r.object_id, r.owner.SerializeToString(),
+                                                           receiver.worker_id, receiver_bytes))
+        if actions:
+            self.apply_actions(actions)
+        return True
 
     def receive_nested(self, nested: Iterable[common_pb2.ObjectReference]) -> None:
         """Refs inside a task's arguments were registered for us by the sender."""

@@ -69,6 +69,8 @@ class Executor:
         self.actor: ActorRuntime | None = None
         self.exiting = False
         self._cancelled_queued: set[bytes] = set()
+        self._bounce_armed = False
+        self._task_started_at = 0.0
         self.num_running = 0
 
     # ---- intake (I/O thread) --------------------------------------------------------------------
@@ -78,6 +80,7 @@ class Executor:
         if req.intended_worker_id and req.intended_worker_id != core.worker_id:
             conn.reply_error(rid, _PUSH.id, "wrong_worker", "this task was leased to another worker")
             return
+        self.functions.remember(req.spec.function)
         if req.spec.type == _ACTOR_TASK:
             if self.actor is None:
                 conn.reply_error(rid, _PUSH.id, "not_an_actor", "this worker does not run an actor")
@@ -90,6 +93,21 @@ class Executor:
         with self._cond:
             self._queue.append((conn, req, rid))
             self._cond.notify()
+        if req.spec.type == common_pb2.NORMAL_TASK and not self._bounce_armed:
+            self._bounce_armed = True
+            self.core.loop.call_later(self.core.config.pipelining_bounce_ms / 1000, self._bounce_if_stuck)
+
+    def _bounce_if_stuck(self) -> None:
+        """I/O thread: if the running task is slow, give the queued ones back."""
+        self._bounce_armed = False
+        if not self._queue:
+            return
+        bounce_s = self.core.config.pipelining_bounce_ms / 1000
+        if self.current_task_id is not None and time.monotonic() - self._task_started_at >= bounce_s:
+            self.on_blocked()
+            return
+        self._bounce_armed = True
+        self.core.loop.call_later(bounce_s, self._bounce_if_stuck)
 
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
         """I/O thread: cancel a queued or running task. Returns True if found."""
@@ -192,6 +210,7 @@ class Executor:
         _apply_gpu_env(ctx.resource_ids)
         on_main = threading.current_thread() is threading.main_thread()
         if on_main:
+            self._task_started_at = time.monotonic()
             self.current_task_id = spec.task_id
         self.num_running += 1
         core.events.running(spec.task_id, spec.attempt_number, core.node_id, core.worker_id, os.getpid(),
@@ -199,7 +218,7 @@ class Executor:
         nested: list[bytes] = []
         try:
             target = resolve(spec.function if spec.type != _ACTOR_TASK else spec)
-            args, kwargs, nested = self.load_args(spec)
+            args, kwargs, nested = self.load_args(spec, req.nested_refs_registered)
             if spec.streaming_generator:
                 reply = self._run_generator(conn, spec, target(*args, **kwargs))
             else:
@@ -228,10 +247,10 @@ class Executor:
     def _was_cancelled(self, task_id: bytes) -> bool:
         return True  # a KeyboardInterrupt in a task only comes from a cancel
 
-    def load_args(self, spec: Any) -> tuple[list[Any], dict[str, Any], list[bytes]]:
+    def load_args(self, spec: Any, registered: bool = True) -> tuple[list[Any], dict[str, Any], list[bytes]]:
         core = self.core
         nested = [r.object_id for r in spec.nested_refs]
-        if nested:
+        if nested and registered:
             core.receive_nested(spec.nested_refs)
         args, kwargs = deserialize(spec.args_pickle)
         if spec.ref_args:
@@ -341,7 +360,8 @@ class Executor:
         self.core.set_actor(spec.actor_id, spec)
         try:
             cls = self.functions.load(spec.function)
-            args, kwargs, nested = self.load_args(spec)
+            # the owner pins creation arguments for the actor's whole life
+            args, kwargs, nested = self.load_args(spec, registered=False)
             instance = cls(*args, **kwargs)
         except Exception as exc:
             return self.error_reply(spec, exc)
@@ -456,9 +476,9 @@ class ActorRuntime:
                                          ra.inline_value.format == common_pb2.VALUE_IN_PLASMA
                                          for ra in spec.ref_args):
                     args, kwargs, nested = await asyncio.get_running_loop().run_in_executor(
-                        None, ex.load_args, spec)
+                        None, ex.load_args, spec, req.nested_refs_registered)
                 else:
-                    args, kwargs, nested = ex.load_args(spec)
+                    args, kwargs, nested = ex.load_args(spec, req.nested_refs_registered)
                 result = target(*args, **kwargs)
                 if spec.streaming_generator and inspect.isasyncgen(result):
                     reply = await self._run_async_generator(conn, spec, result)
@@ -523,6 +543,7 @@ class ActorRuntime:
             req.spec.type = _ACTOR_TASK
             req.spec.method_name = "__ray_terminate__"
             req.spec.num_returns = 0
+            req.spec.args_pickle = serialize(((), {})).to_bytes()
             self.executor.enqueue(_NullConnection(), req, 0)
         elif self.mode == "threaded":
             assert self._pool is not None

@@ -38,17 +38,26 @@ class FunctionCache:
 
     def __init__(self) -> None:
         self._cache: dict[bytes, Any] = {}
+        self._bodies: dict[bytes, bytes] = {}
         self._lock = threading.Lock()
+
+    def remember(self, descriptor: common_pb2.FunctionDescriptor) -> None:
+        """Keep a body as it arrives: the task carrying it may run later, or
+        be handed back, while later pushes omit it."""
+        if descriptor.pickled and descriptor.function_id not in self._cache:
+            self._bodies[descriptor.function_id] = descriptor.pickled
 
     def load(self, descriptor: common_pb2.FunctionDescriptor) -> Any:
         fid = descriptor.function_id
         obj = self._cache.get(fid)
         if obj is not None:
             return obj
-        if not descriptor.pickled:
+        body = descriptor.pickled or self._bodies.get(fid)
+        if not body:
             raise LookupError(
                 f"function {descriptor.qualname} ({fid.hex()[:8]}) was not sent to this worker")
-        obj = loads_function(descriptor.pickled)
+        obj = loads_function(body)
+        self._bodies.pop(fid, None)
         with self._lock:
             self._cache[fid] = obj
         return obj

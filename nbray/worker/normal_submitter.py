@@ -282,6 +282,7 @@ class NormalTaskSubmitter:
             sent.add(fid)
         if lw.resource_ids:
             req.resource_ids.update(lw.resource_ids)
+        req.nested_refs_registered = core.register_push_receiver(spec, lw.address)
         core.events.state(task.task_id, spec.attempt_number, gcs_pb2.SUBMITTED_TO_WORKER)
         conn.call(_PUSH, req, callback=lambda reply, err: self._on_pushed(cq, lw, task, reply, err))
 
@@ -296,8 +297,12 @@ class NormalTaskSubmitter:
             if task.cancelled:
                 tm.fail(task, _cancelled(task), common_pb2.TASK_CANCELLED)
             else:
-                tm.on_system_failure(task, common_pb2.WORKER_DIED, f"{error}")
+                tm.on_system_failure(task, common_pb2.WORKER_DIED,
+                                     f"its worker (node {lw.node_id.hex()[:8]}) exited unexpectedly")
         elif reply.requeued:
+            # The worker is busy with a slow (or blocked) task: stop
+            # pipelining this class and run the task elsewhere.
+            cq.ewma_us = max(cq.ewma_us, float(self.core.config.pipelining_max_task_duration_us))
             cq.tasks.appendleft(task)
         else:
             us = reply.exec_duration_us

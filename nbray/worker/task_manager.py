@@ -150,8 +150,9 @@ class TaskManager:
             return True
         state = gcs_pb2.FAILED if reply.is_application_error or reply.was_cancelled else gcs_pb2.FINISHED
         if state == gcs_pb2.FAILED:
+            # the executor reported the exception itself; record only the state here
             self._record_failure(task, common_pb2.TASK_CANCELLED if reply.was_cancelled
-                                 else common_pb2.TASK_EXECUTION_EXCEPTION, "the task raised an exception")
+                                 else common_pb2.TASK_EXECUTION_EXCEPTION, "")
         else:
             core.events.state(task.task_id, task.spec.attempt_number, state)
         if task.on_done is not None:
@@ -173,14 +174,14 @@ class TaskManager:
     def on_system_failure(self, task: PendingTask, error_type: int, message: str,
                           retryable: bool = True) -> None:
         """The worker or node running the task failed (not the user code)."""
-        if task.task_id not in self.pending:
+        if task.task_id not in self.pending or self.core.shutting_down:
             return
         if retryable and not task.cancelled and task.retries_left != 0:
             if task.retries_left > 0:
                 task.retries_left -= 1
             self._record_failure(task, error_type, message)
             delay = self.core.config.task_retry_delay_ms / 1000
-            logger.info("retrying task %s after: %s", task.name, message)
+            logger.info("retrying task %s (attempt %d): %s", task.name, task.spec.attempt_number + 2, message)
             if delay:
                 self.core.loop.call_later(delay, self.core.resubmit, task)
             else:
@@ -236,9 +237,9 @@ class TaskManager:
         if error_type == common_pb2.WORKER_DIED or error_type == common_pb2.NODE_DIED:
             attempts = (task.spec.max_retries if not task.is_actor else task.spec.max_task_retries)
             return WorkerCrashedError(
-                f"The worker running task {task.name} died unexpectedly ({message}); "
-                f"it was tried {max(0, attempts) + 1} time(s). Check its output for a crash "
-                "(segfault, os._exit, out of memory).")
+                f"The worker running task {task.name} died unexpectedly: {message}. The task was tried "
+                f"{max(0, attempts) + 1} time(s) (max_retries={attempts}). Check the worker's output for a "
+                "crash (segfault, os._exit, out of memory).")
         return RaySystemError(message)
 
     # ---- generators ----------------------------------------------------------------------------

@@ -1,0 +1,244 @@
+"""Test helpers: clusters on one machine, leak checks, waiting on conditions.
+
+    from nbray.testing import Cluster, wait_for_condition
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    worker = cluster.add_node(num_cpus=2, resources={"node1": 1})
+    cluster.wait_for_nodes()
+    nbray.init(address=cluster.address)
+    ...
+    nbray.shutdown()
+    cluster.shutdown()          # asserts nothing is left behind
+
+Every node is a real raylet process (its own ports, socket and store);
+the head also runs the GCS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nbray.common.config import Config
+from nbray.node import launcher
+from nbray.node.launcher import NodeProcesses
+
+
+class LeakError(AssertionError):
+    """Processes or shared-memory files outlived the cluster."""
+
+
+def wait_for_condition(condition: Callable[[], Any], timeout: float = 10.0, retry_interval_ms: int = 20,
+                       message: str = "") -> Any:
+    """Poll `condition` until it returns a truthy value; raise on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # keep waiting; report the last error
+            last_error = exc
+        time.sleep(retry_interval_ms / 1000)
+    detail = f" (last error: {last_error!r})" if last_error else ""
+    raise TimeoutError(f"condition not met within {timeout} s: {message or condition}{detail}")
+
+
+def descendant_pids(root_pids: list[int]) -> set[int]:
+    """Pids of processes whose ancestry includes one of `root_pids`, plus
+    processes in the same session as them (workers are forked by the zygote)."""
+    out: set[int] = set()
+    sessions = set()
+    for pid in root_pids:
+        try:
+            sessions.add(os.getsid(pid))
+        except ProcessLookupError:
+            pass
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, sid = fields[0], int(fields[3])
+        if state == "Z":
+            continue
+        if sid in sessions or pid in root_pids:
+            out.add(pid)
+    return out
+
+
+def shm_files() -> list[str]:
+    try:
+        return sorted(f for f in os.listdir("/dev/shm") if "nbray" in f)
+    except OSError:
+        return []
+
+
+def assert_no_leaks(pids: set[int], timeout: float = 10.0) -> None:
+    """Wait for `pids` to exit; raise LeakError if any survive or shm files exist."""
+    def gone() -> bool:
+        return not any(_alive(p) for p in pids)
+
+    try:
+        wait_for_condition(gone, timeout=timeout)
+    except TimeoutError:
+        alive = [p for p in pids if _alive(p)]
+        for p in alive:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise LeakError(f"processes still running after shutdown: {alive}") from None
+    leftovers = shm_files()
+    if leftovers:
+        raise LeakError(f"files left in /dev/shm: {leftovers}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Cluster:
+    """Several nodes on this machine (Ray's ``cluster_utils.Cluster``)."""
+
+    def __init__(self, initialize_head: bool = False, head_node_args: dict[str, Any] | None = None,
+                 connect: bool = False, system_config: dict[str, Any] | None = None) -> None:
+        self.config = Config()
+        self.config.apply_env()
+        if system_config:
+            self.config.apply(system_config)
+        self.head: NodeProcesses | None = None
+        self.worker_nodes: list[NodeProcesses] = []
+        self._all_pids: set[int] = set()
+        self._connected = False
+        if initialize_head:
+            self.add_node(**(head_node_args or {}))
+            if connect:
+                self.connect()
+
+    @property
+    def address(self) -> str:
+        assert self.head is not None, "the cluster has no head node"
+        return self.head.gcs_address
+
+    @property
+    def gcs_address(self) -> str:
+        return self.address
+
+    @property
+    def session_dir(self) -> str:
+        assert self.head is not None
+        return self.head.session_dir
+
+    def add_node(self, wait: bool = True, **node_args: Any) -> NodeProcesses:
+        """Start a node: the head first (GCS + raylet), then worker nodes."""
+        args = dict(node_args)
+        system_config = args.pop("_system_config", None)
+        config = self.config
+        if system_config:
+            config = Config()
+            config.apply(self.config.overrides())
+            config.apply(system_config)
+        common = {k: args.pop(k) for k in ("num_cpus", "num_gpus", "resources", "object_store_memory",
+                                            "memory", "labels") if k in args}
+        node_ip = args.pop("node_ip_address", None)
+        if self.head is None:
+            node = launcher.start_head(config=config, node_ip=node_ip,
+                                       include_dashboard=bool(args.pop("include_dashboard", False)),
+                                       dashboard_port=int(args.pop("dashboard_port", 0)),
+                                       client_server_port=args.pop("ray_client_server_port", None),
+                                       **common)
+            self.head = node
+        else:
+            node = launcher.start_worker_node(config=config, gcs_address=self.head.gcs_address,
+                                              token=self.head.token, node_ip=node_ip,
+                                              session_dir=self.head.session_dir, **common)
+            self.worker_nodes.append(node)
+        if args:
+            raise TypeError(f"unknown node arguments: {sorted(args)}")
+        self._all_pids |= set(node.pids().values())
+        if wait:
+            self.wait_for_nodes()
+        return node
+
+    def connect(self, namespace: str | None = None) -> Any:
+        import nbray
+
+        ctx = nbray.init(address=self.address, namespace=namespace)
+        self._connected = True
+        return ctx
+
+    def list_all_nodes(self) -> list[NodeProcesses]:
+        return ([self.head] if self.head is not None else []) + list(self.worker_nodes)
+
+    def remove_node(self, node: NodeProcesses, allow_graceful: bool = True) -> None:
+        """Stop a node: gracefully (it deregisters) or with SIGKILL."""
+        self._all_pids |= descendant_pids(list(node.pids().values()))
+        node.stop(force=not allow_graceful)
+        if node is self.head:
+            self.head = None
+        elif node in self.worker_nodes:
+            self.worker_nodes.remove(node)
+
+    def kill_raylet(self, node: NodeProcesses) -> None:
+        """SIGKILL the node's raylet (its workers follow it)."""
+        self._all_pids |= descendant_pids(list(node.pids().values()))
+        proc = node.processes["raylet"]
+        proc.kill()
+        proc.wait(10)
+
+    def wait_for_nodes(self, timeout: float = 30.0) -> None:
+        """Wait until the GCS lists every started node as alive."""
+        from nbray.protocol import gcs_pb2
+        from nbray.rpc.blocking import BlockingClient
+
+        assert self.head is not None
+        expected = {n.node_id for n in self.list_all_nodes()}
+
+        def all_alive() -> bool:
+            with BlockingClient(self.head.gcs_address, self.head.token) as client:  # type: ignore[union-attr]
+                nodes = client.call("GcsService.GetAllNodeInfo").nodes
+            alive = {n.node_id for n in nodes if n.state == gcs_pb2.NodeInfo.ALIVE}
+            return expected <= alive
+
+        wait_for_condition(all_alive, timeout=timeout, message="all nodes registered")
+
+    def shutdown(self, check_leaks: bool = True) -> None:
+        """Stop every node; assert no processes or /dev/shm files remain."""
+        if self._connected:
+            import nbray
+
+            nbray.shutdown()
+            self._connected = False
+        nodes = self.list_all_nodes()
+        for node in nodes:
+            self._all_pids |= descendant_pids(list(node.pids().values()))
+        for node in self.worker_nodes:
+            node.stop()
+        if self.head is not None:
+            self.head.stop()
+        self.worker_nodes = []
+        self.head = None
+        if check_leaks:
+            assert_no_leaks(self._all_pids)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+__all__ = ["Cluster", "LeakError", "assert_no_leaks", "descendant_pids", "shm_files", "wait_for_condition"]

@@ -1,0 +1,67 @@
+"""Shared fixtures: real clusters that are torn down and checked for leaks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Every test run keeps its session files (and `nbray stop`'s reach) to itself.
+os.environ.setdefault("NBRAY_TMPDIR", tempfile.mkdtemp(prefix="nbray-tests-"))
+
+import nbray  # noqa: E402
+from nbray.testing import Cluster, assert_no_leaks, descendant_pids  # noqa: E402
+
+
+def _start(**kwargs: Any) -> tuple[Any, set[int]]:
+    ctx = nbray.init(**kwargs)
+    from nbray.api import _state
+
+    node = _state.node
+    pids = descendant_pids(list(node.pids().values())) if node is not None else set()
+    return ctx, pids
+
+
+def _stop(pids: set[int]) -> None:
+    from nbray.api import _state
+
+    node = _state.node
+    if node is not None:
+        pids |= descendant_pids(list(node.pids().values()))
+    nbray.shutdown()
+    assert_no_leaks(pids)
+
+
+@pytest.fixture
+def ray_start(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh local cluster per test; parametrize with init() kwargs."""
+    kwargs = getattr(request, "param", None) or {"num_cpus": 2}
+    ctx, pids = _start(**kwargs)
+    try:
+        yield ctx
+    finally:
+        _stop(pids)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[Any]:
+    """One local cluster (2 CPUs, 2 logical GPUs) for a whole test module."""
+    ctx, pids = _start(num_cpus=2, num_gpus=2, resources={"custom": 4},
+                       object_store_memory=256 * 1024 * 1024)
+    try:
+        yield ctx
+    finally:
+        _stop(pids)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """An empty multi-node Cluster helper; add nodes in the test."""
+    c = Cluster()
+    try:
+        yield c
+    finally:
+        c.shutdown()

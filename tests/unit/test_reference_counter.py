@@ -1,0 +1,107 @@
+"""Distributed reference counting decisions (pure logic)."""
+
+from nbray.worker.reference_counter import ReferenceCounter
+
+OWNER = b"owner-addr"
+ME = b"me-addr"
+
+
+def frees(actions):
+    return [a[1] for a in actions if a[0] == "free"]
+
+
+def deltas(actions):
+    return [(a[1], a[2], a[3], a[4]) for a in actions if a[0] == "delta"]
+
+
+def test_owned_object_freed_when_last_local_ref_goes():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.add_local(b"x", OWNER)
+    assert rc.remove_local(b"x") == []
+    assert frees(rc.remove_local(b"x")) == [b"x"]
+    assert rc.get(b"x") is None
+
+
+def test_pending_task_argument_keeps_object_alive():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.add_submitted([b"x"])
+    assert rc.remove_local(b"x") == []
+    assert frees(rc.remove_submitted([b"x"])) == [b"x"]
+
+
+def test_borrower_counts_are_signed_and_order_independent():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.borrower_delta(b"x", b"w-s", +1)       # borrower S holds x
+    assert rc.remove_local(b"x") == []         # owner drops its own ref; S keeps x alive
+    # S sent x to B and registered B (+1) before releasing its own hold, but
+    # B's unregistration (-1) overtakes that registration on another path.
+    assert rc.borrower_delta(b"x", b"w-b", -1) == []
+    assert rc.borrower_delta(b"x", b"w-b", +1) == []   # B's count back to zero
+    assert frees(rc.borrower_delta(b"x", b"w-s", -1)) == [b"x"]
+
+
+def test_registration_before_sender_release_keeps_object():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.borrower_delta(b"x", b"w-b", +1)       # sender registers the receiver first
+    assert rc.remove_local(b"x") == []         # then the owner drops its own ref
+    assert frees(rc.borrower_delta(b"x", b"w-b", -1)) == [b"x"]
+
+
+def test_borrower_sends_unregistration_with_all_registrations():
+    rc = ReferenceCounter(b"w-me", ME)
+    rc.registered_for_us(b"x", OWNER, 2)
+    rc.add_local(b"x", OWNER)
+    assert deltas(rc.remove_local(b"x")) == [(OWNER, b"x", ME, -2)]
+
+
+def test_sender_registers_receiver_with_remote_owner():
+    rc = ReferenceCounter(b"w-me", ME)
+    rc.add_local(b"x", OWNER)
+    assert deltas(rc.register_receiver(b"x", OWNER, b"w-r", b"r-addr")) == [(OWNER, b"x", b"r-addr", 1)]
+
+
+def test_owner_registers_receiver_locally():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    assert rc.register_receiver(b"x", OWNER, b"w-r", b"r-addr") == []
+    assert rc.get(b"x").borrowers == {b"w-r": 1}
+
+
+def test_contained_refs_live_as_long_as_the_container():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"inner")
+    rc.own(b"outer", contains=[(b"inner", OWNER)])
+    assert rc.remove_local(b"inner") == []
+    actions = rc.remove_local(b"outer")
+    assert set(frees(actions)) == {b"outer", b"inner"}
+
+
+def test_borrowed_container_releases_nested_registrations():
+    rc = ReferenceCounter(b"w-me", ME)
+    rc.add_local(b"outer", OWNER)
+    rc.registered_for_us(b"inner", b"other-owner", 1)
+    rc.set_contains(b"outer", [(b"inner", b"other-owner")])
+    actions = rc.remove_local(b"outer")
+    assert (b"other-owner", b"inner", ME, -1) in deltas(actions)
+
+
+def test_dead_borrower_is_forgotten():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.borrower_delta(b"x", b"w-b", +1)
+    assert rc.remove_local(b"x") == []
+    assert frees(rc.borrower_died(b"w-b")) == [b"x"]
+
+
+def test_self_registration_happens_once():
+    rc = ReferenceCounter(b"w-me", ME)
+    assert rc.add_local(b"x", OWNER) is True
+    assert rc.begin_self_registration(b"x") is True
+    assert rc.begin_self_registration(b"x") is False
+    rc.add_local(b"x", OWNER)
+    assert rc.remove_local(b"x") == []
+    assert deltas(rc.remove_local(b"x")) == [(OWNER, b"x", ME, -1)]

@@ -54,6 +54,8 @@ class Config:
     object_pull_window_chunks: int = 4
     # How long a reader waits for an object whose copies are all gone.
     object_fetch_timeout_ms: int = 600_000
+    # Longest a dropped ObjectRef waits before its release is processed.
+    release_drain_interval_ms: int = 50
     # Bytes of task specs kept for lineage reconstruction per owner.
     max_lineage_bytes: int = 1 * GIB
     # Object locations cached by a raylet for recently freed objects.

@@ -45,16 +45,23 @@ def _is_plain(value: Any, budget: list[int]) -> bool:
     t = type(value)
     if t in _PLAIN_ATOMS:
         return True
+    atoms = _PLAIN_ATOMS
     if t is tuple or t is list:
         budget[0] -= len(value)
         if budget[0] < 0:
             return False
-        return all(_is_plain(v, budget) for v in value)
+        for v in value:
+            if type(v) not in atoms and not _is_plain(v, budget):
+                return False
+        return True
     if t is dict:
         budget[0] -= len(value)
         if budget[0] < 0:
             return False
-        return all(type(k) in _PLAIN_ATOMS and _is_plain(v, budget) for k, v in value.items())
+        for k, v in value.items():
+            if type(k) not in atoms or (type(v) not in atoms and not _is_plain(v, budget)):
+                return False
+        return True
     return False
 
 

@@ -226,11 +226,23 @@ class Connection:
         self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_ONEWAY, 0),
                    body, trailer)
 
-    def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None) -> None:
+    def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None,
+              flush: bool = True) -> None:
+        """Send a reply; with flush=False (another thread than the loop's)
+        the frame waits for the next flush() or send, to batch replies."""
         mid = method if isinstance(method, int) else method.id
         body = reply.SerializeToString()
-        self._send(HEADER.pack(len(body), _trailer_len(trailer), mid, KIND_REPLY, request_id),
-                   body, trailer)
+        header = HEADER.pack(len(body), _trailer_len(trailer), mid, KIND_REPLY, request_id)
+        if flush:
+            self._send(header, body, trailer)
+            return
+        with self._wlock:
+            if self.closed:
+                return
+            self._wbuf.append(header)
+            self._wbuf.append(body)
+            if trailer is not None:
+                self._wbuf.append(trailer)
 
     def reply_error(self, request_id: int, method_id: int, code: str, message: str) -> None:
         body = common_pb2.RpcError(code=code, message=message).SerializeToString()
@@ -241,24 +253,21 @@ class Connection:
             if self.closed:
                 return
             wbuf = self._wbuf
-            if wbuf or self._write_interest:
-                wbuf.append(header)
-                wbuf.append(body)
-                if trailer is not None:
-                    wbuf.append(trailer)
-                return
+            wbuf.append(header)
+            wbuf.append(body)
+            if trailer is not None:
+                wbuf.append(trailer)
+            if self._write_interest:
+                return  # the loop writes when the socket drains
             if self.loop.in_loop_thread():
                 # Cork: flush once at the end of this loop iteration.
-                wbuf.append(header)
-                wbuf.append(body)
-                if trailer is not None:
-                    wbuf.append(trailer)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     self.loop.add_end_of_iteration_hook(self._flush_corked)
                 return
-            parts = [header, body] if trailer is None else [header, body, trailer]
-            self._write_now(parts)
+            # Another thread: write now, with anything held back before.
+            self._wbuf = []
+            self._write_now(wbuf)
 
     def flush(self) -> None:
         with self._wlock:

@@ -72,7 +72,7 @@ class EventLoop:
         # Called once at the end of every iteration (connections flush their
         # corked writes here).
         self._end_of_iteration: list[Callable[[], None]] = []
-        self._end_hooks_pending = False
+        self._always: list[Callable[[], None]] = []
 
     # ---- threads ------------------------------------------------------------
 
@@ -111,6 +111,10 @@ class EventLoop:
     def add_end_of_iteration_hook(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once after the current iteration's callbacks."""
         self._end_of_iteration.append(hook)
+
+    def add_end_of_iteration_hook_always(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after every iteration (keep it cheap)."""
+        self._always.append(hook)
 
     # ---- selector -------------------------------------------------------------
 
@@ -202,6 +206,12 @@ class EventLoop:
                 self._run_posted_bounded()
                 if timers:
                     self._run_timers()
+                if self._always:
+                    for hook in self._always:
+                        try:
+                            hook()
+                        except Exception:
+                            logger.exception("loop hook failed")
                 if self._end_of_iteration:
                     self._run_end_hooks()
         finally:

@@ -367,7 +367,7 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
 def cmd_microbenchmark(args: argparse.Namespace) -> int:
     from nbray.scripts.microbenchmark import run
 
-    return run(as_json=args.json, quick=args.quick, only=args.only)
+    return run(as_json=args.json, quick=args.quick, only=args.only, compare_ray=args.compare_ray)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -437,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--only", default=None, help="comma-separated substrings of case names to run")
+    p.add_argument("--compare-ray", action="store_true", help="also run the cases on Ray, if installed")
     p.set_defaults(func=cmd_microbenchmark)
 
     p = sub.add_parser("demo", help="run a small task/actor program on a local cluster")

@@ -11,6 +11,7 @@ which case they are sent again, in order, once the actor is back.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from nbray.common.serialization import deserialize
 from nbray.exceptions import ActorDiedError, TaskCancelledError
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
+from nbray.worker.normal_submitter import locked
+from nbray.worker.task_events import record_state
 from nbray.worker.task_manager import PendingTask
 
 if TYPE_CHECKING:
@@ -60,7 +63,21 @@ class ActorTaskSubmitter:
     def __init__(self, core: CoreWorker) -> None:
         self.core = core
         self.actors: dict[bytes, ActorState] = {}
+        # Guards actor states: the I/O thread runs the submitter; user
+        # threads push directly when the actor's connection is ready.
+        self._lock = threading.RLock()
 
+    def try_push_now(self, task: PendingTask) -> bool:
+        """User thread: push at once over an open connection to a live actor."""
+        with self._lock:
+            st = self.actors.get(task.spec.actor_id)
+            if (st is None or st.state != _State.ALIVE or st.queue or st.death is not None
+                    or st.conn is None or st.conn.closed or task.cancelled):
+                return False
+            self._push(st, st.conn, task)
+            return True
+
+    @locked
     def track(self, actor_id: bytes, info: gcs_pb2.ActorInfo | None = None) -> None:
         """Loop thread: follow an actor's state (a handle to it exists here)."""
         st = self.actors.get(actor_id)
@@ -75,10 +92,12 @@ class ActorTaskSubmitter:
                 "GetActorInfo", gcs_pb2.GetActorInfoRequest(actor_id=actor_id),
                 callback=lambda reply, err: self._on_info(st, reply, err))
 
+    @locked
     def _on_info(self, st: ActorState, reply: Any, error: BaseException | None) -> None:
         if error is None and not st.known:
             self._apply(st, reply.actor)
 
+    @locked
     def _on_publish(self, msg: gcs_pb2.PubMessage) -> None:
         st = self.actors.get(msg.key)
         if st is not None:
@@ -113,6 +132,7 @@ class ActorTaskSubmitter:
 
     # ---- submitting ---------------------------------------------------------------------------------
 
+    @locked
     def submit(self, task: PendingTask) -> None:
         st = self.actors.get(task.spec.actor_id)
         if st is None:
@@ -141,6 +161,7 @@ class ActorTaskSubmitter:
         while st.queue:
             self._push(st, conn, st.queue.popleft())
 
+    @locked
     def _on_conn(self, st: ActorState, address: common_pb2.Address, conn: Connection | None,
                  error: BaseException | None) -> None:
         st.connecting = False
@@ -162,12 +183,14 @@ class ActorTaskSubmitter:
     def _push(self, st: ActorState, conn: Connection, task: PendingTask) -> None:
         st.in_flight[task.task_id] = task
         task.pushed_to = st.address
-        self.core.events.state(task.task_id, task.spec.attempt_number, gcs_pb2.SUBMITTED_TO_WORKER)
-        req = core_worker_pb2.PushTaskRequest(spec=task.spec)
+        record_state(task, gcs_pb2.SUBMITTED_TO_WORKER)
+        req = task.push_req
         assert st.address is not None
-        req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
+        if task.spec.nested_refs:
+            req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
         conn.call(_PUSH, req, callback=lambda reply, err: self._on_reply(st, task, reply, err))
 
+    @locked
     def _on_reply(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:
         if st.in_flight.pop(task.task_id, None) is None:
             return
@@ -180,6 +203,7 @@ class ActorTaskSubmitter:
             return
         self.core.task_manager.on_reply(task, reply)
 
+    @locked
     def _on_conn_closed(self, st: ActorState, conn: Connection) -> None:
         if st.conn is conn:
             st.conn = None
@@ -191,6 +215,7 @@ class ActorTaskSubmitter:
         if st.orphan_timer is None:
             st.orphan_timer = self.core.loop.call_later(_DEATH_NOTICE_WAIT_S, self._orphan_timeout, st)
 
+    @locked
     def _orphan_timeout(self, st: ActorState) -> None:
         st.orphan_timer = None
         if st.orphans:
@@ -230,6 +255,7 @@ class ActorTaskSubmitter:
 
     # ---- cancel -------------------------------------------------------------------------------------
 
+    @locked
     def cancel(self, task: PendingTask, recursive: bool) -> None:
         st = self.actors.get(task.spec.actor_id)
         task.cancelled = True

@@ -23,7 +23,7 @@ class TaskContext:
     def __init__(self, task_id: bytes, job_id: bytes, *, name: str = "", func_name: str = "",
                  actor_id: bytes = b"", attempt: int = 0, context_tag: str = "",
                  resource_ids: dict[str, list[str]] | None = None,
-                 resources: dict[str, float] | None = None, placement_group_id: bytes = b"",
+                 resources: Any = None, placement_group_id: bytes = b"",
                  capture_child_tasks: bool = False, namespace: str = "",
                  is_actor_creation: bool = False, runtime_env: dict[str, Any] | None = None) -> None:
         self.task_id = task_id
@@ -34,7 +34,8 @@ class TaskContext:
         self.attempt = attempt
         self.context_tag = context_tag
         self.resource_ids = resource_ids or {}
-        self.resources = resources or {}
+        # a dict, or the protobuf map of the task's spec (read-only)
+        self.resources: Any = resources if resources is not None else {}
         self.placement_group_id = placement_group_id
         self.capture_child_tasks = capture_child_tasks
         self.cancelled = False

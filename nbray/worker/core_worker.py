@@ -92,6 +92,7 @@ class CoreWorker:
         self.dispatcher.register_service("CoreWorkerService", self)
         self.memory_store = MemoryStore()
         self.events = TaskEventBuffer(config.task_events_max_buffer)
+        self.events.info_builder = self._build_task_info
         self.task_manager = TaskManager(self)
         self.normal_submitter = NormalTaskSubmitter(self)
         self.actor_submitter = ActorTaskSubmitter(self)
@@ -105,6 +106,8 @@ class CoreWorker:
         self._function_bodies: dict[bytes, bytes] = {}
         self._owner_cache: dict[bytes, common_pb2.Address] = {}
         self._actor_creation_args: dict[bytes, list[bytes]] = {}
+        self._template_keys: dict[int, Any] = {}
+        self._info_protos: dict[Any, gcs_pb2.TaskInfo] = {}
         self._shutdown = False
         self.actor_id = b""
         self.actor_spec: Any = None
@@ -163,7 +166,13 @@ class CoreWorker:
             self.gcs.subscribe(gcs_pb2.LOGS, self.job_id, self._on_logs)
         self.gcs.subscribe(gcs_pb2.WORKER_FAILURE, b"", self._on_worker_failure)
         self.loop.post(self._flush_events_periodically)
+        self.loop.post(self._release_tick)
+        self.loop.add_end_of_iteration_hook_always(self._drain_if_pending)
         _core[0] = self
+
+    def _drain_if_pending(self) -> None:
+        if self._releases:
+            self._drain_releases()
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         self.loop.post(fn, *args)
@@ -178,11 +187,22 @@ class CoreWorker:
     # ---- reference counting glue ------------------------------------------------------------------
 
     def release_ref(self, object_id: bytes) -> None:
-        """From ObjectRef.__del__ on any thread: no locks, no I/O."""
-        self._releases.append(object_id)
-        if not self._release_scheduled:
+        """From ObjectRef.__del__ on any thread: no locks, no I/O.
+
+        Releases are drained by the I/O thread on its next pass or tick
+        (waking it for every dropped ref would cost a thread switch each);
+        a large backlog wakes it at once."""
+        releases = self._releases
+        releases.append(object_id)
+        if len(releases) > 512 and not self._release_scheduled:
             self._release_scheduled = True
             self.loop.post(self._drain_releases)
+
+    def _release_tick(self) -> None:
+        if self._releases:
+            self._drain_releases()
+        if not self._shutdown:
+            self.loop.call_later(self.config.release_drain_interval_ms / 1000, self._release_tick)
 
     def _drain_releases(self) -> None:
         self._release_scheduled = False
@@ -479,7 +499,8 @@ class CoreWorker:
     def submit_task(self, template: common_pb2.TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any],
                     name: str = "") -> list[ObjectRef]:
         ctx = context.current()
-        spec = common_pb2.TaskSpec()
+        req = core_worker_pb2.PushTaskRequest()
+        spec = req.spec
         spec.CopyFrom(template)
         job_id = ctx.job_id
         task_id = ids.new_task_id(ids.nil_actor_id(job_id))
@@ -487,32 +508,86 @@ class CoreWorker:
         spec.job_id = job_id
         spec.parent_task_id = ctx.task_id
         spec.caller.CopyFrom(self.address)
-        spec.context_tag = ctx.context_tag
+        if ctx.context_tag:
+            spec.context_tag = ctx.context_tag
         spec.namespace = ctx.namespace or self.namespace
         if name:
             spec.name = name
-        self._inherit(spec, ctx)
+        inherited = self._inherit(spec, ctx)
         arg_ids, keep_alive = self._pack_args(spec, args, kwargs)
         if spec.streaming_generator:
             return_ids = [ids.return_object_id(task_id, 1)]
         else:
             return_ids = [ids.return_object_id(task_id, i + 1) for i in range(spec.num_returns)]
-        spec.return_base_id = ids.return_object_id(task_id, 1)
-        task = PendingTask(spec, return_ids, arg_ids)
+        spec.return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
+        task = PendingTask(req, return_ids, arg_ids)
+        if not inherited:
+            task.sched_key = self._template_key(template)
         with self.lock:
             for oid in return_ids:
                 self.refs.own(oid, lineage=task_id)
-            self.refs.add_submitted(arg_ids)
+            if arg_ids:
+                self.refs.add_submitted(arg_ids)
             self.task_manager.add(task)
         del keep_alive
-        self._record_submission(spec, arg_ids, return_ids)
-        self.loop.post(self.normal_submitter.submit, task)
-        return [ObjectRef(oid, self.address_bytes, _counted=True) for oid in return_ids]
+        self._track(task)
+        if not self.normal_submitter.try_push_now(task):
+            self.loop.post(self.normal_submitter.submit, task)
+        address = self.address_bytes
+        return [ObjectRef(oid, address, True) for oid in return_ids]
 
-    def _inherit(self, spec: common_pb2.TaskSpec, ctx: TaskContext) -> None:
-        """Child tasks inherit the parent's placement group when it captures them."""
+    def _template_key(self, template: common_pb2.TaskSpec) -> Any:
+        key = self._template_keys.get(id(template))
+        if key is None or key[0] is not template:
+            from nbray.worker.normal_submitter import scheduling_key
+
+            key = (template, scheduling_key(template))
+            self._template_keys[id(template)] = key
+        return key[1]
+
+    def _track(self, task: PendingTask) -> None:
+        if not task.spec.disable_task_events:
+            task.ev.append((0, gcs_pb2.PENDING_ARGS_AVAIL, time.time_ns()))
+            self.events.track(task)
+
+    def _build_task_info(self, task: PendingTask, info: gcs_pb2.TaskInfo) -> None:
+        spec = task.spec
+        key = (spec.name, spec.func_or_class_name, spec.type, spec.job_id, task.sched_key)
+        proto = self._info_protos.get(key) if task.sched_key is not None else None
+        if proto is None:
+            proto = gcs_pb2.TaskInfo(type=spec.type, name=spec.name, func_or_class_name=spec.func_or_class_name,
+                                     job_id=spec.job_id, caller_node_id=self.node_id)
+            proto.caller.CopyFrom(self.address)
+            proto.required_resources.update(spec.resources)
+            if task.sched_key is not None:
+                if len(self._info_protos) > 1024:
+                    self._info_protos.clear()
+                self._info_protos[key] = proto
+        info.CopyFrom(proto)
+        info.parent_task_id = spec.parent_task_id
+        if spec.type != common_pb2.NORMAL_TASK:
+            info.actor_id = spec.actor_id
+        if spec.scheduling_strategy.placement_group_id:
+            info.placement_group_id = spec.scheduling_strategy.placement_group_id
+        if task.arg_ids:
+            info.arg_object_ids.extend(task.arg_ids)
+        info.return_object_ids.extend(task.return_ids)
+        if spec.context_tag:
+            info.context_tag = spec.context_tag
+
+    def _inherit(self, spec: common_pb2.TaskSpec, ctx: TaskContext) -> bool:
+        """Child tasks inherit the parent's placement group (when it captures
+        them) and runtime environment. Returns True if the spec changed."""
+        changed = False
+        if ctx.runtime_env and ctx.runtime_env.get("env_vars"):
+            for k, v in ctx.runtime_env["env_vars"].items():
+                if k not in spec.runtime_env.env_vars:
+                    spec.runtime_env.env_vars[k] = v
+                    changed = True
         s = spec.scheduling_strategy
-        if (ctx.capture_child_tasks and ctx.placement_group_id and s.kind == common_pb2.SchedulingStrategy.DEFAULT
+        if not (ctx.capture_child_tasks and ctx.placement_group_id):
+            return changed
+        if (s.kind == common_pb2.SchedulingStrategy.DEFAULT
                 and not spec.runtime_env.env_vars.get("__nbray_no_capture__")):
             from nbray.common.resources import placement_group_demand
 
@@ -523,6 +598,8 @@ class CoreWorker:
             s.placement_group_id = ctx.placement_group_id
             s.bundle_index = -1
             s.capture_child_tasks = True
+            changed = True
+        return changed
 
     def _pack_args(self, spec: common_pb2.TaskSpec, args: tuple[Any, ...] | list[Any],
                    kwargs: dict[str, Any]) -> tuple[list[bytes], list[ObjectRef]]:
@@ -531,6 +608,9 @@ class CoreWorker:
         Returns the ids of the objects the task holds while pending, and the
         refs to keep alive until those holds are registered.
         """
+        if not args and not kwargs:
+            spec.args_pickle = _EMPTY_ARGS
+            return [], []
         top: list[tuple[int, str, ObjectRef]] = []
         if any(type(a) is ObjectRef for a in args):
             top.extend((i, "", a) for i, a in enumerate(args) if type(a) is ObjectRef)
@@ -578,20 +658,6 @@ class CoreWorker:
                 promoted.append((-1, k, self.objects.put_serialized(part)))
                 kwargs[k] = None
         return args, kwargs, promoted
-
-    def _record_submission(self, spec: common_pb2.TaskSpec, arg_ids: list[bytes], return_ids: list[bytes]) -> None:
-        if spec.disable_task_events:
-            return
-        info = gcs_pb2.TaskInfo(type=spec.type, name=spec.name, func_or_class_name=spec.func_or_class_name,
-                                job_id=spec.job_id, parent_task_id=spec.parent_task_id,
-                                actor_id=spec.actor_id if spec.type != common_pb2.NORMAL_TASK else b"",
-                                placement_group_id=spec.scheduling_strategy.placement_group_id,
-                                arg_object_ids=arg_ids, return_object_ids=return_ids,
-                                context_tag=spec.context_tag, caller_node_id=self.node_id)
-        info.caller.CopyFrom(self.address)
-        info.required_resources.update(spec.resources)
-        self.events.info(spec.task_id, spec.attempt_number, info)
-        self.events.state(spec.task_id, spec.attempt_number, gcs_pb2.PENDING_ARGS_AVAIL)
 
     def resubmit(self, task: PendingTask) -> None:
         if task.is_actor:
@@ -653,7 +719,12 @@ class CoreWorker:
             handle_ref = ObjectRef(handle_id, self.address_bytes, _counted=True)
         # Creation arguments stay pinned while the actor may (re)start.
         self._actor_creation_args[actor_id] = arg_ids
-        self._record_submission(spec, arg_ids, [])
+        if not spec.disable_task_events:
+            info = gcs_pb2.TaskInfo()
+            creation = PendingTask(core_worker_pb2.PushTaskRequest(spec=spec), [], arg_ids)
+            self._build_task_info(creation, info)
+            self.events.info(spec.task_id, 0, info)
+            self.events.state(spec.task_id, 0, gcs_pb2.PENDING_ARGS_AVAIL)
         self.loop.post(self.actor_submitter.track, actor_id, reply.actor)
         return actor_id, reply.actor, handle_ref
 
@@ -670,7 +741,8 @@ class CoreWorker:
     def submit_actor_task(self, actor_id: bytes, template: common_pb2.TaskSpec, args: tuple[Any, ...],
                           kwargs: dict[str, Any], sequence: int) -> list[ObjectRef]:
         ctx = context.current()
-        spec = common_pb2.TaskSpec()
+        req = core_worker_pb2.PushTaskRequest()
+        spec = req.spec
         spec.CopyFrom(template)
         task_id = ids.new_task_id(actor_id)
         spec.task_id = task_id
@@ -680,24 +752,28 @@ class CoreWorker:
         spec.caller.CopyFrom(self.address)
         spec.caller_handle_id = self.worker_id
         spec.sequence_number = sequence
-        spec.context_tag = ctx.context_tag
+        if ctx.context_tag:
+            spec.context_tag = ctx.context_tag
         spec.namespace = ctx.namespace or self.namespace
         arg_ids, keep_alive = self._pack_args(spec, args, kwargs)
         if spec.streaming_generator:
             return_ids = [ids.return_object_id(task_id, 1)]
         else:
             return_ids = [ids.return_object_id(task_id, i + 1) for i in range(spec.num_returns)]
-        spec.return_base_id = ids.return_object_id(task_id, 1)
-        task = PendingTask(spec, return_ids, arg_ids)
+        spec.return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
+        task = PendingTask(req, return_ids, arg_ids)
         with self.lock:
             for oid in return_ids:
                 self.refs.own(oid, lineage=task_id)
-            self.refs.add_submitted(arg_ids)
+            if arg_ids:
+                self.refs.add_submitted(arg_ids)
             self.task_manager.add(task)
         del keep_alive
-        self._record_submission(spec, arg_ids, return_ids)
-        self.loop.post(self.actor_submitter.submit, task)
-        return [ObjectRef(oid, self.address_bytes, _counted=True) for oid in return_ids]
+        self._track(task)
+        if not self.actor_submitter.try_push_now(task):
+            self.loop.post(self.actor_submitter.submit, task)
+        address = self.address_bytes
+        return [ObjectRef(oid, address, True) for oid in return_ids]
 
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
         self.gcs.call("KillActor", gcs_pb2.KillActorRequest(
@@ -994,6 +1070,9 @@ class CoreWorker:
         self.raylet.close("shutdown")
         self.gcs.close()
         self.loop.stop()
+
+
+_EMPTY_ARGS = serialize(((), {})).to_bytes()
 
 
 class _nullcontext:

@@ -146,14 +146,33 @@ class Executor:
 
     def run(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
+        unflushed: set[Any] = set()
+        batched = 0
         while not self.exiting:
             with self._cond:
-                while not self._queue and not self.exiting:
-                    self._cond.wait()
+                if not self._queue:
+                    # About to wait: send replies held back for batching.
+                    for conn in unflushed:
+                        conn.flush()
+                    unflushed.clear()
+                    batched = 0
+                    while not self._queue and not self.exiting:
+                        self._cond.wait()
                 if self.exiting:
                     return
                 conn, req, rid = self._queue.popleft()
-            self.execute(conn, req, rid)
+                more = bool(self._queue)
+            if more and batched < 32 and isinstance(conn, Connection):
+                self.execute(conn, req, rid, flush=False)
+                unflushed.add(conn)
+                batched += 1
+            else:
+                self.execute(conn, req, rid)
+                if batched:
+                    for c in unflushed:
+                        c.flush()
+                    unflushed.clear()
+                    batched = 0
             if self.actor is not None and self.actor.mode == "async":
                 self.actor.run_async_loop()  # takes over the main thread
                 return
@@ -169,7 +188,7 @@ class Executor:
             self._cancel_target = None
             raise KeyboardInterrupt(f"task {target.hex()} was cancelled")
 
-    def execute(self, conn: Connection, req: Any, rid: int) -> None:
+    def execute(self, conn: Connection, req: Any, rid: int, flush: bool = True) -> None:
         spec = req.spec
         if spec.type == _CREATION:
             reply = self._create_actor(conn, req)
@@ -178,7 +197,7 @@ class Executor:
         else:
             reply = self.run_task(conn, req, self.functions.load)
         if not conn.closed:
-            conn.reply(rid, _PUSH, reply)
+            conn.reply(rid, _PUSH, reply, flush=flush or reply.worker_exiting)
         if reply.worker_exiting:
             self.core.exit_worker("the actor exited", intended=True)
 
@@ -186,17 +205,21 @@ class Executor:
 
     def make_context(self, req: Any) -> TaskContext:
         spec = req.spec
-        ids = {name: [i for i in value.split(",") if i] for name, value in req.resource_ids.items()}
+        if req.resource_ids:
+            ids = {name: [i for i in value.split(",") if i] for name, value in req.resource_ids.items()}
+        else:
+            ids = self.actor.resource_ids if self.actor is not None else {}
+        ctx = TaskContext(spec.task_id, spec.job_id, name=spec.name, func_name=spec.func_or_class_name,
+                          actor_id=spec.actor_id, attempt=spec.attempt_number, context_tag=spec.context_tag,
+                          resource_ids=ids, resources=spec.resources, namespace=spec.namespace,
+                          is_actor_creation=spec.type == _CREATION)
         strategy = spec.scheduling_strategy
-        return TaskContext(
-            spec.task_id, spec.job_id, name=spec.name, func_name=spec.func_or_class_name,
-            actor_id=spec.actor_id, attempt=spec.attempt_number, context_tag=spec.context_tag,
-            resource_ids=ids or (self.actor.resource_ids if self.actor is not None else {}),
-            resources=dict(spec.resources), placement_group_id=strategy.placement_group_id,
-            capture_child_tasks=strategy.capture_child_tasks, namespace=spec.namespace,
-            is_actor_creation=spec.type == _CREATION,
-            runtime_env={"env_vars": dict(spec.runtime_env.env_vars)} if spec.runtime_env.env_vars else None,
-        )
+        if strategy.placement_group_id:
+            ctx.placement_group_id = strategy.placement_group_id
+            ctx.capture_child_tasks = strategy.capture_child_tasks
+        if spec.runtime_env.env_vars:
+            ctx.runtime_env = {"env_vars": dict(spec.runtime_env.env_vars)}
+        return ctx
 
     def run_task(self, conn: Connection, req: Any, resolve: Callable[[Any], Any]) -> Any:
         """Run a normal task or a sync/threaded actor call; returns the reply."""
@@ -572,20 +595,31 @@ def _place(args: list[Any], kwargs: dict[str, Any], slot: tuple[int, str], value
         kwargs[keyword] = value
 
 
+_CUDA_AT_START = os.environ.get("CUDA_VISIBLE_DEVICES")
+_cuda_set = [False]
+
+
 def _apply_gpu_env(resource_ids: dict[str, list[str]]) -> None:
+    """A task holding GPUs sees exactly its GPU ids; others see the original setting."""
     gpus = resource_ids.get("GPU")
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    elif "GPU" not in resource_ids and os.environ.get("NBRAY_WORKER_SETS_CUDA") == "1":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        _cuda_set[0] = True
+    elif _cuda_set[0]:
+        _cuda_set[0] = False
+        if _CUDA_AT_START is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = _CUDA_AT_START
 
 
 def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+        if getattr(stream, "dirty", True):
+            try:
+                stream.flush()
+            except Exception:
+                pass
 
 
 def format_user_traceback(exc: BaseException) -> str:
@@ -607,9 +641,12 @@ class TaskOutput(io.TextIOBase):
         self._raw = raw
         self._last: Any = None
         self._lock = threading.Lock()
+        # written since the last flush (tasks flush only when they printed)
+        self.dirty = False
 
     def write(self, s: str) -> int:
         ctx = context.current_or_none()
+        self.dirty = True
         with self._lock:
             if ctx is not self._last:
                 self._last = ctx
@@ -626,6 +663,7 @@ class TaskOutput(io.TextIOBase):
         return ctx.name.split(".")[0] if ctx.actor_id and "." in ctx.name else ""
 
     def flush(self) -> None:
+        self.dirty = False
         self._raw.flush()
 
     def fileno(self) -> int:

@@ -36,8 +36,26 @@ def main(argv: list[str] | None = None) -> int:
         session_dir=args.session_dir, startup_token=args.startup_token,
     )
     assert core.executor is not None
+    profile_dir = os.environ.get("NBRAY_PROFILE_WORKERS_DIR")
+    if profile_dir:  # developer aid: dump a cProfile of each worker at exit
+        _profile(core, profile_dir)
     core.executor.run()
     return 0
+
+
+def _profile(core: object, directory: str) -> None:
+    import atexit
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+
+    def dump() -> None:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(directory, f"worker-{os.getpid()}.prof"))
+
+    atexit.register(dump)
+    signal.signal(signal.SIGTERM, lambda *_: (dump(), os._exit(0)))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,19 @@ reused while its class has work and returned after a short idle time.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nbray.common.serialization import deserialize
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.worker.memory_store import Entry
+from nbray.worker.task_events import record_state
 from nbray.worker.task_manager import PendingTask
 
 if TYPE_CHECKING:
@@ -33,11 +37,23 @@ _LEASE = method("RayletService.RequestWorkerLease")
 _RETURN = method("RayletService.ReturnWorker")
 _KILL = method("RayletService.KillWorker")
 _LeaseReply = raylet_pb2.RequestWorkerLeaseReply
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def locked(fn: _F) -> _F:
+    """Run a submitter entry point under its lock (I/O thread and user threads)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class LeasedWorker:
     __slots__ = ("lease_id", "address", "conn", "raylet", "resource_ids", "in_flight", "idle_timer",
-                 "node_id", "dead", "worker_id", "tasks")
+                 "node_id", "dead", "worker_id", "tasks", "last_used")
 
     def __init__(self, lease_id: int, address: common_pb2.Address, raylet: Connection,
                  resource_ids: dict[str, str], node_id: bytes) -> None:
@@ -52,6 +68,9 @@ class LeasedWorker:
         self.node_id = node_id
         self.dead = False
         self.tasks: dict[bytes, PendingTask] = {}
+        # monotonic time of the last push (the idle timer re-arms until the
+        # lease has been idle long enough)
+        self.last_used = 0.0
 
 
 class ClassQueue:
@@ -84,11 +103,33 @@ class NormalTaskSubmitter:
         self._lease_seq = 0
         self._waiting_deps: dict[bytes, PendingTask] = {}
         self._pushed: dict[bytes, LeasedWorker] = {}
+        # Guards the queues and leases: the I/O thread runs the submitter, and
+        # user threads push directly to an idle leased worker (fast path).
+        self._lock = threading.RLock()
+
+    def try_push_now(self, task: PendingTask) -> bool:
+        """User thread: push at once if a leased worker is free and the task
+        needs nothing else first. False means: take the normal path."""
+        key = task.sched_key
+        if key is None or task.spec.ref_args:
+            return False
+        with self._lock:
+            cq = self.queues.get(key)
+            if cq is None or cq.tasks:
+                return False
+            depth = self._depth(cq)
+            for lw in cq.workers:
+                if lw.conn is not None and not lw.dead and lw.in_flight < depth:
+                    record_state(task, gcs_pb2.PENDING_NODE_ASSIGNMENT)
+                    self._push(cq, lw, task)
+                    return True
+        return False
 
     # ---- dependencies ---------------------------------------------------------------------------
 
+    @locked
     def submit(self, task: PendingTask) -> None:
-        """Loop thread: resolve arguments, then queue the task."""
+        """Resolve arguments, then queue the task."""
         if task.cancelled:
             self.core.task_manager.fail(task, _cancelled(task))
             return
@@ -103,11 +144,12 @@ class NormalTaskSubmitter:
                     self.core.post(self._deps_ready, task)
 
             for oid, owner in missing:
-                self.core.ensure_status(oid, owner)
+                self.core.post(self.core.ensure_status, oid, owner)
                 self.core.memory_store.on_ready(oid, on_ready)
             return
         self._enqueue(task)
 
+    @locked
     def _deps_ready(self, task: PendingTask) -> None:
         if self._waiting_deps.pop(task.task_id, None) is None:
             return  # cancelled while waiting
@@ -138,7 +180,9 @@ class NormalTaskSubmitter:
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         if task.task_id not in self.core.task_manager.pending:
             return
-        key = scheduling_key(task.spec)
+        key = task.sched_key
+        if key is None:
+            key = task.sched_key = scheduling_key(task.spec)
         cq = self.queues.get(key)
         if cq is None:
             cq = self.queues[key] = ClassQueue(key, task.spec)
@@ -146,16 +190,18 @@ class NormalTaskSubmitter:
             cq.tasks.appendleft(task)
         else:
             cq.tasks.append(task)
-        self.core.events.state(task.task_id, task.spec.attempt_number, gcs_pb2.PENDING_NODE_ASSIGNMENT)
+        record_state(task, gcs_pb2.PENDING_NODE_ASSIGNMENT)
         self._dispatch(cq)
 
+    @locked
     def resubmit(self, task: PendingTask) -> None:
         task.spec.attempt_number += 1
         for arg in task.spec.ref_args:
             # values may have moved (e.g. reconstructed elsewhere); resolve again
             if arg.has_inline_value and arg.inline_value.format == common_pb2.VALUE_IN_PLASMA:
                 arg.has_inline_value = False
-        self.core.events.state(task.task_id, task.spec.attempt_number, gcs_pb2.PENDING_ARGS_AVAIL)
+        task.sched_key = None
+        record_state(task, gcs_pb2.PENDING_ARGS_AVAIL)
         self.submit(task)
 
     def _depth(self, cq: ClassQueue) -> int:
@@ -198,6 +244,7 @@ class NormalTaskSubmitter:
         cq.pending_leases += 1
         raylet.call(_LEASE, req, callback=lambda reply, err: self._on_lease(cq, raylet, reply, err))
 
+    @locked
     def _on_lease(self, cq: ClassQueue, raylet: Connection, reply: Any, error: BaseException | None) -> None:
         cq.pending_leases -= 1
         if error is not None:
@@ -220,11 +267,12 @@ class NormalTaskSubmitter:
             cq.pending_leases += 1
 
             def on_raylet(conn: Connection | None, err: BaseException | None) -> None:
-                cq.pending_leases -= 1
-                if conn is None:
-                    self._retry_later(cq)
-                else:
-                    self._request_lease(cq, conn, grant_or_reject=True)
+                with self._lock:
+                    cq.pending_leases -= 1
+                    if conn is None:
+                        self._retry_later(cq)
+                    else:
+                        self._request_lease(cq, conn, grant_or_reject=True)
 
             self.core.pool.get(target, on_raylet)
         elif status == _LeaseReply.UNSCHEDULABLE:
@@ -235,11 +283,14 @@ class NormalTaskSubmitter:
     def _retry_later(self, cq: ClassQueue) -> None:
         if cq.retry_timer is None and cq.tasks:
             def retry() -> None:
-                cq.retry_timer = None
-                self._dispatch(cq)
+                with self._lock:
+                    cq.retry_timer = None
+                    self._dispatch(cq)
 
-            cq.retry_timer = self.core.loop.call_later(0.01, retry)
+            cq.retry_timer = True
+            self.core.loop.call_later_threadsafe(0.01, retry)
 
+    @locked
     def _on_worker_conn(self, cq: ClassQueue, lw: LeasedWorker, conn: Connection | None,
                         error: BaseException | None) -> None:
         if conn is None:
@@ -260,9 +311,7 @@ class NormalTaskSubmitter:
     # ---- pushing --------------------------------------------------------------------------------------
 
     def _push(self, cq: ClassQueue, lw: LeasedWorker, task: PendingTask) -> None:
-        if lw.idle_timer is not None:
-            lw.idle_timer.cancel()
-            lw.idle_timer = None
+        lw.last_used = time.monotonic()
         core = self.core
         conn = lw.conn
         assert conn is not None
@@ -275,17 +324,25 @@ class NormalTaskSubmitter:
         if sent is None:
             sent = conn.context = set()
         fid = spec.function.function_id
-        req = core_worker_pb2.PushTaskRequest(intended_worker_id=lw.worker_id)
-        req.spec.CopyFrom(spec)
-        if fid not in sent:
-            req.spec.function.pickled = core.function_body(fid)
+        req = task.push_req
+        req.intended_worker_id = lw.worker_id
+        with_body = fid not in sent
+        if with_body:
+            spec.function.pickled = core.function_body(fid)
             sent.add(fid)
         if lw.resource_ids:
+            req.resource_ids.clear()
             req.resource_ids.update(lw.resource_ids)
-        req.nested_refs_registered = core.register_push_receiver(spec, lw.address)
-        core.events.state(task.task_id, spec.attempt_number, gcs_pb2.SUBMITTED_TO_WORKER)
+        elif req.resource_ids:
+            req.resource_ids.clear()
+        if spec.nested_refs:
+            req.nested_refs_registered = core.register_push_receiver(spec, lw.address)
+        record_state(task, gcs_pb2.SUBMITTED_TO_WORKER)
         conn.call(_PUSH, req, callback=lambda reply, err: self._on_pushed(cq, lw, task, reply, err))
+        if with_body:
+            spec.function.pickled = b""  # sent once per connection
 
+    @locked
     def _on_pushed(self, cq: ClassQueue, lw: LeasedWorker, task: PendingTask, reply: Any,
                    error: BaseException | None) -> None:
         lw.in_flight -= 1
@@ -321,19 +378,27 @@ class NormalTaskSubmitter:
         lw.dead = True
         if lw in cq.workers:
             cq.workers.remove(lw)
-        if lw.idle_timer is not None:
-            lw.idle_timer.cancel()
         # Tasks still in flight there fail with the connection; the raylet
         # frees the lease when it sees the worker die.
 
-    def _arm_idle(self, cq: ClassQueue, lw: LeasedWorker) -> None:
+    def _arm_idle(self, cq: ClassQueue, lw: LeasedWorker, delay_s: float | None = None) -> None:
         if lw.idle_timer is None:
-            lw.idle_timer = self.core.loop.call_later(
-                self.core.config.idle_lease_return_ms / 1000, self._return_if_idle, cq, lw)
+            lw.idle_timer = True
+            self.core.loop.call_later_threadsafe(
+                self.core.config.idle_lease_return_ms / 1000 if delay_s is None else delay_s,
+                self._return_if_idle, cq, lw)
 
+    @locked
     def _return_if_idle(self, cq: ClassQueue, lw: LeasedWorker) -> None:
         lw.idle_timer = None
-        if lw.in_flight or lw.dead or cq.tasks:
+        if lw.dead:
+            return
+        if lw.in_flight or cq.tasks:
+            return  # busy again; the next idle moment re-arms
+        idle_for = time.monotonic() - lw.last_used
+        limit = self.core.config.idle_lease_return_ms / 1000
+        if idle_for < limit:
+            self._arm_idle(cq, lw, limit - idle_for)
             return
         lw.dead = True
         cq.workers.remove(lw)
@@ -343,6 +408,7 @@ class NormalTaskSubmitter:
 
     # ---- cancellation ------------------------------------------------------------------------------------
 
+    @locked
     def cancel(self, task: PendingTask, force: bool, recursive: bool) -> None:
         task.cancelled = True
         if self._waiting_deps.pop(task.task_id, None) is not None:
@@ -368,10 +434,10 @@ class NormalTaskSubmitter:
         return sum(len(cq.tasks) for cq in self.queues.values()) + len(self._waiting_deps)
 
     def shutdown(self) -> None:
-        for cq in self.queues.values():
-            for lw in cq.workers:
-                if not lw.dead and lw.idle_timer is not None:
-                    lw.idle_timer.cancel()
+        with self._lock:
+            for cq in self.queues.values():
+                for lw in cq.workers:
+                    lw.dead = True
 
 
 def _cancelled(task: PendingTask) -> BaseException:

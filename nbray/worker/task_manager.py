@@ -33,6 +33,7 @@ from nbray.exceptions import (
 )
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.worker.memory_store import Entry
+from nbray.worker.task_events import record_state
 
 if TYPE_CHECKING:
     from nbray.worker.core_worker import CoreWorker
@@ -57,13 +58,21 @@ class GeneratorState:
 
 
 class PendingTask:
-    __slots__ = ("spec", "task_id", "return_ids", "arg_ids", "retries_left", "cancelled",
+    __slots__ = ("spec", "push_req", "task_id", "return_ids", "arg_ids", "retries_left", "cancelled",
                  "force_cancelled", "generator", "is_actor", "name", "pushed_to", "lineage_bytes",
-                 "on_done", "pin_args")
+                 "on_done", "pin_args", "sched_key", "ev", "ev_sent", "ev_info_sent", "ev_done")
 
-    def __init__(self, spec: common_pb2.TaskSpec, return_ids: list[bytes], arg_ids: list[bytes]) -> None:
+    def __init__(self, push_req: Any, return_ids: list[bytes], arg_ids: list[bytes]) -> None:
+        # The spec lives inside the push request, so pushing needs no copy.
+        self.push_req = push_req
+        spec = push_req.spec
         self.spec = spec
         self.task_id = spec.task_id
+        self.sched_key: Any = None
+        self.ev: list[tuple[int, int, int]] = []
+        self.ev_sent = 0
+        self.ev_info_sent = False
+        self.ev_done = False
         self.return_ids = return_ids
         self.arg_ids = arg_ids
         self.retries_left = spec.max_retries if spec.type == common_pb2.NORMAL_TASK else spec.max_task_retries
@@ -154,7 +163,8 @@ class TaskManager:
             self._record_failure(task, common_pb2.TASK_CANCELLED if reply.was_cancelled
                                  else common_pb2.TASK_EXECUTION_EXCEPTION, "")
         else:
-            core.events.state(task.task_id, task.spec.attempt_number, state)
+            record_state(task, state)
+        task.ev_done = True
         if task.on_done is not None:
             task.on_done()
         return True
@@ -210,6 +220,7 @@ class TaskManager:
                 gen.cond.notify_all()
         core.apply_actions(actions)
         self._record_failure(task, error_type, str(error))
+        task.ev_done = True
         if task.on_done is not None:
             task.on_done()
 

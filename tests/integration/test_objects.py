@@ -61,29 +61,28 @@ def test_get_time_does_not_grow_with_size(shared_cluster):
 
 
 def test_objects_are_freed_when_refs_go_away(shared_cluster):
-    gc.collect()
-    base_used, _ = _store_used()
     refs = [nbray.put(np.ones(1_000_000)) for _ in range(5)]
-    used, _ = _store_used()
-    assert used >= base_used + 5 * 8_000_000
+    used_with, _ = _store_used()
+    assert used_with >= 5 * 8_000_000
     del refs
     gc.collect()
-    wait_for_condition(lambda: _store_used()[0] <= base_used, timeout=10,
+    wait_for_condition(lambda: _store_used()[0] <= used_with - 5 * 8_000_000, timeout=10,
                        message="store space released after del")
 
 
 def test_object_held_by_a_view_stays_until_the_view_dies(shared_cluster):
-    gc.collect()
-    base_used, _ = _store_used()
-    ref = nbray.put(np.ones(2_000_000))
+    ref = nbray.put(np.full(2_000_000, 7.0))
     view = nbray.get(ref)
+    used_with, _ = _store_used()
     del ref
     gc.collect()
     time.sleep(0.2)  # let a (wrong) free happen if it would
-    assert view.sum() == 2_000_000  # memory still valid
-    del view
+    assert _store_used()[0] >= 16_000_000
+    filler = [nbray.put(np.zeros(2_000_000)) for _ in range(3)]  # would reuse freed space
+    assert view.sum() == 14_000_000  # memory still valid and unchanged
+    del view, filler
     gc.collect()
-    wait_for_condition(lambda: _store_used()[0] <= base_used, timeout=10)
+    wait_for_condition(lambda: _store_used()[0] <= used_with - 16_000_000, timeout=10)
 
 
 def test_nested_refs_in_put_values_stay_alive(shared_cluster):

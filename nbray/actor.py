@@ -213,8 +213,11 @@ class ActorHandle:
         return ActorID(self._actor_id)
 
     def _template(self, method_name: str, meta: _MethodMeta | None, options: dict[str, Any]) -> common_pb2.TaskSpec:
-        key = (method_name, tuple(sorted(options.items())) if options else ())
-        spec = self._templates.get(key)
+        from nbray.remote_function import freeze
+
+        frozen = freeze(options) if options else ()
+        key = (method_name, frozen) if frozen is not None else None
+        spec = self._templates.get(key) if key is not None else None
         if spec is not None:
             return spec
         num_returns = options.get("num_returns", meta.num_returns if meta is not None else None)
@@ -235,7 +238,8 @@ class ActorHandle:
             retry_exceptions=bool(options.get("retry_exceptions", meta.retry_exceptions if meta else False)),
             disable_task_events=options.get("enable_task_events") is False,
         )
-        self._templates[key] = spec
+        if key is not None:
+            self._templates[key] = spec
         return spec
 
 

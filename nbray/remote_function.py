@@ -34,7 +34,7 @@ class RemoteFunction:
                                            f"remote function {function.__qualname__}")
         self._is_generator = inspect.isgeneratorfunction(function)
         self._exported: ExportedFunction | None = None
-        self._templates: dict[tuple[int, int], common_pb2.TaskSpec] = {}
+        self._templates: dict[tuple[int, Any], common_pb2.TaskSpec] = {}
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -44,7 +44,7 @@ class RemoteFunction:
             f"try '{name}.remote()'.")
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote(args, kwargs, self._options, id(self._options))
+        return self._remote(args, kwargs, self._options, _DEFAULT_KEY)
 
     def options(self, **options: Any) -> _FunctionWithOptions:
         merged = dict(self._options)
@@ -61,9 +61,10 @@ class RemoteFunction:
         core.register_function(self._exported)
         return self._exported
 
-    def _template(self, core: Any, options: dict[str, Any], key: int) -> common_pb2.TaskSpec:
+    def _template(self, core: Any, options: dict[str, Any], key: Any) -> common_pb2.TaskSpec:
+        """The spec shared by calls with these options (cached by their value)."""
         cache_key = (id(core), key)
-        spec = self._templates.get(cache_key)
+        spec = self._templates.get(cache_key) if key is not None else None
         if spec is not None:
             return spec
         exported = self._export(core)
@@ -86,13 +87,14 @@ class RemoteFunction:
         spec.resources.update(_options.resources_of(options, default_cpus=1.0))
         _options.apply_runtime_env(spec, options)
         _options.apply_scheduling(spec, options)
-        if len(self._templates) > 64:
-            self._templates.clear()
-        self._templates[cache_key] = spec
+        if key is not None:
+            if len(self._templates) > 64:
+                self._templates.clear()
+            self._templates[cache_key] = spec
         return spec
 
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
-                key: int) -> Any:
+                key: Any) -> Any:
         core = _core()
         template = self._template(core, options, key)
         refs = core.submit_task(template, args, kwargs)
@@ -116,9 +118,8 @@ class _FunctionWithOptions:
         self._options = options
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef | list[ObjectRef] | ObjectRefGenerator | None:
-        # Options objects are short-lived: key the template by content.
-        key = hash(_freeze(self._options))
-        return self._fn._remote(args, kwargs, self._options, key)  # type: ignore[no-any-return]
+        # Options objects are short-lived: key the template by their value.
+        return self._fn._remote(args, kwargs, self._options, freeze(self._options))  # type: ignore[no-any-return]
 
     def options(self, **options: Any) -> _FunctionWithOptions:
         merged = dict(self._options)
@@ -129,13 +130,31 @@ class _FunctionWithOptions:
         return self._fn(*args, **kwargs)
 
 
+_DEFAULT_KEY = ("__default__",)
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def freeze(value: Any) -> Any:
+    """A hashable, value-compared form of options, or None if there is none
+    (then the call builds its spec afresh rather than risk a wrong reuse)."""
+    try:
+        return _freeze(value)
+    except _Uncacheable:
+        return None
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+        return (type(value).__name__,) + tuple(_freeze(v) for v in value)
+    if type(value).__hash__ is object.__hash__ and not isinstance(value, type):
+        raise _Uncacheable  # identity-hashed: ids are reused after garbage collection
     try:
         hash(value)
-        return value
     except TypeError:
-        return id(value)
+        raise _Uncacheable from None
+    return value

@@ -165,7 +165,7 @@ class ObjectStore:
 
     def _allocate(self, size: int) -> int | None:
         offset = self.allocator.allocate(size)
-        if offset is None and self.spilling_enabled:
+        if offset is None and (self.spilling_enabled or any(not o.is_primary for o in self.objects.values())):
             if self._spill_for(size):
                 offset = self.allocator.allocate(size)
         if offset is not None:
@@ -281,8 +281,18 @@ class ObjectStore:
     # ---- spilling -----------------------------------------------------------------
 
     def _spill_for(self, size: int) -> bool:
-        """Spill unpinned LRU objects until `size` bytes fit; True on success."""
+        """Make `size` bytes fit: first drop unpinned secondary copies (they
+        can be pulled again), then spill unpinned primaries, least recently
+        used first. True on success."""
         need = align_up(size)
+        for object_id in list(self._lru):
+            if self.allocator.largest_free_block() >= need:
+                return True
+            obj = self.objects[object_id]
+            if not obj.is_primary and not obj.pins and obj.state == SEALED:
+                self._delete(obj)
+        if not self.spilling_enabled:
+            return self.allocator.largest_free_block() >= need
         for object_id in list(self._lru):
             if self.allocator.largest_free_block() >= need:
                 return True

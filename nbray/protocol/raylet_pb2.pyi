@@ -46,7 +46,7 @@ class RegisterWorkerReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., node_ip: _Optional[str] = ..., gcs_address: _Optional[str] = ..., session_dir: _Optional[str] = ..., raylet_pid: _Optional[int] = ..., store_fd: _Optional[int] = ..., store_capacity_bytes: _Optional[int] = ..., raylet_port: _Optional[int] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class RequestWorkerLeaseRequest(_message.Message):
-    __slots__ = ("lease_request_id", "resources", "placement_resources", "scheduling_strategy", "runtime_env", "owner", "is_actor_creation", "actor_id", "backlog_size", "grant_or_reject", "job_id", "locality_node_ids", "locality_bytes", "task_name")
+    __slots__ = ("lease_request_id", "resources", "placement_resources", "scheduling_strategy", "runtime_env", "owner", "is_actor_creation", "actor_id", "backlog_size", "grant_or_reject", "job_id", "locality_node_ids", "locality_bytes", "task_name", "prefer_local")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class RequestWorkerLeaseRequest(_message.Message):
     LOCALITY_NODE_IDS_FIELD_NUMBER: _ClassVar[int]
     LOCALITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    PREFER_LOCAL_FIELD_NUMBER: _ClassVar[int]
     lease_request_id: int
     resources: _containers.ScalarMap[str, float]
     placement_resources: _containers.ScalarMap[str, float]
@@ -89,7 +90,8 @@ class RequestWorkerLeaseRequest(_message.Message):
     locality_node_ids: _containers.RepeatedScalarFieldContainer[bytes]
     locality_bytes: _containers.RepeatedScalarFieldContainer[int]
     task_name: str
-    def __init__(self, lease_request_id: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., placement_resources: _Optional[_Mapping[str, float]] = ..., scheduling_strategy: _Optional[_Union[_common_pb2.SchedulingStrategy, _Mapping]] = ..., runtime_env: _Optional[_Union[_common_pb2.RuntimeEnv, _Mapping]] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., is_actor_creation: _Optional[bool] = ..., actor_id: _Optional[bytes] = ..., backlog_size: _Optional[int] = ..., grant_or_reject: _Optional[bool] = ..., job_id: _Optional[bytes] = ..., locality_node_ids: _Optional[_Iterable[bytes]] = ..., locality_bytes: _Optional[_Iterable[int]] = ..., task_name: _Optional[str] = ...) -> None: ...
+    prefer_local: bool
+    def __init__(self, lease_request_id: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., placement_resources: _Optional[_Mapping[str, float]] = ..., scheduling_strategy: _Optional[_Union[_common_pb2.SchedulingStrategy, _Mapping]] = ..., runtime_env: _Optional[_Union[_common_pb2.RuntimeEnv, _Mapping]] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., is_actor_creation: _Optional[bool] = ..., actor_id: _Optional[bytes] = ..., backlog_size: _Optional[int] = ..., grant_or_reject: _Optional[bool] = ..., job_id: _Optional[bytes] = ..., locality_node_ids: _Optional[_Iterable[bytes]] = ..., locality_bytes: _Optional[_Iterable[int]] = ..., task_name: _Optional[str] = ..., prefer_local: _Optional[bool] = ...) -> None: ...
 
 class RequestWorkerLeaseReply(_message.Message):
     __slots__ = ("status", "worker_address", "lease_id", "resource_ids", "retry_at_node_id", "retry_at_host", "retry_at_port", "message", "node_id", "worker_pid")
@@ -319,7 +321,7 @@ class GetNodeStatsRequest(_message.Message):
     def __init__(self, include_objects: _Optional[bool] = ..., include_workers: _Optional[bool] = ...) -> None: ...
 
 class GetNodeStatsReply(_message.Message):
-    __slots__ = ("node_id", "total", "available", "store_capacity_bytes", "store_used_bytes", "store_spilled_bytes", "num_objects", "objects", "workers", "demands", "gpu_holders", "spilled_objects_total", "restored_objects_total")
+    __slots__ = ("node_id", "total", "available", "store_capacity_bytes", "store_used_bytes", "store_spilled_bytes", "num_objects", "objects", "workers", "demands", "gpu_holders", "spilled_objects_total", "restored_objects_total", "bytes_pulled")
     class TotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +356,7 @@ class GetNodeStatsReply(_message.Message):
     GPU_HOLDERS_FIELD_NUMBER: _ClassVar[int]
     SPILLED_OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     RESTORED_OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PULLED_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     total: _containers.ScalarMap[str, float]
     available: _containers.ScalarMap[str, float]
@@ -367,7 +370,8 @@ class GetNodeStatsReply(_message.Message):
     gpu_holders: _containers.ScalarMap[str, bytes]
     spilled_objects_total: int
     restored_objects_total: int
-    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., store_capacity_bytes: _Optional[int] = ..., store_used_bytes: _Optional[int] = ..., store_spilled_bytes: _Optional[int] = ..., num_objects: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[StoreObjectStats, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., demands: _Optional[_Iterable[_Union[_gcs_pb2.ResourceDemand, _Mapping]]] = ..., gpu_holders: _Optional[_Mapping[str, bytes]] = ..., spilled_objects_total: _Optional[int] = ..., restored_objects_total: _Optional[int] = ...) -> None: ...
+    bytes_pulled: int
+    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., store_capacity_bytes: _Optional[int] = ..., store_used_bytes: _Optional[int] = ..., store_spilled_bytes: _Optional[int] = ..., num_objects: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[StoreObjectStats, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., demands: _Optional[_Iterable[_Union[_gcs_pb2.ResourceDemand, _Mapping]]] = ..., gpu_holders: _Optional[_Mapping[str, bytes]] = ..., spilled_objects_total: _Optional[int] = ..., restored_objects_total: _Optional[int] = ..., bytes_pulled: _Optional[int] = ...) -> None: ...
 
 class KillWorkerRequest(_message.Message):
     __slots__ = ("worker_id", "force", "reason")

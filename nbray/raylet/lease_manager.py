@@ -44,7 +44,7 @@ class LeaseRequest:
         self.env_vars = dict(req.runtime_env.env_vars)
         self.env_key = env_key(self.env_vars)
         s = req.scheduling_strategy
-        self.strategy = Strategy(_STRATEGY_KINDS.get(s.kind, "DEFAULT"), s.node_id, s.soft)
+        self.strategy = Strategy(_STRATEGY_KINDS.get(s.kind, "DEFAULT"), s.node_id, s.soft, req.prefer_local)
         self.owner_id = req.owner.worker_id
         self.arrival = time.monotonic()
         self.warned = False
@@ -52,14 +52,15 @@ class LeaseRequest:
 
 
 class Lease:
-    __slots__ = ("lease_id", "worker", "owner_id", "allocation", "blocked", "is_actor",
+    __slots__ = ("lease_id", "worker", "owner_id", "owner", "allocation", "blocked", "is_actor",
                  "owner_conn", "job_id")
 
-    def __init__(self, lease_id: int, worker: Worker, owner_id: bytes, allocation: Allocation,
+    def __init__(self, lease_id: int, worker: Worker, owner: Any, allocation: Allocation,
                  is_actor: bool, owner_conn: Connection, job_id: bytes) -> None:
         self.lease_id = lease_id
         self.worker = worker
-        self.owner_id = owner_id
+        self.owner = owner
+        self.owner_id = owner.worker_id
         self.allocation = allocation
         self.blocked = False
         self.is_actor = is_actor
@@ -91,6 +92,8 @@ class LeaseManager:
         self._lease_ids = itertools.count(1)
         self._scheduling = False
         self._reschedule = False
+        self._warn_timer_set = False
+        self.loop = pool.loop
 
     @property
     def resources(self) -> NodeResources:
@@ -180,7 +183,10 @@ class LeaseManager:
                 self._reply(lr, _Reply(status=_Reply.UNSCHEDULABLE, message=placement.message))
             else:  # INFEASIBLE: stays pending, as in Ray
                 lr.infeasible = True
-                if not lr.warned:
+                # A just-committed placement group reaches this node's view a
+                # moment later: do not warn about group resources right away.
+                grace_s = 2.0 if any("_group_" in k for k in lr.demand) else 0.0
+                if not lr.warned and time.monotonic() - lr.arrival >= grace_s:
                     lr.warned = True
                     name = lr.req.task_name or ("actor" if lr.req.is_actor_creation else "task")
                     self.warn_job(lr.req.job_id, (
@@ -188,6 +194,9 @@ class LeaseManager:
                         f"cannot be scheduled right now: {placement.message}"
                     ))
                 remaining.append(lr)
+                if not lr.warned and not self._warn_timer_set:
+                    self._warn_timer_set = True
+                    self.loop.call_later(2.1, self._recheck_warnings)
         for alloc in tentative:
             resources.free(alloc)
         self.queue = remaining
@@ -198,12 +207,16 @@ class LeaseManager:
         if changed:
             self.on_resources_changed()
 
+    def _recheck_warnings(self) -> None:
+        self._warn_timer_set = False
+        self.schedule()
+
     def _grant(self, lr: LeaseRequest, worker: Worker) -> None:
         alloc = self.resources.allocate(lr.demand)
         if alloc is None:  # placement fit but the held amount does not (cannot happen today)
             self.pool.push_idle(worker)
             return
-        lease = Lease(next(self._lease_ids), worker, lr.owner_id, alloc, lr.req.is_actor_creation,
+        lease = Lease(next(self._lease_ids), worker, lr.req.owner, alloc, lr.req.is_actor_creation,
                       lr.conn, lr.req.job_id)
         self.leases[lease.lease_id] = lease
         worker.lease = lease

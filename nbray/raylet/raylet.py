@@ -29,6 +29,8 @@ from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_
 from nbray.raylet.lease_manager import LeaseManager
 from nbray.raylet.log_router import LogRouter
 from nbray.raylet.object_manager import ObjectManager
+from nbray.raylet.puller import Puller
+from nbray.rpc.pool import ConnectionPool
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
 from nbray.raylet.worker_pool import Worker, WorkerPool
 from nbray.rpc.connection import Connection, Dispatcher
@@ -83,7 +85,11 @@ class Raylet:
             full_timeout_s=config.object_store_full_timeout_ms / 1000,
         )
         self.store.on_location_change = self._on_location_change
+        self.peers = ConnectionPool(self.loop, token, self.dispatcher, config, role="raylet", local_node_id=node_id)
         self.object_manager = ObjectManager(self.loop, self.store)
+        self.puller = Puller(self.loop, self.store, self.peers, config, node_id, self._node_address,
+                             self.object_manager.fail)
+        self.object_manager.fetch_remote = self.puller.fetch
         total = dict(resources)
         total.setdefault(f"node:{node_ip}", 1.0)
         if is_head:
@@ -315,8 +321,20 @@ class Raylet:
         conn.reply(rid, mid, raylet_pb2.PullChunkReply(total_size=obj.size), trailer=chunk)
         return None
 
+    def _node_address(self, node_id: bytes) -> str | None:
+        view = self.view.nodes.get(node_id)
+        if view is None or not view.alive or not view.port:
+            return None
+        return f"{view.host}:{view.port}"
+
     def _on_location_change(self, obj: Any, added: bool) -> None:
-        pass  # owners learn locations from the writer's reply on one node
+        """Tell owners about copies they did not create (pulled here, or evicted)."""
+        if obj.is_primary or obj.owner is None or not obj.owner.worker_id:
+            return
+        update = core_worker_pb2.UpdateObjectLocationsRequest()
+        update.updates.add(object_id=obj.object_id, node_id=self.node_id, added=added, size=obj.size)
+        self.peers.get(obj.owner, lambda conn, err: conn.send_oneway(_CW_UPDATE_LOCATIONS, update)
+                       if conn is not None else None)
 
     # ---- stats and control ------------------------------------------------------------------------
 
@@ -330,6 +348,7 @@ class Raylet:
             num_objects=len(self.store.objects),
             spilled_objects_total=self.store.spilled_objects_total,
             restored_objects_total=self.store.restored_objects_total,
+            bytes_pulled=self.puller.bytes_pulled,
         )
         reply.total.update(res.total_float())
         reply.available.update(res.available_float())
@@ -463,12 +482,22 @@ class Raylet:
                 self.gcs.send("ReportWorkerFailure", failure)
 
     def _free_objects_owned_by(self, worker_id: bytes) -> None:
-        self.store.free_owned_by(lambda owner: owner is not None and owner.worker_id == worker_id)
-        for owner_id, refs in self.object_manager.waiting_owners().items():
-            if owner_id == worker_id:
-                for ref in refs:
+        self._owners_died(lambda owner: owner is not None and owner.worker_id == worker_id)
+
+    def _owners_died(self, matches: Any) -> None:
+        """Owners died: free their objects here, fail readers waiting on them,
+        and stop the workers they leased."""
+        self.store.free_owned_by(matches)
+        for refs in self.object_manager.waiting_owners().values():
+            for ref in refs:
+                if matches(ref.owner):
+                    self.puller.cancel(ref.object_id)
                     self.object_manager.fail(ref.object_id, common_pb2.ErrorInfo(
                         type=common_pb2.OWNER_DIED, message="the owner of the object died"))
+        if self.leases is not None:
+            for lease in list(self.leases.leases.values()):
+                if not lease.is_actor and matches(lease.owner):
+                    self.leases.return_lease(lease.lease_id, disconnect=True, reason="its owner died")
 
     def _on_worker_failure(self, msg: gcs_pb2.PubMessage) -> None:
         failure = msg.worker_failure
@@ -528,6 +557,7 @@ class Raylet:
         if node.state == gcs_pb2.NodeInfo.DEAD:
             if view is not None:
                 view.alive = False
+            self._owners_died(lambda owner: owner is not None and owner.node_id == node.node_id)
         elif view is None:
             self.view.nodes[node.node_id] = NodeView(node.node_id, NodeResources(dict(node.resources_total)),
                                                      node.node_ip, node.raylet_port)
@@ -574,28 +604,37 @@ class Raylet:
             self.shutdown("worker factory exited")
 
     def shutdown(self, reason: str) -> None:
+        """Stop workers and services; every step runs even if an earlier one fails."""
         if self._shutting_down:
             return
         self._shutting_down = True
         logger.info("raylet shutting down: %s", reason)
-        if self.pool is not None:
-            self.pool.shutdown()
-        if self.zygote_proc is not None:
-            try:
+
+        def stop_zygote() -> None:
+            if self.zygote_proc is not None:
                 self.zygote_proc.kill()
                 self.zygote_proc.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        self.log_router.close()
-        if self.gcs is not None:
-            try:
+
+        def unregister() -> None:
+            if self.gcs is not None:
                 self.gcs.send("UnregisterNode", gcs_pb2.UnregisterNodeRequest(node_id=self.node_id, reason=reason))
                 self.gcs.conn.flush()
+
+        steps = [
+            ("workers", lambda: self.pool.shutdown() if self.pool is not None else None),
+            ("worker factory", stop_zygote),
+            ("log router", self.log_router.close),
+            ("unregister", unregister),
+            ("unix listener", self.unix_listener.close),
+            ("tcp listener", self.tcp_listener.close),
+            ("peers", self.peers.close),
+            ("object store", self.store.close),
+        ]
+        for name, step in steps:
+            try:
+                step()
             except Exception:
-                pass
-        self.unix_listener.close()
-        self.tcp_listener.close()
-        self.store.close()
+                logger.exception("shutting down the %s failed", name)
         self.loop.stop()
 
 

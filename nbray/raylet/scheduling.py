@@ -57,6 +57,8 @@ class Strategy:
     kind: str = "DEFAULT"  # DEFAULT | SPREAD | NODE_AFFINITY | PLACEMENT_GROUP
     node_id: bytes = b""
     soft: bool = False
+    # data locality: the local node wins whenever it has the resources
+    prefer_local: bool = False
 
 
 @dataclass
@@ -108,6 +110,9 @@ class Scheduler:
             return Placement(Decision.SPILLBACK, best.node_id)
         if strategy.kind == "SPREAD":
             return self._to(view, self._spread_pick(available), allow_spillback)
+        local = view.nodes.get(view.local_node_id)
+        if strategy.prefer_local and local is not None and local in available:
+            return Placement(Decision.LOCAL, local.node_id)
         return self._to(view, self._hybrid_pick(view, available), allow_spillback)
 
     def _to(self, view: ClusterView, node_id: bytes, allow_spillback: bool) -> Placement:

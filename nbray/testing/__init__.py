@@ -122,6 +122,7 @@ class Cluster:
         self.head: NodeProcesses | None = None
         self.worker_nodes: list[NodeProcesses] = []
         self._all_pids: set[int] = set()
+        self._dead_nodes: list[NodeProcesses] = []
         self._connected = False
         if initialize_head:
             self.add_node(**(head_node_args or {}))
@@ -198,6 +199,9 @@ class Cluster:
         proc = node.processes["raylet"]
         proc.kill()
         proc.wait(10)
+        if node in self.worker_nodes:
+            self.worker_nodes.remove(node)
+            self._dead_nodes.append(node)
 
     def wait_for_nodes(self, timeout: float = 30.0) -> None:
         """Wait until the GCS lists every started node as alive."""

@@ -33,6 +33,15 @@ class NodeAffinitySchedulingStrategy:
     def __repr__(self) -> str:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self.node_id, self.soft, self._spill_on_unavailable, self._fail_on_unavailable)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NodeAffinitySchedulingStrategy) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
 
 class PlacementGroupSchedulingStrategy:
     """Run inside a placement group's bundle (``-1``: any bundle)."""
@@ -47,6 +56,17 @@ class PlacementGroupSchedulingStrategy:
         pg = self.placement_group
         return (f"PlacementGroupSchedulingStrategy({pg!r}, bundle_index={self.placement_group_bundle_index}, "
                 f"capture_child_tasks={self.placement_group_capture_child_tasks})")
+
+    def _key(self) -> tuple[Any, ...]:
+        pg = self.placement_group
+        return (pg.id if pg is not None else None, self.placement_group_bundle_index,
+                self.placement_group_capture_child_tasks)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlacementGroupSchedulingStrategy) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 SchedulingStrategyT = Any

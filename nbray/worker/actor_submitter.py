@@ -268,6 +268,12 @@ class ActorTaskSubmitter:
         if task.task_id in st.in_flight and st.conn is not None:
             st.conn.call(_CANCEL, core_worker_pb2.CancelTaskRequest(task_id=task.task_id, recursive=recursive))
 
+    @locked
+    def node_died(self, node_id: bytes) -> None:
+        for st in self.actors.values():
+            if st.address is not None and st.address.node_id == node_id and st.conn is not None:
+                st.conn.close("its node died")
+
     def state_of(self, actor_id: bytes) -> ActorState | None:
         return self.actors.get(actor_id)
 
@@ -275,6 +281,10 @@ class ActorTaskSubmitter:
 def _death_error(info: gcs_pb2.ActorInfo) -> BaseException:
     cause: BaseException | None = None
     message = info.death_cause.message or f"The actor {info.class_name} is dead."
+    if info.death_cause.type == common_pb2.ACTOR_UNSCHEDULABLE:
+        from nbray.exceptions import ActorUnschedulableError
+
+        return ActorUnschedulableError(message)
     init_failed = bool(info.init_error)
     if init_failed:
         try:

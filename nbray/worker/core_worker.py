@@ -45,6 +45,7 @@ from nbray.worker.function_manager import ExportedFunction
 from nbray.worker.memory_store import Entry, MemoryStore
 from nbray.worker.normal_submitter import NormalTaskSubmitter
 from nbray.worker.objects import ObjectAccess
+from nbray.worker.recovery import Lineage
 from nbray.worker.reference_counter import ReferenceCounter
 from nbray.worker.task_events import TaskEventBuffer
 from nbray.worker.task_manager import PendingTask, TaskManager
@@ -97,6 +98,8 @@ class CoreWorker:
         self.normal_submitter = NormalTaskSubmitter(self)
         self.actor_submitter = ActorTaskSubmitter(self)
         self.objects = ObjectAccess(self)
+        self.lineage = Lineage(self)
+        self.nodes: dict[bytes, gcs_pb2.NodeInfo] = {}
         self.executor: Executor | None = Executor(self) if is_worker else None
         self._releases: deque[bytes] = deque()
         self._release_scheduled = False
@@ -165,6 +168,9 @@ class CoreWorker:
                                          runtime_env=job_runtime_env or None))
             self.gcs.subscribe(gcs_pb2.LOGS, self.job_id, self._on_logs)
         self.gcs.subscribe(gcs_pb2.WORKER_FAILURE, b"", self._on_worker_failure)
+        self.gcs.subscribe(gcs_pb2.NODE, b"", self._on_node_change)
+        for node in self.gcs.call("GetAllNodeInfo").nodes:
+            self.nodes.setdefault(node.node_id, node)
         self.loop.post(self._flush_events_periodically)
         self.loop.post(self._release_tick)
         self.loop.add_end_of_iteration_hook_always(self._drain_if_pending)
@@ -274,14 +280,23 @@ class CoreWorker:
         """Carry out reference counting decisions (never under self.lock)."""
         for action in actions:
             kind = action[0]
-            if kind == "free":
+            if kind == "free" or kind == "free_value":
                 oid, ref = action[1], action[2]
                 self.memory_store.delete(oid)
                 if ref.in_plasma and ref.node_ids:
                     for node_id in ref.node_ids:
                         self.free_plasma([oid], node_id)
-                if ref.actor_id:
-                    self.gcs.call_async("ReportActorOutOfScope", gcs_pb2.GetActorInfoRequest(actor_id=ref.actor_id))
+                    if kind == "free_value":
+                        ref.node_ids = set()
+                if kind == "free":
+                    if ref.actor_id:
+                        self.gcs.call_async("ReportActorOutOfScope",
+                                            gcs_pb2.GetActorInfoRequest(actor_id=ref.actor_id))
+                    if ref.lineage:
+                        with self.lock:
+                            more = self.lineage.on_return_freed(ref.lineage)
+                        if more:
+                            self.apply_actions(more)
             elif kind == "forget":
                 self.memory_store.delete(action[1])
             elif kind == "delta":
@@ -348,6 +363,73 @@ class CoreWorker:
         self.pool.get(node, lambda conn, err: conn.send_oneway(_FREE, req) if conn is not None else None)
 
     def node_address(self, node_id: bytes) -> str | None:
+        node = self.nodes.get(node_id)
+        if node is None or node.state != gcs_pb2.NodeInfo.ALIVE:
+            return None
+        return f"{node.node_ip}:{node.raylet_port}"
+
+    def node_alive(self, node_id: bytes) -> bool:
+        node = self.nodes.get(node_id)
+        return node is None or node.state == gcs_pb2.NodeInfo.ALIVE
+
+    def _on_node_change(self, msg: gcs_pb2.PubMessage) -> None:
+        node = msg.node
+        self.nodes[node.node_id] = node
+        if node.state != gcs_pb2.NodeInfo.DEAD:
+            return
+        dead = node.node_id
+        # work running there fails over (its connections may hang on a real network)
+        self.normal_submitter.node_died(dead)
+        self.actor_submitter.node_died(dead)
+        # copies there are gone; lost objects are rebuilt when someone needs them
+        with self.lock:
+            for ref in self.refs.refs.values():
+                if ref.owned and ref.node_ids and dead in ref.node_ids:
+                    ref.node_ids.discard(dead)
+
+    # ---- object locations (owner side) -------------------------------------------------------------
+
+    def handle_GetObjectLocations(self, conn: Connection, req: Any, rid: int) -> Any:
+        reply = core_worker_pb2.GetObjectLocationsReply()
+        for oid in req.object_ids:
+            info = reply.objects.add(object_id=oid)
+            ref = self.refs.get(oid)
+            if ref is None or not ref.owned:
+                info.out_of_scope = True
+                continue
+            entry = self.memory_store.get(oid)
+            if entry is None:
+                if ref.value_freed:
+                    self.lineage.rebuild(oid)
+                continue  # being computed or rebuilt: ask again later
+            if entry.is_error:
+                info.error_value.format = common_pb2.VALUE_ERROR
+                info.error_value.data = entry.data or b""
+                continue
+            if not entry.in_plasma:
+                info.error_value.format = common_pb2.VALUE_PICKLE
+                info.error_value.data = entry.data or b""
+                continue
+            live = [n for n in (ref.node_ids or ()) if self.node_alive(n)]
+            if not live:
+                self.lineage.rebuild(oid)
+                continue
+            info.node_ids.extend(live)
+            info.size = ref.size or entry.size
+        return reply
+
+    def handle_UpdateObjectLocations(self, conn: Connection, req: Any, rid: int) -> None:
+        with self.lock:
+            for u in req.updates:
+                ref = self.refs.get(u.object_id)
+                if ref is None or not ref.owned:
+                    continue
+                if ref.node_ids is None:
+                    ref.node_ids = set()
+                if u.added:
+                    ref.node_ids.add(u.node_id)
+                else:
+                    ref.node_ids.discard(u.node_id)
         return None
 
     def parse_address(self, data: bytes) -> common_pb2.Address:

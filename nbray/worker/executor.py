@@ -214,6 +214,8 @@ class Executor:
                           resource_ids=ids, resources=spec.resources, namespace=spec.namespace,
                           is_actor_creation=spec.type == _CREATION)
         strategy = spec.scheduling_strategy
+        if not strategy.placement_group_id and self.actor is not None:
+            strategy = self.actor.strategy  # an actor's calls run in the actor's group
         if strategy.placement_group_id:
             ctx.placement_group_id = strategy.placement_group_id
             ctx.capture_child_tasks = strategy.capture_child_tasks
@@ -411,6 +413,7 @@ class ActorRuntime:
         self.actor_id = spec.actor_id
         self.class_name = spec.func_or_class_name
         self.resource_ids = resource_ids
+        self.strategy = spec.scheduling_strategy
         if spec.is_async_actor:
             self.mode = "async"
         elif spec.max_concurrency > 1:

@@ -74,7 +74,8 @@ class LeasedWorker:
 
 
 class ClassQueue:
-    __slots__ = ("key", "template", "tasks", "workers", "pending_leases", "ewma_us", "retry_timer")
+    __slots__ = ("key", "template", "tasks", "workers", "pending_leases", "ewma_us", "retry_timer",
+                 "locality")
 
     def __init__(self, key: tuple[Any, ...], template: common_pb2.TaskSpec) -> None:
         self.key = key
@@ -85,6 +86,8 @@ class ClassQueue:
         # Average execution time; unknown until the first reply.
         self.ewma_us = -1.0
         self.retry_timer: Any = None
+        # node whose raylet to ask first (it holds most argument bytes)
+        self.locality = b""
 
 
 def scheduling_key(spec: common_pb2.TaskSpec) -> tuple[Any, ...]:
@@ -173,7 +176,31 @@ class NormalTaskSubmitter:
             elif not entry.in_plasma:
                 arg.inline_value.data = entry.data
                 arg.has_inline_value = True
+            else:
+                # a location hint: the executor reads it from its store (pulled if remote)
+                value = arg.inline_value
+                value.format = common_pb2.VALUE_IN_PLASMA
+                value.plasma_node_id = entry.node_id
+                value.plasma_size = entry.size
+                arg.has_inline_value = True
         return missing
+
+    def _locality_node(self, task: PendingTask) -> bytes:
+        """The node holding most argument bytes, if that is worth moving for."""
+        spec = task.spec
+        if spec.scheduling_strategy.kind != common_pb2.SchedulingStrategy.DEFAULT or not spec.ref_args:
+            return b""
+        by_node: dict[bytes, int] = {}
+        for arg in spec.ref_args:
+            v = arg.inline_value
+            if arg.has_inline_value and v.format == common_pb2.VALUE_IN_PLASMA:
+                by_node[v.plasma_node_id] = by_node.get(v.plasma_node_id, 0) + v.plasma_size
+        if not by_node:
+            return b""
+        node, size = max(by_node.items(), key=lambda kv: kv[1])
+        if size < self.core.config.locality_min_arg_bytes or node == self.core.node_id:
+            return b""
+        return node if self.core.node_address(node) is not None else b""
 
     # ---- queues and leases --------------------------------------------------------------------------
 
@@ -183,9 +210,13 @@ class NormalTaskSubmitter:
         key = task.sched_key
         if key is None:
             key = task.sched_key = scheduling_key(task.spec)
+        locality = self._locality_node(task)
+        if locality:
+            key = key + (locality,)
         cq = self.queues.get(key)
         if cq is None:
             cq = self.queues[key] = ClassQueue(key, task.spec)
+            cq.locality = locality
         if front:
             cq.tasks.appendleft(task)
         else:
@@ -205,6 +236,8 @@ class NormalTaskSubmitter:
         self.submit(task)
 
     def _depth(self, cq: ClassQueue) -> int:
+        if cq.template.scheduling_strategy.kind == common_pb2.SchedulingStrategy.SPREAD:
+            return 1  # one task per worker at a time, so leases on every node share the work
         limit = self.core.config.pipelining_max_task_duration_us
         if 0 <= cq.ewma_us < limit:
             return self.core.config.max_tasks_in_flight_per_worker
@@ -225,10 +258,28 @@ class NormalTaskSubmitter:
             busy_capacity = sum(1 for lw in cq.workers if lw.conn is None)
             want = min(len(tasks) - busy_capacity, self.core.config.max_pending_lease_requests_per_class)
             while cq.pending_leases < want:
-                self._request_lease(cq, self.core.raylet, grant_or_reject=False)
+                self._lease_from_best_raylet(cq)
         for lw in cq.workers:
             if lw.in_flight == 0 and lw.conn is not None and not tasks:
                 self._arm_idle(cq, lw)
+
+    def _lease_from_best_raylet(self, cq: ClassQueue) -> None:
+        address = self.core.node_address(cq.locality) if cq.locality else None
+        if address is None:
+            self._request_lease(cq, self.core.raylet, grant_or_reject=False)
+            return
+        conn = self.core.pool.cached(address)
+        if conn is not None:
+            self._request_lease(cq, conn, grant_or_reject=False)
+            return
+        cq.pending_leases += 1
+
+        def on_conn(conn: Connection | None, err: BaseException | None) -> None:
+            with self._lock:
+                cq.pending_leases -= 1
+                self._request_lease(cq, conn if conn is not None else self.core.raylet, grant_or_reject=False)
+
+        self.core.pool.get(address, on_conn)
 
     def _request_lease(self, cq: ClassQueue, raylet: Connection, grant_or_reject: bool) -> None:
         core = self.core
@@ -236,7 +287,8 @@ class NormalTaskSubmitter:
         spec = cq.template
         req = raylet_pb2.RequestWorkerLeaseRequest(
             lease_request_id=self._lease_seq, job_id=core.job_id, task_name=spec.name,
-            backlog_size=len(cq.tasks), grant_or_reject=grant_or_reject)
+            backlog_size=len(cq.tasks), grant_or_reject=grant_or_reject,
+            prefer_local=bool(cq.locality) and raylet is not core.raylet)
         req.resources.update(spec.resources)
         req.scheduling_strategy.CopyFrom(spec.scheduling_strategy)
         req.runtime_env.CopyFrom(spec.runtime_env)
@@ -429,6 +481,14 @@ class NormalTaskSubmitter:
         else:
             lw.conn.call(_CANCEL, core_worker_pb2.CancelTaskRequest(
                 task_id=task.task_id, force=False, recursive=recursive))
+
+    @locked
+    def node_died(self, node_id: bytes) -> None:
+        """Leased workers on a dead node: fail their tasks over now."""
+        for cq in list(self.queues.values()):
+            for lw in list(cq.workers):
+                if lw.node_id == node_id and lw.conn is not None:
+                    lw.conn.close("its node died")
 
     def num_queued(self) -> int:
         return sum(len(cq.tasks) for cq in self.queues.values()) + len(self._waiting_deps)

@@ -186,6 +186,8 @@ class ObjectAccess:
             pending = [oid for ids, ok in zip(watched, ready_flags) if not ok for oid in ids]
             with self.blocked():
                 store.wait(pending, 1, left)
+        if fetch_local:
+            ready_flags = self._fetch_local(refs, ready_flags, num_returns, deadline)
         ready, not_ready = [], []
         for r, ok in zip(refs, ready_flags):
             if ok and len(ready) < num_returns:
@@ -193,6 +195,37 @@ class ObjectAccess:
             else:
                 not_ready.append(r)
         return ready, not_ready
+
+    def _fetch_local(self, refs: list[Any], ready_flags: list[bool], num_returns: int,
+                     deadline: float | None) -> list[bool]:
+        """Objects on other nodes count as ready once copied to this node."""
+        core = self.core
+        remote = []
+        for i, (r, ok) in enumerate(zip(refs, ready_flags)):
+            if not ok or isinstance(r, ObjectRefGenerator):
+                continue
+            entry = core.memory_store.get(r._id)
+            if entry is not None and entry.in_plasma and entry.node_id != core.node_id:
+                remote.append(i)
+        if not remote:
+            return ready_flags
+        flags = list(ready_flags)
+        for i in remote:
+            flags[i] = False
+        need = max(0, num_returns - sum(flags))
+        if need == 0:
+            return ready_flags
+        from nbray.protocol import method, raylet_pb2
+
+        protos = [common_pb2.ObjectReference(object_id=refs[i]._id, owner=_owner_proto(core, refs[i]))
+                  for i in remote]
+        left = remaining(deadline)
+        reply = core.raylet.call_sync(method("RayletService.GetObjects"), raylet_pb2.GetObjectsRequest(
+            refs=protos, check_only=True, num_required=min(need, len(protos)),
+            timeout_ms=-1 if left is None else int(left * 1000)))
+        for i, loc in zip(remote, reply.objects):
+            flags[i] = loc.ready
+        return flags
 
     # ---- futures ---------------------------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ Action = tuple[Any, ...]
 
 class Ref:
     __slots__ = ("owned", "owner", "local", "submitted", "contained", "borrowers", "registered",
-                 "contains", "in_plasma", "node_ids", "size", "actor_id", "lineage")
+                 "contains", "in_plasma", "node_ids", "size", "actor_id", "lineage", "lineage_pins",
+                 "value_freed")
 
     def __init__(self, owned: bool, owner: bytes) -> None:
         self.owned = owned
@@ -60,6 +61,11 @@ class Ref:
         self.actor_id = b""
         # owned objects made by a task: the task id (for lineage)
         self.lineage = b""
+        # finished tasks kept for reconstruction that take this object as an
+        # argument: they keep its metadata (not its value) alive
+        self.lineage_pins = 0
+        # the value was freed while lineage pins kept the entry
+        self.value_freed = False
 
     def total(self) -> int:
         n = self.local + self.submitted + self.contained
@@ -211,9 +217,36 @@ class ReferenceCounter:
         """Object ids we borrowed from an owner that died."""
         return [oid for oid, ref in self.refs.items() if not ref.owned and ref.owner == owner]
 
+    def to_lineage(self, object_ids: Iterable[bytes]) -> list[Action]:
+        """A finished task is kept for reconstruction: its argument holds
+        become lineage pins (metadata only)."""
+        actions: list[Action] = []
+        for oid in object_ids:
+            ref = self.refs.get(oid)
+            if ref is not None:
+                ref.submitted -= 1
+                ref.lineage_pins += 1
+                actions.extend(self._maybe_release(oid, ref))
+        return actions
+
+    def release_lineage(self, object_ids: Iterable[bytes]) -> list[Action]:
+        actions: list[Action] = []
+        for oid in object_ids:
+            ref = self.refs.get(oid)
+            if ref is not None:
+                ref.lineage_pins -= 1
+                actions.extend(self._maybe_release(oid, ref))
+        return actions
+
     def _maybe_release(self, object_id: bytes, ref: Ref) -> list[Action]:
         if ref.total() > 0:
             return []
+        if ref.owned and ref.lineage_pins > 0:
+            # keep the entry (for reconstruction) but let the value go
+            if ref.value_freed:
+                return []
+            ref.value_freed = True
+            return [("free_value", object_id, ref)]
         del self.refs[object_id]
         actions: list[Action] = []
         if ref.owned:

@@ -145,8 +145,18 @@ class TaskManager:
                                               size=value.plasma_size)))
                 else:
                     stored.append((oid, Entry(value.data, is_error=value.format == _ERROR)))
-            if task.pin_args:
-                actions.extend(refs.remove_submitted(task.arg_ids))
+            lineage = core.lineage
+            if lineage.holds(task.task_id):
+                # a rebuild finished: the arguments stay lineage pinned
+                lineage.live_returns[task.task_id] = sum(1 for r in task.return_ids if r in refs.refs)
+            elif task.pin_args:
+                live = sum(1 for r in task.return_ids if r in refs.refs)
+                if live and lineage.worth_keeping(task, reply) and not reply.is_application_error:
+                    actions.extend(refs.to_lineage(task.arg_ids))
+                    actions.extend(lineage.keep(task, live))
+                else:
+                    actions.extend(refs.remove_submitted(task.arg_ids))
+        core.lineage.rebuilt(task.task_id)
         for oid, entry in stored:
             core.memory_store.put(oid, entry)
         if task.generator is not None:
@@ -208,7 +218,9 @@ class TaskManager:
             if self.pending.pop(task.task_id, None) is None:
                 return
             live = [oid for oid in task.return_ids if oid in core.refs.refs]
-            if task.pin_args:
+            if core.lineage.holds(task.task_id):
+                core.lineage.rebuilt(task.task_id)  # a failed rebuild keeps its pins until freed
+            elif task.pin_args:
                 actions.extend(core.refs.remove_submitted(task.arg_ids))
         for oid in live:
             core.memory_store.put(oid, Entry(data, is_error=True))

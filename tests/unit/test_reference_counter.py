@@ -105,3 +105,15 @@ def test_self_registration_happens_once():
     rc.add_local(b"x", OWNER)
     assert rc.remove_local(b"x") == []
     assert deltas(rc.remove_local(b"x")) == [(OWNER, b"x", ME, -1)]
+
+
+def test_lineage_pins_keep_metadata_but_free_the_value():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"arg")
+    rc.add_submitted([b"arg"])
+    assert rc.remove_local(b"arg") == []
+    actions = rc.to_lineage([b"arg"])          # the task finished; kept for reconstruction
+    assert [a[0] for a in actions] == ["free_value"]
+    assert rc.get(b"arg") is not None and rc.get(b"arg").value_freed
+    assert frees(rc.release_lineage([b"arg"])) == [b"arg"]
+    assert rc.get(b"arg") is None

@@ -96,3 +96,10 @@ def test_fractional_amounts_do_not_drift():
     for a in allocs:
         r.free(a)
     assert r.available == r.total
+
+
+def test_data_locality_overrides_utilization():
+    v = view(a={"CPU": 2}, b={"CPU": 2})
+    v.nodes[b"a"].resources.allocate(to_fixed({"CPU": 1}))  # 50%: the hybrid policy would spread
+    assert place(v, {"CPU": 1}).decision == Decision.SPILLBACK
+    assert place(v, {"CPU": 1}, Strategy(prefer_local=True)).decision == Decision.LOCAL

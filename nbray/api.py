@@ -7,10 +7,11 @@ runs programs written for Ray's core API.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbray.cluster_context import RayContext
@@ -70,6 +71,29 @@ _INIT_KWARGS = {"_system_config", "_temp_dir", "_node_ip_address", "_auth_token"
                 "_metrics_export_port", "_enable_object_reconstruction"}
 
 
+def _then_attach_notebook(init_fn: Callable[..., RayContext]) -> Callable[..., RayContext]:
+    """In an IPython kernel, route task output to the cells that submitted
+    the work (as ``%load_ext nbray`` does) as soon as a connection exists."""
+
+    @functools.wraps(init_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> RayContext:
+        context = init_fn(*args, **kwargs)
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is not None and getattr(shell, "kernel", None) is not None:
+                from nbray.jupyter.magics import load_ipython_extension
+
+                load_ipython_extension(shell)
+        except Exception as exc:  # never fail init for the notebook extras
+            logger.debug("could not attach the notebook output routing: %s", exc)
+        return context
+
+    return wrapper
+
+
+@_then_attach_notebook
 def init(
     address: str | None = None,
     *,

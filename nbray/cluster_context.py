@@ -80,3 +80,8 @@ class RayContext:
         from nbray.jupyter.reprs import context_html
 
         return context_html(self._summary())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from nbray.jupyter.reprs import context_mimebundle
+
+        return context_mimebundle(self, include, exclude)

@@ -11,6 +11,24 @@ logger = logging.getLogger(__name__)
 MAX_DEFAULT_OBJECT_STORE_BYTES = 200 * 1024**3
 
 
+def host_key() -> str:
+    """Identifies "this host" as peers see it: one kernel boot, one network
+    namespace, one mount namespace. Processes with equal keys can reach each
+    other's Unix sockets by path; anything else must use the network."""
+    parts = []
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip())
+    except OSError:
+        parts.append(socket.gethostname())
+    for ns in ("net", "mnt"):
+        try:
+            parts.append(str(os.stat(f"/proc/self/ns/{ns}").st_ino))
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
+
+
 def num_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

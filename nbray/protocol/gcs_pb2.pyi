@@ -61,7 +61,7 @@ JOB: Channel
 TASK: Channel
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "node_ip", "hostname", "raylet_port", "raylet_socket", "state", "resources_total", "labels", "is_head", "start_time_ms", "end_time_ms", "death_reason", "death_reason_message", "object_store_bytes", "nbray_version", "session_dir", "node_name", "raylet_pid")
+    __slots__ = ("node_id", "node_ip", "hostname", "raylet_port", "raylet_socket", "state", "resources_total", "labels", "is_head", "start_time_ms", "end_time_ms", "death_reason", "death_reason_message", "object_store_bytes", "nbray_version", "session_dir", "node_name", "raylet_pid", "host_key")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         ALIVE: _ClassVar[NodeInfo.State]
@@ -100,6 +100,7 @@ class NodeInfo(_message.Message):
     SESSION_DIR_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     RAYLET_PID_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     node_ip: str
     hostname: str
@@ -118,7 +119,8 @@ class NodeInfo(_message.Message):
     session_dir: str
     node_name: str
     raylet_pid: int
-    def __init__(self, node_id: _Optional[bytes] = ..., node_ip: _Optional[str] = ..., hostname: _Optional[str] = ..., raylet_port: _Optional[int] = ..., raylet_socket: _Optional[str] = ..., state: _Optional[_Union[NodeInfo.State, str]] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., labels: _Optional[_Mapping[str, str]] = ..., is_head: _Optional[bool] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., death_reason: _Optional[str] = ..., death_reason_message: _Optional[str] = ..., object_store_bytes: _Optional[int] = ..., nbray_version: _Optional[str] = ..., session_dir: _Optional[str] = ..., node_name: _Optional[str] = ..., raylet_pid: _Optional[int] = ...) -> None: ...
+    host_key: str
+    def __init__(self, node_id: _Optional[bytes] = ..., node_ip: _Optional[str] = ..., hostname: _Optional[str] = ..., raylet_port: _Optional[int] = ..., raylet_socket: _Optional[str] = ..., state: _Optional[_Union[NodeInfo.State, str]] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., labels: _Optional[_Mapping[str, str]] = ..., is_head: _Optional[bool] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., death_reason: _Optional[str] = ..., death_reason_message: _Optional[str] = ..., object_store_bytes: _Optional[int] = ..., nbray_version: _Optional[str] = ..., session_dir: _Optional[str] = ..., node_name: _Optional[str] = ..., raylet_pid: _Optional[int] = ..., host_key: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node",)

@@ -23,19 +23,19 @@ from nbray._version import __version__
 from nbray.common.config import Config
 from nbray.common.resources import NodeResources, bundle_resources, to_fixed, to_float
 from nbray.gcs.client import GcsClient
-from nbray.node import session
+from nbray.node import detect, session
 from nbray.object_store.store import ObjectStore
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.raylet.lease_manager import LeaseManager
 from nbray.raylet.log_router import LogRouter
 from nbray.raylet.object_manager import ObjectManager
 from nbray.raylet.puller import Puller
-from nbray.rpc.pool import ConnectionPool
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
 from nbray.raylet.worker_pool import Worker, WorkerPool
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener
+from nbray.rpc.pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class Raylet:
         self.dispatcher.register_service("ZygoteEventsService", self)
         short = node_id.hex()[:8]
         self.socket_path = session.socket_path(session_dir, f"raylet-{short}.sock")
+        self.host_key = detect.host_key()
+        # Raylets on this host, by node id: their Unix socket paths.
+        self.same_host_sockets: dict[bytes, str] = {}
         self.log_dir = os.path.join(session_dir, "logs")
         spill_dir = config.object_spilling_directory or os.path.join(session_dir, "spill", short)
         self.store = ObjectStore(
@@ -188,7 +191,7 @@ class Raylet:
             raylet_port=self.port, raylet_socket=self.socket_path, is_head=self.is_head,
             start_time_ms=self._started_at_ms, object_store_bytes=self.store.capacity,
             nbray_version=__version__, session_dir=self.session_dir, node_name=self.node_name,
-            raylet_pid=os.getpid(),
+            raylet_pid=os.getpid(), host_key=self.host_key,
         )
         info.resources_total.update(self.view.local.resources.total_float())
         info.labels.update(self.labels)
@@ -313,18 +316,21 @@ class Raylet:
         if obj is None:
             conn.reply(rid, mid, raylet_pb2.PullChunkReply(missing=True))
             return None
-        try:
-            end = min(obj.size, req.offset + req.length)
-            chunk = bytes(self.store.view(obj)[req.offset:end])
-        finally:
-            self.store.release(req.object_id, conn)
-        conn.reply(rid, mid, raylet_pb2.PullChunkReply(total_size=obj.size), trailer=chunk)
+        end = min(obj.size, req.offset + req.length)
+        # Send straight from the store; the pin holds the bytes in place until
+        # the socket has taken them.
+        conn.reply(rid, mid, raylet_pb2.PullChunkReply(total_size=obj.size),
+                   trailer=self.store.view(obj)[req.offset:end],
+                   on_sent=lambda: self.store.release(req.object_id, conn))
         return None
 
     def _node_address(self, node_id: bytes) -> str | None:
         view = self.view.nodes.get(node_id)
         if view is None or not view.alive or not view.port:
             return None
+        path = self.same_host_sockets.get(node_id)
+        if path is not None:
+            return "unix:" + path  # same host: skip the TCP stack (about 3x the bandwidth)
         return f"{view.host}:{view.port}"
 
     def _on_location_change(self, obj: Any, added: bool) -> None:
@@ -558,9 +564,13 @@ class Raylet:
             if view is not None:
                 view.alive = False
             self._owners_died(lambda owner: owner is not None and owner.node_id == node.node_id)
-        elif view is None:
-            self.view.nodes[node.node_id] = NodeView(node.node_id, NodeResources(dict(node.resources_total)),
-                                                     node.node_ip, node.raylet_port)
+            self.same_host_sockets.pop(node.node_id, None)
+        else:
+            if view is None:
+                self.view.nodes[node.node_id] = NodeView(node.node_id, NodeResources(dict(node.resources_total)),
+                                                         node.node_ip, node.raylet_port)
+            if node.host_key and node.host_key == self.host_key and node.raylet_socket:
+                self.same_host_sockets[node.node_id] = node.raylet_socket
         if self.leases is not None:
             self.leases.schedule()
 

@@ -113,6 +113,7 @@ class Connection:
         # write side
         self._wlock = threading.Lock()
         self._wbuf: list[Any] = []
+        self._markers = 0  # _OnSent entries in _wbuf
         self._write_interest = False
         self._flush_scheduled = False
         # read side
@@ -227,14 +228,19 @@ class Connection:
                    body, trailer)
 
     def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None,
-              flush: bool = True) -> None:
+              flush: bool = True, on_sent: Callable[[], None] | None = None) -> None:
         """Send a reply; with flush=False (another thread than the loop's)
-        the frame waits for the next flush() or send, to batch replies."""
+        the frame waits for the next flush() or send, to batch replies.
+
+        ``on_sent`` runs on the loop thread once the socket has taken the
+        whole frame (so a trailer borrowed from shared memory may be
+        released); it never runs if the connection closes first.
+        """
         mid = method if isinstance(method, int) else method.id
         body = reply.SerializeToString()
         header = HEADER.pack(len(body), _trailer_len(trailer), mid, KIND_REPLY, request_id)
         if flush:
-            self._send(header, body, trailer)
+            self._send(header, body, trailer, on_sent)
             return
         with self._wlock:
             if self.closed:
@@ -243,12 +249,15 @@ class Connection:
             self._wbuf.append(body)
             if trailer is not None:
                 self._wbuf.append(trailer)
+            if on_sent is not None:
+                self._wbuf.append(_OnSent(on_sent))
+                self._markers += 1
 
     def reply_error(self, request_id: int, method_id: int, code: str, message: str) -> None:
         body = common_pb2.RpcError(code=code, message=message).SerializeToString()
         self._send(HEADER.pack(len(body), 0, method_id, KIND_ERROR, request_id), body, None)
 
-    def _send(self, header: bytes, body: bytes, trailer: Any) -> None:
+    def _send(self, header: bytes, body: bytes, trailer: Any, on_sent: Callable[[], None] | None = None) -> None:
         with self._wlock:
             if self.closed:
                 return
@@ -257,6 +266,9 @@ class Connection:
             wbuf.append(body)
             if trailer is not None:
                 wbuf.append(trailer)
+            if on_sent is not None:
+                wbuf.append(_OnSent(on_sent))
+                self._markers += 1
             if self._write_interest:
                 return  # the loop writes when the socket drains
             if self.loop.in_loop_thread():
@@ -287,13 +299,28 @@ class Connection:
         """Write what the socket takes; queue the rest. Caller holds _wlock."""
         sock = self.sock
         while parts:
-            batch = parts[:MAX_IOV]
+            if self._markers:
+                head = parts[0]
+                if type(head) is _OnSent:
+                    # Everything before the marker is in the socket.
+                    parts = parts[1:]
+                    self._markers -= 1
+                    self.loop.post(head.callback)
+                    continue
+                batch = []
+                for p in parts[:MAX_IOV]:
+                    if type(p) is _OnSent:
+                        break
+                    batch.append(p)
+            else:
+                batch = parts[:MAX_IOV]
             try:
                 sent = sock.sendmsg(batch)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
                 self._wbuf = []
+                self._markers = 0
                 self.close(f"send failed: {exc}")
                 return
             total = 0
@@ -340,7 +367,14 @@ class Connection:
         large = self._large
         try:
             if large is not None:
+                # Drain what has arrived (a big frame needs many reads).
                 n = self.sock.recv_into(large.view[large.filled:])
+                while n and large.filled + n < large.size:
+                    large.filled += n
+                    try:
+                        n = self.sock.recv_into(large.view[large.filled:])
+                    except (BlockingIOError, InterruptedError):
+                        return
             else:
                 if self._hi == len(self._buf):
                     self._compact()
@@ -542,6 +576,15 @@ def _trailer_len(trailer: Any) -> int:
     if trailer is None:
         return 0
     return _nbytes(trailer)
+
+
+class _OnSent:
+    """A marker in the write queue: run `callback` once the bytes before it are sent."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
 
 
 def _nbytes(buf: Any) -> int:

@@ -174,7 +174,7 @@ class EventLoop:
         write_mask = select.EPOLLOUT
         try:
             while not self._stopped:
-                if posted:
+                if posted or self._end_of_iteration:
                     timeout: float | None = 0.0
                 elif timers:
                     timeout = max(0.0, timers[0].deadline - time.monotonic())
@@ -241,13 +241,18 @@ class EventLoop:
                 logger.exception("timer callback %s failed", getattr(timer.callback, "__qualname__", timer.callback))
 
     def _run_end_hooks(self) -> None:
-        hooks = self._end_of_iteration
-        self._end_of_iteration = []
-        for hook in hooks:
-            try:
-                hook()
-            except Exception:
-                logger.exception("end-of-iteration hook failed")
+        # A hook may register another (a log flush corks a send): run those
+        # too, rather than leaving them until the next wake-up.
+        for _ in range(8):
+            hooks = self._end_of_iteration
+            if not hooks:
+                return
+            self._end_of_iteration = []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("end-of-iteration hook failed")
 
     def _drain_wakeups(self) -> None:
         try:

@@ -1021,11 +1021,27 @@ class CoreWorker:
                 logger.exception("printing worker output failed")
 
     def flush_logs(self, timeout_s: float = 2.0) -> None:
-        """Wait until worker output written so far has reached this driver."""
+        """Wait until worker output written so far, on every node, has reached this driver."""
+        flush = method("RayletService.FlushLogs")
+        deadline = time.monotonic() + timeout_s
+        futures = []
         try:
-            self.raylet.call_sync(method("RayletService.FlushLogs"), common_pb2.Empty(), timeout_s)
-            # a GCS round trip lets publishes queued behind the flush arrive
-            self.gcs.call("KVGet", gcs_pb2.KVGetRequest(ns="", key=b""), timeout_s)
+            futures.append(self.raylet.call(flush, common_pb2.Empty()))
+        except Exception:
+            pass
+        for node in list(self.nodes.values()):
+            if node.node_id == self.node_id or node.state != gcs_pb2.NodeInfo.ALIVE or not node.raylet_port:
+                continue
+            try:
+                conn = self.pool.get_blocking(f"{node.node_ip}:{node.raylet_port}")
+                futures.append(conn.call(flush, common_pb2.Empty()))
+            except Exception:
+                continue  # a node going away has no output left to wait for
+        for future in futures:
+            future.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            # a GCS round trip lets publishes queued behind the flushes arrive
+            self.gcs.call("KVGet", gcs_pb2.KVGetRequest(ns="", key=b""), max(0.1, deadline - time.monotonic()))
         except Exception:
             pass
 

@@ -11,6 +11,7 @@ from nbray.protocol import gcs_pb2, method
 from nbray.rpc.connection import HEADER, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import MAGIC, Listener, bind_listener, connect, connect_socket
+from nbray.testing import wait_for_condition
 
 KV_GET = method("GcsService.KVGet")
 pytestmark = pytest.mark.timeout(30)
@@ -150,3 +151,44 @@ def test_malformed_body_gets_an_error_reply_and_the_server_survives(server):
     assert (kind, rid) == (3, 7)  # an error reply to request 7
     s.close()
     assert calls == []
+
+
+def test_large_trailers_land_in_the_callers_buffer_and_release_after_sending():
+    """Object chunks: the reply's trailer is read straight into the caller's
+    buffer, and the server's on_sent runs only once the socket took it all."""
+    token = os.urandom(32)
+    loop = EventLoop("test-trailer-server")
+    dispatcher = Dispatcher()
+    payload = bytearray(os.urandom(1 << 20)) * 24  # 24 MiB: many socket writes
+    sent = []
+
+    def handler(conn, req, rid):
+        start = int(req.key)
+        view = memoryview(payload)[start:start + (8 << 20)]
+        conn.reply(rid, KV_GET, gcs_pb2.KVGetReply(found=True), trailer=view,
+                   on_sent=lambda: sent.append(start))
+        return None
+
+    dispatcher.register(KV_GET, handler)
+    listener = Listener(loop, bind_listener("127.0.0.1:0"), token, dispatcher, lambda c: None, role="GCS")
+    loop.post(listener.start)
+    loop.start_thread()
+    client = client_loop()
+    try:
+        conn = connect(client, listener.address, token, Dispatcher(), role="raylet", timeout_s=5)
+        target = bytearray(len(payload))
+        view = memoryview(target)
+        futures = [conn.call(KV_GET, gcs_pb2.KVGetRequest(key=str(off).encode()),
+                             trailer_into=view[off:off + (8 << 20)])
+                   for off in range(0, len(payload), 8 << 20)]
+        assert all(f.result(10).found for f in futures)
+        assert target == payload
+        wait_for_condition(lambda: sorted(sent) == [0, 8 << 20, 16 << 20], timeout=5)
+        # small calls still work on the same connection afterwards
+        conn.call_sync(KV_GET, gcs_pb2.KVGetRequest(key=b"0"), timeout_s=5)
+        conn.close()
+    finally:
+        client.stop()
+        loop.post(listener.close)
+        loop.stop()
+        loop.join(5)

@@ -13,6 +13,7 @@ Which nodes (pure): ``plan_bundles``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any
@@ -33,6 +34,8 @@ _PREPARE = method("RayletService.PrepareBundles")
 _COMMIT = method("RayletService.CommitBundles")
 _CANCEL = method("RayletService.CancelBundles")
 _WAIT_REPLY = method("GcsService.WaitPlacementGroupReady")
+# Removed groups stay listed (state REMOVED) until this many newer ones were removed.
+REMOVED_GROUPS_KEPT = 1000
 
 
 def plan_bundles(bundles: list[FixedSet], strategy: int,
@@ -122,6 +125,7 @@ class PlacementGroupManager:
         self._waiters: dict[bytes, list[_Waiter]] = {}
         self._scheduling: set[bytes] = set()
         self._retry_timer: Any = None
+        self._removed: collections.deque[bytes] = collections.deque()
         nodes.on_node_added.append(lambda info: self._retry_soon())
         nodes.on_node_dead.append(self._on_node_dead)
 
@@ -161,6 +165,9 @@ class PlacementGroupManager:
             self.named.pop((info.namespace, info.name), None)
         self._publish(info)
         self._answer_waiters(pg_id, ready=False, removed=True)
+        self._removed.append(pg_id)
+        while len(self._removed) > REMOVED_GROUPS_KEPT:
+            self.groups.pop(self._removed.popleft(), None)
 
     def get(self, pg_id: bytes) -> gcs_pb2.PlacementGroupInfo | None:
         return self.groups.get(pg_id)
@@ -246,7 +253,7 @@ class PlacementGroupManager:
                 outstanding["ok"] = False
                 outstanding["n"] -= 1
                 continue
-            node.conn.call(_PREPARE, raylet_pb2.PrepareBundlesRequest(bundles=specs),
+            node.conn.call(_PREPARE, raylet_pb2.PrepareBundlesRequest(bundles=specs, commit=len(by_node) == 1),
                            callback=lambda r, e, nid=node_id: on_prepared(nid, r, e))
         if outstanding["n"] == 0:
             self._finish_prepare(info, plan, by_node, prepared, False)
@@ -263,10 +270,11 @@ class PlacementGroupManager:
                 info.pending_reason = "waiting for resources"
                 self._retry_soon()
             return
-        for node_id, specs in by_node.items():
-            node = self.nodes.get(node_id)
-            if node is not None:
-                node.conn.call(_COMMIT, raylet_pb2.BundlesRequest(bundles=specs))
+        if len(by_node) > 1:  # one node committed with its prepare
+            for node_id, specs in by_node.items():
+                node = self.nodes.get(node_id)
+                if node is not None:
+                    node.conn.send_oneway(_COMMIT, raylet_pb2.BundlesRequest(bundles=specs))
         del info.bundle_node_ids[:]
         info.bundle_node_ids.extend(plan)
         info.state = _PG.CREATED
@@ -277,7 +285,7 @@ class PlacementGroupManager:
     def _cancel_on(self, node_id: bytes, pg_id: bytes) -> None:
         node: NodeEntry | None = self.nodes.get(node_id)
         if node is not None and node.alive:
-            node.conn.call(_CANCEL, raylet_pb2.CancelBundlesRequest(placement_group_id=pg_id))
+            node.conn.send_oneway(_CANCEL, raylet_pb2.CancelBundlesRequest(placement_group_id=pg_id))
 
     def _retry_soon(self) -> None:
         if self._retry_timer is None:

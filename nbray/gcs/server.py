@@ -310,7 +310,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent_pid:
         try:
             fd = os.pidfd_open(args.parent_pid)
-            server.loop.add_reader(fd, lambda mask: server.shutdown())
+
+            def parent_exited(mask: int) -> None:
+                server.loop.remove(fd)  # stays readable: watch it once
+                os.close(fd)
+                server.shutdown()
+
+            server.loop.add_reader(fd, parent_exited)
         except OSError:
             return
     server.start()

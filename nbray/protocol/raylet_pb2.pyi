@@ -407,10 +407,12 @@ class BundleSpec(_message.Message):
     def __init__(self, placement_group_id: _Optional[bytes] = ..., bundle_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PrepareBundlesRequest(_message.Message):
-    __slots__ = ("bundles",)
+    __slots__ = ("bundles", "commit")
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     bundles: _containers.RepeatedCompositeFieldContainer[BundleSpec]
-    def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ...) -> None: ...
+    commit: bool
+    def __init__(self, bundles: _Optional[_Iterable[_Union[BundleSpec, _Mapping]]] = ..., commit: _Optional[bool] = ...) -> None: ...
 
 class PrepareBundlesReply(_message.Message):
     __slots__ = ("success",)

@@ -431,12 +431,19 @@ class Raylet:
         res.take(need)
         for b in req.bundles:
             self._bundles.setdefault(b.placement_group_id, {})[b.bundle_index] = [b, False]
-        self._schedule_report()
+        if req.commit:
+            self._commit_bundles(req.bundles)
+        else:
+            self._schedule_report()
         return raylet_pb2.PrepareBundlesReply(success=True)
 
     def handle_CommitBundles(self, conn: Connection, req: raylet_pb2.BundlesRequest, rid: int) -> common_pb2.Empty:
+        self._commit_bundles(req.bundles)
+        return common_pb2.Empty()
+
+    def _commit_bundles(self, bundles: Any) -> None:
         res = self.view.local.resources
-        for b in req.bundles:
+        for b in bundles:
             state = self._bundles.get(b.placement_group_id, {}).get(b.bundle_index)
             if state is None or state[1]:
                 continue
@@ -445,7 +452,6 @@ class Raylet:
         self._schedule_report()
         if self.leases is not None:
             self.leases.schedule()
-        return common_pb2.Empty()
 
     def handle_CancelBundles(self, conn: Connection, req: raylet_pb2.CancelBundlesRequest,
                              rid: int) -> common_pb2.Empty:
@@ -702,7 +708,12 @@ def _watch_parent(raylet: Raylet, pid: int) -> None:
     except (ProcessLookupError, OSError):
         raylet.loop.post(raylet.shutdown, "parent process is gone")
         return
-    raylet.loop.add_reader(fd, lambda mask: raylet.shutdown("parent process exited"))
+    def parent_exited(mask: int) -> None:
+        raylet.loop.remove(fd)  # stays readable: watch it once
+        os.close(fd)
+        raylet.shutdown("parent process exited")
+
+    raylet.loop.add_reader(fd, parent_exited)
 
 
 def _report_ready(fd: int, info: dict[str, Any]) -> None:

@@ -160,12 +160,13 @@ class Cluster:
                                        include_dashboard=bool(args.pop("include_dashboard", False)),
                                        dashboard_port=int(args.pop("dashboard_port", 0)),
                                        client_server_port=args.pop("ray_client_server_port", None),
-                                       **common)
+                                       parent_pid=os.getpid(), **common)
             self.head = node
         else:
             node = launcher.start_worker_node(config=config, gcs_address=self.head.gcs_address,
                                               token=self.head.token, node_ip=node_ip,
-                                              session_dir=self.head.session_dir, **common)
+                                              session_dir=self.head.session_dir, parent_pid=os.getpid(),
+                                              **common)
             self.worker_nodes.append(node)
         if args:
             raise TypeError(f"unknown node arguments: {sorted(args)}")

@@ -98,6 +98,14 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """JupyterLab's hook: the prebuilt extension in nbray/labextension."""
+    from nbray.jupyter.server_extension import _jupyter_labextension_paths as paths
+
+    return paths()
+
+
+
 actor = __import__("nbray.actor", fromlist=["actor"])
 
 __all__ = [

@@ -1,0 +1,3 @@
+from nbray.dashboard.server import main
+
+main()

@@ -266,7 +266,9 @@ class ActorMethod:
         handle = self._handle
         core = _core()
         template = handle._template(self._name, self._meta, self._options)
-        refs = core.submit_actor_task(handle._actor_id, template, args, kwargs, next(handle._seq))
+        handle_ref = handle._handle_ref
+        refs = core.submit_actor_task(handle._actor_id, template, args, kwargs, next(handle._seq),
+                                      handle_id=handle_ref._id if handle_ref is not None else b"")
         if template.streaming_generator:
             return ObjectRefGenerator(refs[0], core)
         if template.num_returns == 1:

@@ -164,7 +164,7 @@ def init(
                                       num_cpus=num_cpus, num_gpus=num_gpus, resources=resources))
         found: tuple[str, str | None] | None = None
         if address in (None, "auto"):
-            current = session.find_current_cluster()
+            current = session.find_current_cluster(kwargs.get("_temp_dir"))
             if current is not None and _cluster_alive(current[0], current[1]):
                 found = (current[0], current[1])
             elif address == "auto":
@@ -172,7 +172,7 @@ def init(
                     "Could not find any running nbray instance. Start one with 'nbray start --head' "
                     "or call nbray.init() without address to start a local one.")
         elif address != "local":
-            found = (address, session.session_for_address(address))
+            found = (address, session.session_for_address(address, kwargs.get("_temp_dir")))
         if found is not None:
             if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
                 raise ValueError(

@@ -180,6 +180,9 @@ class TaskCancelledError(RayError):
         self.task_id = task_id
         super().__init__(message or f"Task {task_id} was cancelled.")
 
+    def __reduce__(self) -> Any:
+        return type(self), (self.task_id, str(self))
+
 
 class RayActorError(RayError):
     """The actor is dead or unreachable."""
@@ -358,6 +361,9 @@ class UnserializableException(RayError):
             + original_stack_trace
         )
 
+    def __reduce__(self) -> Any:
+        return type(self), (self.original_stack_trace,)
+
 
 class AuthenticationError(RayError):
     """The cluster token is missing or wrong."""
@@ -372,7 +378,11 @@ class RpcError(RayError):
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code
+        self.message = message
         super().__init__(f"[{code}] {message}")
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.code, self.message)
 
 
 class ConnectionLostError(RpcError, ConnectionError):
@@ -382,7 +392,7 @@ class ConnectionLostError(RpcError, ConnectionError):
         super().__init__("connection_lost", message)
 
     def __reduce__(self) -> Any:
-        return (type(self), (str(self),))
+        return (type(self), (self.message,))
 
 
 _LOCAL_IP: str | None = None

@@ -98,8 +98,11 @@ class Config:
     actor_excess_queueing_warn_threshold: int = 5_000
 
     # ---- task events -------------------------------------------------------
-    # How often core workers send task events to the GCS.
-    task_events_report_interval_ms: int = 1_000
+    # How often core workers send task events to the GCS (while they have any).
+    task_events_report_interval_ms: int = 250
+    # A task that reaches a final state is reported within this long (batched:
+    # at most one extra report per this period), so state views show it promptly.
+    task_events_final_report_delay_ms: int = 100
     # Events a core worker buffers before it drops the oldest.
     task_events_max_buffer: int = 100_000
     # Task attempts the GCS keeps (finished ones are evicted first).
@@ -136,6 +139,34 @@ class Config:
     log_batch_max_bytes: int = 256 * KIB
     # Longest a line of worker output waits before it is published.
     log_flush_interval_ms: int = 20
+
+    # ---- dashboard (NBRAY_DASHBOARD_* as before) ---------------------------
+    # Tasks kept in the dashboard's table (finished ones are evicted first).
+    dashboard_max_tasks: int = 100_000
+    # Events kept for clients that reconnect with Last-Event-ID.
+    dashboard_sse_replay_events: int = 2_000
+    # Events queued for one slow client before it is told to reload.
+    dashboard_sse_max_queued: int = 2_000
+    # Task changes are merged and sent at most this often.
+    dashboard_sse_flush_interval_ms: int = 100
+    # Task rows in one "tasks" event.
+    dashboard_sse_max_tasks_per_event: int = 2_000
+    # A comment line is sent this often so proxies keep the stream open.
+    dashboard_sse_keepalive_ms: int = 15_000
+    # Raylets are asked for GPU holders and workers this often while someone watches.
+    dashboard_node_stats_period_ms: int = 1_000
+    # Objects listings are reused for this long.
+    dashboard_objects_cache_ms: int = 1_000
+    # Deadline of the dashboard's calls to raylets and core workers.
+    dashboard_peer_rpc_timeout_ms: int = 5_000
+    # Deadline of the dashboard's calls to the GCS.
+    dashboard_gcs_rpc_timeout_ms: int = 10_000
+    # Largest request body accepted (and discarded: bodies are never read).
+    dashboard_max_body_bytes: int = 64 * KIB
+    # How long the dashboard tries to reach a lost GCS before it exits.
+    dashboard_gcs_reconnect_timeout_ms: int = 60_000
+    # Time between attempts to reach a lost GCS.
+    dashboard_gcs_reconnect_period_ms: int = 1_000
 
     # ---- client server -----------------------------------------------------
     # A disconnected notebook client may resume its session within this time.

@@ -131,6 +131,27 @@ class Serialized:
         dest[meta_at : meta_at + len(self.meta)] = self.meta
 
 
+    def segments(self) -> list[tuple[int, Any]]:
+        """The layout as (offset, bytes-like) pieces without copying the
+        buffers: the head (flags, buffer table, pickle), then each buffer.
+        Gaps between pieces are alignment padding, never read."""
+        flags = FLAG_ERROR if self.is_error else 0
+        if self._plain:
+            return [(0, bytes((flags,)) + self.meta)]
+        n = len(self.buffers)
+        meta_at = _BUF_HEADER.size + _BUF_ENTRY.size * n
+        head = bytearray(meta_at + len(self.meta))
+        _BUF_HEADER.pack_into(head, 0, flags | FLAG_BUFFERS, n, len(self.meta))
+        head[meta_at:] = self.meta
+        pieces: list[tuple[int, Any]] = [(0, head)]
+        offset = _align(meta_at + len(self.meta))
+        for i, buf in enumerate(self.buffers):
+            _BUF_ENTRY.pack_into(head, _BUF_HEADER.size + _BUF_ENTRY.size * i, offset, buf.nbytes)
+            pieces.append((offset, buf.cast("B") if buf.format != "B" else buf))
+            offset = _align(offset + buf.nbytes)
+        return pieces
+
+
 def _align(n: int) -> int:
     return (n + ALIGNMENT - 1) & ~(ALIGNMENT - 1)
 

@@ -30,9 +30,9 @@ import tornado.iostream
 import tornado.web
 
 from nbray import __version__
+from nbray.common.config import Config
 from nbray.dashboard import params
 from nbray.dashboard.events import EventHub, Subscriber, frame
-from nbray.dashboard.limits import DashboardLimits
 from nbray.dashboard.security import RequestRefused, check_request
 from nbray.dashboard.source import ClusterSource, GcsUnavailable
 from nbray.dashboard.tasks import TaskFilter
@@ -46,12 +46,12 @@ _HEX = "[0-9a-fA-F]+"
 class ApiContext:
     """What every handler needs; one per server."""
 
-    def __init__(self, token: bytes, source: ClusterSource, hub: EventHub, limits: DashboardLimits,
+    def __init__(self, token: bytes, source: ClusterSource, hub: EventHub, config: Config,
                  info: dict[str, Any]) -> None:
         self.token = token
         self.source = source
         self.hub = hub
-        self.limits = limits
+        self.config = config  # the dashboard_* fields bound and time the handlers
         self.info = info
 
 
@@ -79,13 +79,13 @@ class BaseHandler(tornado.web.RequestHandler):
             self._refuse(exc)
             return
         declared = self.request.headers.get("Content-Length", "0")
-        if not declared.isdigit() or int(declared) > self.ctx.limits.max_body_bytes:
+        if not declared.isdigit() or int(declared) > self.ctx.config.dashboard_max_body_bytes:
             self._refuse(RequestRefused(413, "request bodies are not accepted"))
 
     def data_received(self, chunk: bytes) -> None:
         # Bodies are counted and dropped, never parsed.
         self._body_bytes += len(chunk)
-        if self._body_bytes > self.ctx.limits.max_body_bytes and not self._finished:
+        if self._body_bytes > self.ctx.config.dashboard_max_body_bytes and not self._finished:
             self._refuse(RequestRefused(413, "request bodies are not accepted"))
 
     def _refuse(self, exc: RequestRefused) -> None:
@@ -159,7 +159,7 @@ class NodesHandler(BaseHandler):
         if self.query(params.NO_QUERY) is None:
             return
         try:
-            await self.ctx.source.refresh_node_stats(max_age_ms=self.ctx.limits.node_stats_period_ms)
+            await self.ctx.source.refresh_node_stats(max_age_ms=self.ctx.config.dashboard_node_stats_period_ms)
         except (GcsUnavailable, ConnectionError, TimeoutError, RpcError):
             pass  # the rows from the channels are still right; GPU holders may be stale
         self.send_json({"nodes": self.ctx.source.model.node_rows()})
@@ -287,7 +287,7 @@ class EventsHandler(BaseHandler):
         self._sub = sub
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("X-Accel-Buffering", "no")
-        keepalive_s = self.ctx.limits.sse_keepalive_ms / 1000
+        keepalive_s = self.ctx.config.dashboard_sse_keepalive_ms / 1000
         try:
             self.write(b"retry: 1000\n")
             self.write(frame(hub.seq, "hello", {"seq": hub.seq, "gcs_connected": self.ctx.source.model.gcs_connected,

@@ -33,7 +33,6 @@ import tornado.web
 from nbray.common.config import Config, set_config
 from nbray.dashboard.events import EventHub
 from nbray.dashboard.handlers import ApiContext, NotFoundHandler, routes
-from nbray.dashboard.limits import DashboardLimits
 from nbray.dashboard.source import ClusterModel, ClusterSource
 from nbray.protocol import gcs_pb2
 from nbray.rpc import auth
@@ -60,18 +59,18 @@ def public_url(host: str, port: int, gcs_address: str) -> str:
 
 class Dashboard:
     def __init__(self, host: str, port: int, gcs_address: str, token: bytes, config: Config,
-                 limits: DashboardLimits, session_dir: str) -> None:
+                 session_dir: str) -> None:
         self.host = host
         self.port = port
         self.gcs_address = gcs_address
-        self.limits = limits
-        self.model = ClusterModel(limits)
-        self.hub = EventHub(limits.sse_replay_events, limits.sse_max_queued, limits.sse_flush_interval_ms / 1000,
-                            limits.sse_max_tasks_per_event)
-        self.source = ClusterSource(gcs_address, token, config, limits, self.model, self.hub)
+        self.config = config
+        self.model = ClusterModel(config)
+        self.hub = EventHub(config.dashboard_sse_replay_events, config.dashboard_sse_max_queued,
+                            config.dashboard_sse_flush_interval_ms / 1000, config.dashboard_sse_max_tasks_per_event)
+        self.source = ClusterSource(gcs_address, token, config, self.model, self.hub)
         self.info: dict[str, Any] = {"gcs_address": gcs_address, "session_dir": session_dir,
                                      "session_name": os.path.basename(session_dir.rstrip("/"))}
-        self.ctx = ApiContext(token, self.source, self.hub, limits, self.info)
+        self.ctx = ApiContext(token, self.source, self.hub, config, self.info)
         self.url = ""
         self._server: tornado.httpserver.HTTPServer | None = None
         self._stopped = asyncio.Event()
@@ -81,7 +80,7 @@ class Dashboard:
         self.source.on_gone = self.stop
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host, family=socket.AF_UNSPEC)
         self._server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), max_body_size=self.limits.max_body_bytes, idle_connection_timeout=60,
+            make_app(self.ctx), max_body_size=self.config.dashboard_max_body_bytes, idle_connection_timeout=60,
             body_timeout=10)
         self._server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
@@ -108,8 +107,7 @@ class Dashboard:
 async def _run(args: argparse.Namespace, token: bytes) -> None:
     config = Config.from_json(args.config_json)
     set_config(config)
-    limits = DashboardLimits.from_env()
-    dashboard = Dashboard(args.host, args.port, args.gcs_address, token, config, limits, args.session_dir)
+    dashboard = Dashboard(args.host, args.port, args.gcs_address, token, config, args.session_dir)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, dashboard.stop)
     loop.add_signal_handler(signal.SIGINT, dashboard.stop)

@@ -6,15 +6,15 @@ the model and the event stream. Replies and published messages cross over
 with ``call_soon_threadsafe``; protobuf rows are turned into dicts on the
 I/O thread so a burst of 10,000 tasks does not stall HTTP requests.
 
-Tasks: the TASK channel says which tasks changed (state only); the
-complete rows are then fetched with ``GetTaskEvents(since_ns=<oldest
-change>)`` (every row changed since is returned, so nothing is missed),
-one fetch at a time with the requests in between merged. An executor's
-report can reach the GCS after the owner's final one without changing the
-state; rows still missing their node are fetched once more a little later.
+Tasks: on connecting, the newest rows (up to the table's bound) are read
+page by page, newest first. The TASK channel then says which tasks changed:
+a new state, or a report that only added facts (node, worker, error); the
+complete rows are fetched with ``GetTaskEvents(changed_after=<cursor>)``,
+the GCS's change number, so nothing is missed and nothing fetched twice,
+one fetch at a time with the notifications in between merged.
 
 If the GCS connection drops, the source keeps trying to reconnect for
-``gcs_reconnect_timeout_ms``, then gives up (the server exits).
+``dashboard_gcs_reconnect_timeout_ms``, then gives up (the server exits).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 
 from nbray.common.config import Config
 from nbray.dashboard.events import EventHub
-from nbray.dashboard.limits import DashboardLimits
 from nbray.dashboard.nodes import NodeTable, actor_row, job_row
 from nbray.dashboard.tasks import TaskTable, detail_from_proto, row_from_proto
 from nbray.exceptions import RpcError
@@ -52,8 +51,8 @@ class GcsUnavailable(ConnectionError):
 class ClusterModel:
     """Everything the dashboard knows; changed only on the asyncio loop."""
 
-    def __init__(self, limits: DashboardLimits) -> None:
-        self.tasks = TaskTable(limits.max_tasks)
+    def __init__(self, config: Config) -> None:
+        self.tasks = TaskTable(config.dashboard_max_tasks)
         self.nodes = NodeTable()
         self.actors: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -122,19 +121,18 @@ class _Connections:
 
 
 class ClusterSource:
-    def __init__(self, gcs_address: str, token: bytes, config: Config, limits: DashboardLimits,
-                 model: ClusterModel, hub: EventHub) -> None:
+    def __init__(self, gcs_address: str, token: bytes, config: Config, model: ClusterModel, hub: EventHub) -> None:
         self.gcs_address = gcs_address
         self._token = token
         self.config = config
-        self.limits = limits
         self.model = model
         self.hub = hub
         self._aio: asyncio.AbstractEventLoop | None = None
         self._conns: _Connections | None = None
-        self._fetch_since_ns = 0
+        # GCS change number the task table is complete up to (None: not known yet)
+        self._change_cursor: int | None = None
+        self._changes_pending = False
         self._fetching = False
-        self._followups: dict[str, int] = {}
         self._stats_task: asyncio.Task[None] | None = None
         self._stats_fresh_ms = 0.0
         self._objects_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -166,12 +164,12 @@ class ClusterSource:
             _post(aio, self._on_gcs_lost, conns)
 
         conns.gcs.conn.add_close_callback(on_close)
+        self._change_cursor = None  # change numbers are the GCS's: start over with it
         snapshot = await asyncio.gather(
             self.gcs_call("GetAllNodeInfo"), self.gcs_call("GetClusterStatus"),
             self.gcs_call("GetAllActorInfo", gcs_pb2.GetAllActorInfoRequest()),
-            self.gcs_call("GetAllJobInfo"),
-            self.gcs_call("GetTaskEvents", gcs_pb2.GetTaskEventsRequest(), convert=_task_rows))
-        nodes, status, actors, jobs, task_rows = snapshot
+            self.gcs_call("GetAllJobInfo"), self._read_tasks())
+        nodes, status, actors, jobs, (task_rows, change_cursor) = snapshot
         for n in nodes.nodes:
             self.model.nodes.set_info(n)
         self.model.nodes.set_resources(gcs_pb2.ResourceView(nodes=status.nodes))
@@ -182,8 +180,10 @@ class ClusterSource:
             row = job_row(j)
             self.model.jobs[row["job_id"]] = row
         self.model.tasks.upsert(task_rows)
-        self._follow_up(task_rows)
+        self._change_cursor = change_cursor
         self.model.gcs_connected = True
+        if self._changes_pending:
+            self._want_task_changes()
         await self.refresh_node_stats()
 
     def _on_gcs_lost(self, conns: _Connections) -> None:
@@ -199,10 +199,10 @@ class ClusterSource:
             asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
-        deadline = time.monotonic() + self.limits.gcs_reconnect_timeout_ms / 1000
+        deadline = time.monotonic() + self.config.dashboard_gcs_reconnect_timeout_ms / 1000
         try:
             while not self._closed and time.monotonic() < deadline:
-                await asyncio.sleep(self.limits.gcs_reconnect_period_ms / 1000)
+                await asyncio.sleep(self.config.dashboard_gcs_reconnect_period_ms / 1000)
                 try:
                     await self._connect()
                 except (OSError, ConnectionError, TimeoutError, RpcError) as exc:
@@ -259,7 +259,7 @@ class ClusterSource:
         if conns is None:
             raise GcsUnavailable(f"the GCS at {self.gcs_address} is not reachable")
         fut, callback = self._bridge(convert)
-        timeout = timeout_s if timeout_s is not None else self.limits.gcs_rpc_timeout_ms / 1000
+        timeout = timeout_s if timeout_s is not None else self.config.dashboard_gcs_rpc_timeout_ms / 1000
         conns.gcs.call_async(name, request, callback=callback, timeout_s=timeout)
         return await fut
 
@@ -268,7 +268,7 @@ class ClusterSource:
         if conns is None:
             raise GcsUnavailable(f"the GCS at {self.gcs_address} is not reachable")
         fut, callback = self._bridge(convert)
-        timeout = self.limits.peer_rpc_timeout_ms / 1000
+        timeout = self.config.dashboard_peer_rpc_timeout_ms / 1000
 
         def on_conn(conn: Connection | None, error: BaseException | None) -> None:
             if conn is None:
@@ -286,10 +286,9 @@ class ClusterSource:
             return
         channel = msg.channel
         if channel == gcs_pb2.TASK:
-            changed, oldest = self.model.tasks.apply_changes(msg.task_changes.changes)
+            changed, _ = self.model.tasks.apply_changes(msg.task_changes.changes)
             self.hub.task_changed(changed)
-            if oldest:
-                self._want_tasks_since(oldest)
+            self._want_task_changes()
         elif channel == gcs_pb2.RESOURCE_VIEW:
             self.model.nodes.set_resources(msg.resource_view)
             self._publish_node_changes()
@@ -312,54 +311,57 @@ class ClusterSource:
 
     # ---- task rows --------------------------------------------------------------------------------------------
 
-    def _want_tasks_since(self, since_ns: int) -> None:
-        self._fetch_since_ns = since_ns if not self._fetch_since_ns else min(self._fetch_since_ns, since_ns)
-        if not self._fetching:
-            self._fetching = True
-            asyncio.ensure_future(self._fetch_tasks())
+    async def _read_tasks(self) -> tuple[list[dict[str, Any]], int]:
+        """The newest rows, up to the table's bound, oldest first, and the change cursor after them."""
+        rows: list[dict[str, Any]] = []
+        cursor = 0
+        change_cursor = -1
+        while len(rows) < self.config.dashboard_max_tasks:
+            page, next_cursor, last_change = await self.gcs_call("GetTaskEvents", gcs_pb2.GetTaskEventsRequest(
+                newest_first=True, cursor=cursor, limit=self.config.dashboard_max_tasks - len(rows)), convert=_task_page)
+            if change_cursor < 0:
+                # Rows changed after the first page was read are then fetched as changes.
+                change_cursor = last_change
+            rows.extend(page)
+            cursor = next_cursor
+            if not cursor:
+                break
+        rows.reverse()
+        return rows, max(0, change_cursor)
 
-    async def _fetch_tasks(self) -> None:
+    def _want_task_changes(self) -> None:
+        self._changes_pending = True
+        if not self._fetching and self._change_cursor is not None:
+            self._fetching = True
+            asyncio.ensure_future(self._fetch_task_changes())
+
+    async def _fetch_task_changes(self) -> None:
+        conns = self._conns
+        reconnected = False
         try:
-            while self._fetch_since_ns and not self._closed:
-                since, self._fetch_since_ns = self._fetch_since_ns, 0
+            while self._changes_pending and not self._closed and self._change_cursor is not None:
+                self._changes_pending = False
                 try:
-                    rows = await self.gcs_call("GetTaskEvents", gcs_pb2.GetTaskEventsRequest(since_ns=since),
-                                               convert=_task_rows)
+                    rows, truncated, last_change = await self.gcs_call(
+                        "GetTaskEvents", gcs_pb2.GetTaskEventsRequest(changed_after=self._change_cursor),
+                        convert=_task_changes)
                 except (ConnectionError, TimeoutError, RpcError) as exc:
                     logger.info("fetching task rows failed: %s", exc)
+                    self._changes_pending = True  # retried on the next notification
                     return
+                if self._conns is not conns:
+                    # Reconnected meanwhile: this reply counts changes of the old GCS.
+                    reconnected = self._changes_pending = True
+                    return
+                self._change_cursor = last_change
+                if truncated:
+                    self._changes_pending = True
                 changed = self.model.tasks.upsert(rows)
                 self.hub.task_changed(changed)
-                self._follow_up(rows)
         finally:
             self._fetching = False
-
-    def _follow_up(self, rows: list[dict[str, Any]]) -> None:
-        """Fetch again, a little later, rows still missing the owner's or the executor's report.
-
-        A report that arrives without changing the state is not published on
-        the TASK channel (the owner's facts after the executor's RUNNING, the
-        executor's node after the owner's FINISHED).
-        """
-        oldest = 0
-        fewest_tries = self.limits.task_followup_tries
-        for r in rows:
-            if not _incomplete(r):
-                self._followups.pop(r["task_id"], None)
-                continue
-            tries = self._followups.get(r["task_id"], 0)
-            if tries >= self.limits.task_followup_tries:
-                continue
-            self._followups[r["task_id"]] = tries + 1
-            fewest_tries = min(fewest_tries, tries)
-            oldest = r["updated_ns"] if not oldest else min(oldest, r["updated_ns"])
-        if len(self._followups) > self.limits.max_tasks:
-            self._followups.clear()
-        if oldest:
-            # Back off: the missing report is usually one reporting period away.
-            delay_s = self.limits.task_followup_delay_ms / 1000 * 2 ** fewest_tries
-            assert self._aio is not None
-            self._aio.call_later(delay_s, self._want_tasks_since, oldest)
+            if reconnected:
+                self._want_task_changes()  # from the new snapshot's cursor, if it has one yet
 
     async def task_detail(self, task_id: str) -> dict[str, Any] | None:
         reply = await self.gcs_call("GetTaskEvents", gcs_pb2.GetTaskEventsRequest(
@@ -378,7 +380,7 @@ class ClusterSource:
             self._stats_task = asyncio.ensure_future(self._poll_stats())
 
     async def _poll_stats(self) -> None:
-        period = self.limits.node_stats_period_ms / 1000
+        period = self.config.dashboard_node_stats_period_ms / 1000
         while not self._closed and self.hub.num_subscribers() > 0:
             if self._conns is not None:
                 await self.refresh_node_stats()
@@ -405,7 +407,7 @@ class ClusterSource:
         """One row per object: size, where it is stored, its owner and how it is referenced."""
         now = time.monotonic()
         cached = self._objects_cache
-        if cached is not None and now - cached[0] < self.limits.objects_cache_ms / 1000:
+        if cached is not None and now - cached[0] < self.config.dashboard_objects_cache_ms / 1000:
             return cached[1]
         alive = self.model.nodes.alive()
         request = raylet_pb2.GetNodeStatsRequest(include_objects=True, include_workers=True)
@@ -488,14 +490,12 @@ def _post(aio: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) ->
             raise
 
 
-def _incomplete(row: dict[str, Any]) -> bool:
-    if not row["name"] and not row["func_or_class_name"]:
-        return True  # only the executor's report so far
-    return row["state"] == "FINISHED" and row["node_id"] is None and row["type"] != "ACTOR_CREATION_TASK"
+def _task_page(reply: gcs_pb2.GetTaskEventsReply) -> tuple[list[dict[str, Any]], int, int]:
+    return [row_from_proto(t) for t in reply.tasks], reply.next_cursor, reply.last_change
 
 
-def _task_rows(reply: gcs_pb2.GetTaskEventsReply) -> list[dict[str, Any]]:
-    return [row_from_proto(t) for t in reply.tasks]
+def _task_changes(reply: gcs_pb2.GetTaskEventsReply) -> tuple[list[dict[str, Any]], bool, int]:
+    return [row_from_proto(t) for t in reply.tasks], reply.num_truncated > 0, reply.last_change
 
 
 def _object_row(object_id: str) -> dict[str, Any]:

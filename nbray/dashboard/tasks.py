@@ -1,7 +1,8 @@
 """The dashboard's table of tasks: latest attempt per task (dashboard process).
 
 Fed from two places: rows fetched with ``GetTaskEvents`` (complete facts)
-and the GCS TASK channel (state only). Both may arrive out of order, so a
+and the GCS TASK channel (state, or a note that facts were added: the
+source then fetches the row). Both may arrive out of order, so a
 report replaces what is known only if it is at least as recent: a later
 attempt, or a terminal state, or a newer timestamp.
 
@@ -183,7 +184,7 @@ class TaskTable:
         """Apply channel state changes; returns (changed rows, oldest change time in ns).
 
         A task seen here first gets a minimal row; the caller then fetches
-        the complete rows changed since the returned time.
+        the complete rows that changed.
         """
         changed = []
         oldest = 0
@@ -192,6 +193,8 @@ class TaskTable:
             state = STATE_NAMES.get(c.state, "NIL")
             oldest = c.ts_ns if not oldest else min(oldest, c.ts_ns)
             entry = self._entries.get(task_id)
+            if entry is not None and c.facts_only:
+                continue  # nothing to show until the fetched row brings the facts
             if entry is None:
                 row = _minimal_row(task_id, c.attempt_number, state, c.ts_ns, c.job_id.hex())
             else:

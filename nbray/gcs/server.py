@@ -22,7 +22,7 @@ from nbray.gcs.kv import KVStore
 from nbray.gcs.node_manager import NodeManager
 from nbray.gcs.placement_groups import PlacementGroupManager
 from nbray.gcs.pubsub import Publisher
-from nbray.gcs.task_events import TaskEventStore
+from nbray.gcs.task_events import ActorCreationEvents, TaskEventStore
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.raylet.scheduling import PolicyConfig, Scheduler
 from nbray.rpc.connection import Connection, Dispatcher
@@ -33,6 +33,19 @@ from nbray.rpc.pool import ConnectionPool
 logger = logging.getLogger(__name__)
 
 _Empty = common_pb2.Empty
+
+
+class _GcsPublisher(Publisher):
+    """The publisher, with the GCS's own task-event store watching actor state changes."""
+
+    def __init__(self, on_actor: Any) -> None:
+        super().__init__()
+        self._on_actor = on_actor
+
+    def publish(self, msg: gcs_pb2.PubMessage) -> int:
+        if msg.channel == gcs_pb2.ACTOR:
+            self._on_actor(msg.actor)
+        return super().publish(msg)
 
 
 class GcsServer:
@@ -51,7 +64,7 @@ class GcsServer:
             handshake_timeout_s=config.handshake_timeout_ms / 1000,
             max_frame_bytes=config.max_frame_bytes)
         self.address = self.listener.address
-        self.publisher = Publisher()
+        self.publisher: Publisher = _GcsPublisher(self._on_actor_state)
         self.pool = ConnectionPool(self.loop, token, self.dispatcher, config, role="GCS")
         self.nodes = NodeManager(self.loop, config, self.publisher)
         scheduler = Scheduler(PolicyConfig(config.scheduler_spread_threshold, config.scheduler_top_k_fraction,
@@ -60,6 +73,7 @@ class GcsServer:
         self.placement_groups = PlacementGroupManager(self.loop, config, self.publisher, self.nodes)
         self.kv = KVStore()
         self.task_events = TaskEventStore(config.task_events_max_tasks_in_gcs)
+        self.actor_creation_events = ActorCreationEvents(self.task_events)
         self.jobs: dict[bytes, gcs_pb2.JobInfo] = {}
         self._next_job = 1
         self._task_changes: list[gcs_pb2.TaskStateChange] = []
@@ -204,12 +218,23 @@ class GcsServer:
     # ---- task events ------------------------------------------------------------------------------------------
 
     def handle_AddTaskEvents(self, conn: Connection, req: gcs_pb2.AddTaskEventsRequest, rid: int) -> Any:
-        changes = self.task_events.add(req.events, req.num_dropped)
+        listened = self.publisher.has_subscribers(gcs_pb2.TASK)
+        self._publish_task_changes(self.task_events.add(req.events, req.num_dropped, report_changes=listened))
+        return _Empty()
+
+    def _on_actor_state(self, info: gcs_pb2.ActorInfo) -> None:
+        entry = self.actors.get(info.actor_id)
+        if entry is None or entry.spec.disable_task_events:
+            return
+        listened = self.publisher.has_subscribers(gcs_pb2.TASK)
+        self._publish_task_changes(self.actor_creation_events.on_actor(entry.spec.task_id, info,
+                                                                       report_changes=listened))
+
+    def _publish_task_changes(self, changes: list[gcs_pb2.TaskStateChange]) -> None:
         if changes and self.publisher.has_subscribers(gcs_pb2.TASK):
             self._task_changes.extend(changes)
             if self._task_flush_timer is None:
                 self._task_flush_timer = self.loop.call_later(0.05, self._flush_task_changes)
-        return _Empty()
 
     def _flush_task_changes(self) -> None:
         self._task_flush_timer = None
@@ -222,7 +247,9 @@ class GcsServer:
     def handle_GetTaskEvents(self, conn: Connection, req: gcs_pb2.GetTaskEventsRequest, rid: int) -> Any:
         limit = min(req.limit or self.config.state_api_max_limit, self.config.state_api_max_limit)
         try:
-            return self.task_events.query(req.filters, limit, req.since_ns)
+            return self.task_events.query(
+                req.filters, max(1, limit), req.since_ns, newest_first=req.newest_first, cursor=req.cursor,
+                changed_after=req.changed_after if req.HasField("changed_after") else None)
         except ValueError as exc:
             raise RpcError("invalid_argument", str(exc)) from None
 

@@ -7,12 +7,25 @@ and the owner the final state with any error. Reports of one attempt may
 arrive in any order; the current state is the terminal one if any,
 otherwise the latest. At most ``max_tasks`` attempts are kept, finished
 ones evicted first (as Ray does).
+
+Every change to an attempt (a new state, or a report that only adds facts
+such as the node or the error) gets the next *change number*. Readers list
+attempts in the order the store first saw them, oldest or newest first,
+page by page with a cursor, and follow later changes with
+``changed_after`` (see ``GetTaskEventsRequest``).
+
+Actor creation tasks run on a worker the GCS leased; that worker reports
+RUNNING and how ``__init__`` ended. ``ActorCreationEvents`` fills in, from
+the actor table, what no worker lived to report: an attempt that ended
+because its worker or node died, or because the actor was killed before it
+was created.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nbray.protocol import common_pb2, gcs_pb2
@@ -21,13 +34,15 @@ TERMINAL = {gcs_pb2.FINISHED, gcs_pb2.FAILED}
 _TYPE_NAMES = {v: k for k, v in common_pb2.TaskType.items()}
 _STATE_NAMES = {v: k for k, v in gcs_pb2.TaskState.items()}
 _ERROR_NAMES = {v: k for k, v in common_pb2.ErrorType.items()}
+_Key = tuple[bytes, int]
 
 
 class TaskAttempt:
     __slots__ = ("task_id", "attempt", "info", "states", "ts", "node_id", "worker_id", "worker_pid",
-                 "error_type", "error_message", "traceback", "actor_repr", "updated_ns", "state")
+                 "error_type", "error_message", "traceback", "actor_repr", "updated_ns", "state", "seq",
+                 "change")
 
-    def __init__(self, task_id: bytes, attempt: int) -> None:
+    def __init__(self, task_id: bytes, attempt: int, seq: int) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.info: gcs_pb2.TaskInfo | None = None
@@ -41,7 +56,10 @@ class TaskAttempt:
         self.traceback = ""
         self.actor_repr = ""
         self.updated_ns = 0
-        self.state = gcs_pb2.NIL
+        self.state: int = gcs_pb2.NIL
+        # when the store first saw it (listing order and cursor) and its last change
+        self.seq = seq
+        self.change = 0
 
     def recompute_state(self) -> None:
         terminal = [s for s in self.states if s in TERMINAL]
@@ -53,6 +71,55 @@ class TaskAttempt:
             if best is None or t >= best[1]:
                 best = (s, t)
         self.state = best[0] if best else gcs_pb2.NIL
+
+    def merge_facts(self, rec: gcs_pb2.TaskEventRecord) -> bool:
+        """Take the facts of a report; returns whether any was new."""
+        changed = False
+        if rec.has_info and (self.info is None or self.info != rec.info):
+            self.info = rec.info
+            changed = True
+        if rec.node_id and rec.node_id != self.node_id:
+            self.node_id = rec.node_id
+            changed = True
+        if rec.worker_id and rec.worker_id != self.worker_id:
+            self.worker_id = rec.worker_id
+            changed = True
+        if rec.worker_pid and rec.worker_pid != self.worker_pid:
+            self.worker_pid = rec.worker_pid
+            changed = True
+        if rec.error.type:
+            # The report with the traceback comes from where the error happened
+            # (the executor) and names the cause; other reports only summarize.
+            if rec.error_traceback or not self.error_type:
+                message = rec.error.message or self.error_message
+                if (rec.error.type, message) != (self.error_type, self.error_message):
+                    self.error_type = rec.error.type
+                    self.error_message = message
+                    changed = True
+            elif rec.error.message and not self.error_message:
+                self.error_message = rec.error.message
+                changed = True
+        if rec.error_traceback and rec.error_traceback != self.traceback:
+            self.traceback = rec.error_traceback
+            changed = True
+        if rec.actor_repr_name and rec.actor_repr_name != self.actor_repr:
+            self.actor_repr = rec.actor_repr_name
+            changed = True
+        return changed
+
+    def merge_states(self, rec: gcs_pb2.TaskEventRecord) -> bool:
+        """Take the states of a report; returns whether any was new."""
+        added = False
+        for state, ts in zip(rec.states, rec.state_ts_ns):
+            if state in TERMINAL and state in self.states:
+                continue  # the same end, reported twice (by the worker and the GCS)
+            self.states.append(state)
+            self.ts.append(ts)
+            self.updated_ns = max(self.updated_ns, ts)
+            added = True
+        if added:
+            self.recompute_state()
+        return added
 
     def field(self, key: str) -> str:
         """The value of a filterable field, as the state API shows it."""
@@ -102,52 +169,71 @@ FILTER_KEYS = (
 class TaskEventStore:
     def __init__(self, max_tasks: int) -> None:
         self.max_tasks = max_tasks
-        self.attempts: OrderedDict[tuple[bytes, int], TaskAttempt] = OrderedDict()
-        self._finished: deque[tuple[bytes, int]] = deque()
+        # in the order first seen (listings) ...
+        self.attempts: OrderedDict[_Key, TaskAttempt] = OrderedDict()
+        # ... and least recently changed first (followers of changes)
+        self._by_change: OrderedDict[_Key, None] = OrderedDict()
+        self._finished: deque[_Key] = deque()
+        self._seq = 0
+        self.last_change = 0
         self.num_evicted = 0
         self.num_dropped = 0
 
-    def add(self, records: Iterable[gcs_pb2.TaskEventRecord], num_dropped: int = 0) -> list[gcs_pb2.TaskStateChange]:
-        """Merge reports; returns the state changes they caused."""
+    def get(self, task_id: bytes, attempt: int) -> TaskAttempt | None:
+        return self.attempts.get((task_id, attempt))
+
+    def add(self, records: Iterable[gcs_pb2.TaskEventRecord], num_dropped: int = 0,
+            now_ns: int | None = None, report_changes: bool = True) -> list[gcs_pb2.TaskStateChange]:
+        """Merge reports; returns the changes they caused (new states, or new facts only),
+        or nothing without `report_changes` (no one listens)."""
         self.num_dropped += num_dropped
-        changes = []
+        now = time.time_ns() if now_ns is None else now_ns
+        changes: list[gcs_pb2.TaskStateChange] | None = [] if report_changes else None
         for rec in records:
             key = (rec.task_id, rec.attempt_number)
             att = self.attempts.get(key)
+            created = att is None
             if att is None:
-                att = TaskAttempt(rec.task_id, rec.attempt_number)
-                self.attempts[key] = att
-            if rec.has_info:
-                att.info = rec.info
-            if rec.node_id:
-                att.node_id = rec.node_id
-            if rec.worker_id:
-                att.worker_id = rec.worker_id
-            if rec.worker_pid:
-                att.worker_pid = rec.worker_pid
-            if rec.error.type:
-                att.error_type = rec.error.type
-                if rec.error.message:  # the executor's message beats the owner's summary
-                    att.error_message = att.error_message or rec.error.message
-            if rec.error_traceback:
-                att.traceback = rec.error_traceback
-            if rec.actor_repr_name:
-                att.actor_repr = rec.actor_repr_name
-            if rec.states:
-                before = att.state
-                att.states.extend(rec.states)
-                att.ts.extend(rec.state_ts_ns)
-                att.updated_ns = max(att.updated_ns, max(rec.state_ts_ns, default=0))
-                att.recompute_state()
-                if att.state != before:
-                    job = att.info.job_id if att.info is not None else b""
-                    changes.append(gcs_pb2.TaskStateChange(
-                        task_id=att.task_id, attempt_number=att.attempt, state=att.state,
-                        ts_ns=att.updated_ns, job_id=job))
-                    if att.state in TERMINAL:
-                        self._finished.append(key)
+                self._seq += 1
+                att = self.attempts[key] = TaskAttempt(rec.task_id, rec.attempt_number, self._seq)
+                if rec.attempt_number and not rec.has_info:
+                    # Owners send the static facts once, with the first attempt.
+                    earlier = self.attempts.get((rec.task_id, rec.attempt_number - 1))
+                    att.info = earlier.info if earlier is not None else None
+            before = att.state
+            facts = att.merge_facts(rec)
+            states = att.merge_states(rec) if rec.states else False
+            if not (created or facts or states):
+                continue
+            self._changed(att, before, now, changes)
+            if rec.has_info and facts:
+                # ... and later attempts reported before them get them too
+                later = self.attempts.get((rec.task_id, rec.attempt_number + 1))
+                while later is not None and later.info is None:
+                    later.info = att.info
+                    self._changed(later, later.state, now, changes)
+                    later = self.attempts.get((rec.task_id, later.attempt + 1))
         self._evict()
-        return changes
+        return changes or []
+
+    def _changed(self, att: TaskAttempt, before: int, now: int,
+                 changes: list[gcs_pb2.TaskStateChange] | None) -> None:
+        # The GCS's clock too, so "changed since" readers see facts that came later.
+        att.updated_ns = max(att.updated_ns, now)
+        self.last_change += 1
+        att.change = self.last_change
+        key = (att.task_id, att.attempt)
+        self._by_change[key] = None
+        self._by_change.move_to_end(key)
+        state_changed = att.state != before
+        if state_changed and att.state in TERMINAL:
+            self._finished.append(key)
+        if changes is None:
+            return
+        job = att.info.job_id if att.info is not None else b""
+        changes.append(gcs_pb2.TaskStateChange(
+            task_id=att.task_id, attempt_number=att.attempt, state=att.state,  # type: ignore[arg-type]
+            ts_ns=att.updated_ns, job_id=job, facts_only=not state_changed, change=att.change))
 
     def _evict(self) -> None:
         while len(self.attempts) > self.max_tasks:
@@ -161,9 +247,17 @@ class TaskEventStore:
             if victim is None:
                 victim = next(iter(self.attempts))
             del self.attempts[victim]
+            self._by_change.pop(victim, None)
             self.num_evicted += 1
 
-    def query(self, filters: Iterable[gcs_pb2.StateFilter], limit: int, since_ns: int = 0) -> gcs_pb2.GetTaskEventsReply:
+    def query(self, filters: Iterable[gcs_pb2.StateFilter], limit: int, since_ns: int = 0, *,
+              newest_first: bool = False, cursor: int = 0,
+              changed_after: int | None = None) -> gcs_pb2.GetTaskEventsReply:
+        """Rows matching `filters`, at most `limit` (see GetTaskEventsRequest for the order and paging).
+
+        Raises ValueError for an unknown filter key or operator.
+        """
+        assert limit > 0, limit
         preds = []
         for f in filters:
             if f.key not in FILTER_KEYS:
@@ -171,10 +265,12 @@ class TaskEventStore:
             if f.op not in ("=", "!="):
                 raise ValueError(f"unsupported filter operator {f.op!r}; use '=' or '!='")
             preds.append((f.key, f.op == "=", _normalize(f.key, f.value)))
-        reply = gcs_pb2.GetTaskEventsReply(num_evicted=self.num_evicted, num_dropped=self.num_dropped)
+        reply = gcs_pb2.GetTaskEventsReply(num_evicted=self.num_evicted, num_dropped=self.num_dropped,
+                                           last_change=self.last_change)
         matched = 0
+        last: TaskAttempt | None = None
         rows = reply.tasks
-        for att in self.attempts.values():
+        for att in self._candidates(newest_first, cursor, changed_after):
             if since_ns and att.updated_ns < since_ns:
                 continue
             if preds and not all((_normalize(k, att.field(k)) == v) == eq for k, eq, v in preds):
@@ -183,11 +279,106 @@ class TaskEventStore:
             if matched > limit:
                 continue
             rows.append(to_row(att))
+            last = att
         reply.num_truncated = max(0, matched - limit)
+        if reply.num_truncated and last is not None:
+            if changed_after is not None:
+                reply.last_change = last.change
+            else:
+                reply.next_cursor = last.seq
         return reply
+
+    def _candidates(self, newest_first: bool, cursor: int, changed_after: int | None) -> Iterator[TaskAttempt]:
+        attempts = self.attempts
+        if changed_after is not None:
+            # The latest changes are at the end: walk back to the cursor, then forward.
+            recent = []
+            for key in reversed(self._by_change):
+                att = attempts[key]
+                if att.change <= changed_after:
+                    break
+                recent.append(att)
+            yield from reversed(recent)
+        elif newest_first:
+            for att in reversed(attempts.values()):
+                if not cursor or att.seq < cursor:
+                    yield att
+        else:
+            for att in attempts.values():
+                if att.seq > cursor:
+                    yield att
 
     def summary(self) -> dict[str, Any]:
         return {"tasks": len(self.attempts), "evicted": self.num_evicted}
+
+
+class ActorCreationEvents:
+    """Ends of actor creation attempts that no worker reported, from the actor table (GCS).
+
+    Fed every published actor state. An attempt whose actor became ALIVE
+    was created (its worker reports FINISHED; recorded here only if missing
+    when the actor later restarts or dies); an attempt that ends in
+    RESTARTING or DEAD without becoming ALIVE failed. A restart opens the
+    next attempt (which takes the static facts of the earlier one).
+    """
+
+    def __init__(self, store: TaskEventStore) -> None:
+        self.store = store
+        # actor id -> the ALIVE attempt: (attempt, when, node, worker, pid); dropped when the actor dies
+        self._alive: dict[bytes, tuple[int, int, bytes, bytes, int]] = {}
+
+    def on_actor(self, creation_task_id: bytes, info: gcs_pb2.ActorInfo, now_ns: int | None = None,
+                 report_changes: bool = True) -> list[gcs_pb2.TaskStateChange]:
+        now = time.time_ns() if now_ns is None else now_ns
+        actor_id = info.actor_id
+        state = info.state
+        if state == gcs_pb2.ActorInfo.ALIVE:
+            self._alive[actor_id] = (info.num_restarts, now, info.node_id, info.address.worker_id, info.pid)
+            return []
+        if state == gcs_pb2.ActorInfo.RESTARTING:
+            ended = info.num_restarts - 1
+            cause = common_pb2.ErrorInfo(
+                type=common_pb2.NODE_DIED if info.preempted else common_pb2.WORKER_DIED,
+                message=f"the actor's {'node' if info.preempted else 'worker'} died before its __init__ "
+                        f"finished; the actor restarts ({info.num_restarts}/"
+                        f"{'inf' if info.max_restarts == -1 else info.max_restarts})")
+            records = self._ended(creation_task_id, actor_id, ended, cause, now)
+            records.append(self._reopened(creation_task_id, info.num_restarts, now))
+            return self.store.add(records, now_ns=now, report_changes=report_changes)
+        if state == gcs_pb2.ActorInfo.DEAD:
+            cause = common_pb2.ErrorInfo()
+            cause.CopyFrom(info.death_cause)
+            if not cause.type:
+                cause.type = common_pb2.ACTOR_DIED
+            records = self._ended(creation_task_id, actor_id, info.num_restarts, cause, now)
+            self._alive.pop(actor_id, None)
+            return self.store.add(records, now_ns=now, report_changes=report_changes)
+        return []
+
+    def _ended(self, task_id: bytes, actor_id: bytes, attempt: int, cause: common_pb2.ErrorInfo,
+               now: int) -> list[gcs_pb2.TaskEventRecord]:
+        alive = self._alive.get(actor_id)
+        if alive is not None and alive[0] == attempt:
+            current = self.store.get(task_id, attempt)
+            if current is not None and current.state in TERMINAL:
+                return []
+            # created, but the worker's report never arrived (it died right after)
+            rec = gcs_pb2.TaskEventRecord(task_id=task_id, attempt_number=attempt, node_id=alive[2],
+                                          worker_id=alive[3], worker_pid=alive[4])
+            rec.states.append(gcs_pb2.FINISHED)
+            rec.state_ts_ns.append(alive[1])
+            return [rec]
+        rec = gcs_pb2.TaskEventRecord(task_id=task_id, attempt_number=attempt)
+        rec.states.append(gcs_pb2.FAILED)
+        rec.state_ts_ns.append(now)
+        rec.error.CopyFrom(cause)
+        return [rec]
+
+    def _reopened(self, task_id: bytes, attempt: int, now: int) -> gcs_pb2.TaskEventRecord:
+        rec = gcs_pb2.TaskEventRecord(task_id=task_id, attempt_number=attempt)
+        rec.states.append(gcs_pb2.PENDING_NODE_ASSIGNMENT)
+        rec.state_ts_ns.append(now)
+        return rec  # the store gives it the static facts of the earlier attempt
 
 
 def _normalize(key: str, value: str) -> str:
@@ -199,11 +390,12 @@ def _normalize(key: str, value: str) -> str:
 
 
 def to_row(att: TaskAttempt) -> gcs_pb2.TaskStateRow:
+    # states are TaskState values kept as plain ints
     row = gcs_pb2.TaskStateRow(
-        task_id=att.task_id, attempt_number=att.attempt, state=att.state, states=att.states,
-        state_ts_ns=att.ts, node_id=att.node_id, worker_id=att.worker_id,
-        worker_pid=att.worker_pid, error_traceback=att.traceback, actor_repr_name=att.actor_repr,
-        updated_ns=att.updated_ns,
+        task_id=att.task_id, attempt_number=att.attempt, state=att.state,  # type: ignore[arg-type]
+        states=att.states, state_ts_ns=att.ts, node_id=att.node_id,  # type: ignore[arg-type]
+        worker_id=att.worker_id, worker_pid=att.worker_pid, error_traceback=att.traceback,
+        actor_repr_name=att.actor_repr, updated_ns=att.updated_ns,
     )
     if att.info is not None:
         row.info.CopyFrom(att.info)

@@ -93,6 +93,8 @@ def _object_state(ref: Any) -> dict[str, str]:
 
     core = _core[0]
     out = {"state": "unknown"}
+    if core is not None and hasattr(core, "object_info"):
+        return _client_object_state(core, ref)
     if core is None or not hasattr(core, "memory_store"):
         return _state_by_wait(ref)
     entry = core.memory_store.get(ref.binary())
@@ -110,6 +112,23 @@ def _object_state(ref: Any) -> dict[str, str]:
     else:
         out["state"] = "ready (inline)"
         out["node"] = core.node_id.hex()[:12] + " (owner)"
+    return out
+
+
+def _client_object_state(core: Any, ref: Any) -> dict[str, str]:
+    """Client mode: the owner is this notebook's session on the cluster."""
+    try:
+        info = core.object_info(ref.binary())
+    except Exception:
+        return {"state": "unknown"}
+    owned = ref.owner_address() == core.address_bytes
+    out = {"state": info.state, "owner": "this notebook's session" if owned else _owner_text(ref)}
+    if info.state == "pending":
+        return out
+    out["size"] = f"{info.size:,} bytes"
+    if info.state == "ready":
+        out["state"] = "ready (shared memory)" if info.in_shared_memory else "ready (inline)"
+    out["node"] = info.node_id.hex()[:12]
     return out
 
 

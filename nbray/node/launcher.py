@@ -109,16 +109,12 @@ def _spawn(args: list[str], env: dict[str, str], log_base: str,
            pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
     # Always a new session: a Ctrl-C in the driver's terminal must not reach
     # the cluster; embedded clusters follow their driver through --parent-pid.
-    out = open(log_base + ".out", "ab")
-    err = open(log_base + ".err", "ab")
-    try:
+    # The child keeps its own copies of the log files' descriptors.
+    with open(log_base + ".out", "ab") as out, open(log_base + ".err", "ab") as err:
         return subprocess.Popen(
             [sys.executable, *args], env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
             pass_fds=pass_fds, start_new_session=True, close_fds=True,
         )
-    finally:
-        out.close()
-        err.close()
 
 
 def _read_ready(fd: int, proc: subprocess.Popen[bytes], what: str, log_base: str,
@@ -197,22 +193,26 @@ def start_head(
                 "--config-json", config_json, "--ready-fd", str(gcs_w)]
     if parent_pid:
         gcs_args += ["--parent-pid", str(parent_pid)]
-    gcs = _spawn(gcs_args, env, os.path.join(logs, "gcs"), (gcs_sock.fileno(), gcs_w))
-    os.close(gcs_w)
-    gcs_sock.close()
-    node = _start_raylet(
-        config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
-        totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=True, parent_pid=parent_pid,
-        env=env, labels=labels, raylet_port=0,
-    )
-    node.processes["gcs"] = gcs
     try:
-        _read_ready(gcs_r, gcs, "GCS", os.path.join(logs, "gcs"))
-    except Exception:
-        node.stop(force=True)
+        gcs = _spawn(gcs_args, env, os.path.join(logs, "gcs"), (gcs_sock.fileno(), gcs_w))
+    except BaseException:
+        os.close(gcs_r)
         raise
-    node.is_head = True
+    finally:
+        os.close(gcs_w)
+        gcs_sock.close()
+    # From here on, a failure stops everything started so far before it propagates.
+    node: NodeProcesses | None = None
     try:
+        node = _start_raylet(
+            config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
+            totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=True, parent_pid=parent_pid,
+            env=env, labels=labels, raylet_port=0,
+        )
+        node.processes["gcs"] = gcs
+        ready_fd, gcs_r = gcs_r, -1
+        _read_ready(ready_fd, gcs, "GCS", os.path.join(logs, "gcs"))
+        node.is_head = True
         if include_dashboard and _module_exists("nbray.dashboard.__main__"):
             info = _start_service("dashboard", ["-m", "nbray.dashboard", "--host", dashboard_host,
                                                 "--port", str(dashboard_port)],
@@ -223,20 +223,31 @@ def start_head(
                                                     "--port", str(client_server_port)],
                                   node, env, parent_pid, config)
             node.extra["client_server_address"] = info.get("address", "")
-    except Exception:
-        node.stop(force=True)
+        session.write_cluster_info(session_dir, {
+            "gcs_address": gcs_address,
+            "head_node_id": node.node_id.hex(),
+            "node_ip": node_ip,
+            "session_dir": session_dir,
+            "pids": node.pids(),
+            "raylet_socket": node.raylet_socket,
+            "dashboard_url": node.extra.get("dashboard_url", ""),
+            "client_server_address": node.extra.get("client_server_address", ""),
+        })
+    except BaseException:
+        if gcs_r >= 0:
+            os.close(gcs_r)
+        if node is not None:
+            node.stop(force=True)
+        else:
+            _stop_process(gcs)
         raise
-    session.write_cluster_info(session_dir, {
-        "gcs_address": gcs_address,
-        "head_node_id": node.node_id.hex(),
-        "node_ip": node_ip,
-        "session_dir": session_dir,
-        "pids": node.pids(),
-        "raylet_socket": node.raylet_socket,
-        "dashboard_url": node.extra.get("dashboard_url", ""),
-        "client_server_address": node.extra.get("client_server_address", ""),
-    })
     return node
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
 
 
 def _start_service(name: str, args: list[str], node: NodeProcesses, env: dict[str, str],

@@ -1,13 +1,20 @@
 """Session directories and how processes find a running cluster.
 
-    <temp>/nbray/session_<time>_<pid>/
+    <root>/session_<time>_<pid>/
         auth_token          the cluster token (mode 0600)
         cluster.json        GCS address, head node, dashboard, client server
         sockets/            Unix sockets of the raylets
         logs/               output of every process
         spill/<node>/       spilled objects
-    <temp>/nbray/nbray_current_cluster   address of the newest head (for "auto")
-    <temp>/nbray/session_latest          link to the newest session
+    <root>/nbray_current_cluster   address of the newest head (for "auto")
+    <root>/session_latest          link to the newest session
+
+``<root>`` is the directory given as ``--temp-dir`` (``nbray start``,
+``stop``, ``status``, ...) or ``_temp_dir`` (``nbray.init``), as Ray's
+``--temp-dir`` replaces ``/tmp/ray``; by default ``$NBRAY_TMPDIR/nbray``
+(the system temp directory when ``NBRAY_TMPDIR`` is unset). Every file of
+a cluster lives under the same root, so the same ``--temp-dir`` (or the
+same ``NBRAY_TMPDIR``) finds it again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ ADDRESS_ENV = "NBRAY_ADDRESS"
 
 def default_temp_root() -> str:
     return os.path.join(os.environ.get("NBRAY_TMPDIR", tempfile.gettempdir()), "nbray")
+
+
+def resolve_temp_root(temp_dir: str | None = None) -> str:
+    """The root of session files: `temp_dir` when given, else the default."""
+    return os.path.abspath(temp_dir) if temp_dir else default_temp_root()
 
 
 def new_session_dir(temp_root: str | None = None) -> str:
@@ -74,8 +86,12 @@ def read_cluster_info(session_dir: str) -> dict[str, Any]:
 def publish_current_cluster(session_dir: str, gcs_address: str, temp_root: str | None = None) -> None:
     """Record the cluster so `init(address="auto")` and the CLI find it."""
     root = temp_root or default_temp_root()
-    with open(os.path.join(root, "nbray_current_cluster"), "w") as f:
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, "nbray_current_cluster")
+    tmp = path + f".{os.getpid()}"
+    with open(tmp, "w") as f:
         f.write(f"{gcs_address}\n{session_dir}\n")
+    os.replace(tmp, path)
     link = os.path.join(root, "session_latest")
     tmp = link + f".{os.getpid()}"
     try:

@@ -62,14 +62,27 @@ class PlasmaClient:
             timeout_s: float | None = None) -> None:
         """Store `serialized` under `object_id` (blocking; not on the loop thread)."""
         size = serialized.total_bytes
+        dest = self.create(object_id, size, owner, timeout_s)
+        if dest is None:
+            return
+        serialized.write_into(dest)
+        self.seal(object_id)
+
+    def create(self, object_id: bytes, size: int, owner: common_pb2.Address,
+               timeout_s: float | None = None) -> memoryview | None:
+        """Allocate an object; returns the writable memory to fill before
+        seal(), or None when the object exists already (blocking)."""
         reply = self.raylet.call_sync(
             _CREATE, raylet_pb2.CreateObjectRequest(object_id=object_id, data_size=size, owner=owner),
             timeout_s)
         if reply.error:
             raise ObjectStoreFullError(reply.error)
         if reply.already_exists:
-            return
-        serialized.write_into(memoryview(self.mm)[reply.offset : reply.offset + size])
+            return None
+        return memoryview(self.mm)[reply.offset : reply.offset + size]
+
+    def seal(self, object_id: bytes) -> None:
+        """Make a created object readable (and immutable)."""
         self.raylet.send_oneway(_SEAL, raylet_pb2.SealObjectRequest(object_id=object_id))
 
     # ---- reading ---------------------------------------------------------------------------

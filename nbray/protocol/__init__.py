@@ -12,7 +12,7 @@ from __future__ import annotations
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, raylet_pb2
+from nbray.protocol import client_pb2, common_pb2, core_worker_pb2, gcs_pb2, raylet_pb2
 
 # Services in wire order; appending a service or rpc keeps existing ids.
 _SERVICES = [
@@ -22,6 +22,7 @@ _SERVICES = [
     (raylet_pb2, "ZygoteEventsService"),
     (raylet_pb2, "ZygoteService"),
     (core_worker_pb2, "CoreWorkerService"),
+    (client_pb2, "ClientService"),
 ]
 
 
@@ -72,6 +73,7 @@ def service_methods(service: str) -> list[Method]:
 __all__ = [
     "METHODS",
     "Method",
+    "client_pb2",
     "common_pb2",
     "core_worker_pb2",
     "gcs_pb2",

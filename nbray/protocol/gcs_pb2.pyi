@@ -626,14 +626,20 @@ class StateFilter(_message.Message):
     def __init__(self, key: _Optional[str] = ..., op: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class GetTaskEventsRequest(_message.Message):
-    __slots__ = ("filters", "limit", "since_ns")
+    __slots__ = ("filters", "limit", "since_ns", "newest_first", "cursor", "changed_after")
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AFTER_FIELD_NUMBER: _ClassVar[int]
     filters: _containers.RepeatedCompositeFieldContainer[StateFilter]
     limit: int
     since_ns: int
-    def __init__(self, filters: _Optional[_Iterable[_Union[StateFilter, _Mapping]]] = ..., limit: _Optional[int] = ..., since_ns: _Optional[int] = ...) -> None: ...
+    newest_first: bool
+    cursor: int
+    changed_after: int
+    def __init__(self, filters: _Optional[_Iterable[_Union[StateFilter, _Mapping]]] = ..., limit: _Optional[int] = ..., since_ns: _Optional[int] = ..., newest_first: _Optional[bool] = ..., cursor: _Optional[int] = ..., changed_after: _Optional[int] = ...) -> None: ...
 
 class TaskStateRow(_message.Message):
     __slots__ = ("task_id", "attempt_number", "info", "state", "states", "state_ts_ns", "node_id", "worker_id", "worker_pid", "error", "error_traceback", "actor_repr_name", "updated_ns")
@@ -666,16 +672,20 @@ class TaskStateRow(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., info: _Optional[_Union[TaskInfo, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., states: _Optional[_Iterable[_Union[TaskState, str]]] = ..., state_ts_ns: _Optional[_Iterable[int]] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., worker_pid: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., error_traceback: _Optional[str] = ..., actor_repr_name: _Optional[str] = ..., updated_ns: _Optional[int] = ...) -> None: ...
 
 class GetTaskEventsReply(_message.Message):
-    __slots__ = ("tasks", "num_truncated", "num_evicted", "num_dropped")
+    __slots__ = ("tasks", "num_truncated", "num_evicted", "num_dropped", "next_cursor", "last_change")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NUM_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     NUM_EVICTED_FIELD_NUMBER: _ClassVar[int]
     NUM_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskStateRow]
     num_truncated: int
     num_evicted: int
     num_dropped: int
-    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskStateRow, _Mapping]]] = ..., num_truncated: _Optional[int] = ..., num_evicted: _Optional[int] = ..., num_dropped: _Optional[int] = ...) -> None: ...
+    next_cursor: int
+    last_change: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskStateRow, _Mapping]]] = ..., num_truncated: _Optional[int] = ..., num_evicted: _Optional[int] = ..., num_dropped: _Optional[int] = ..., next_cursor: _Optional[int] = ..., last_change: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("channel", "key", "unsubscribe")
@@ -716,18 +726,22 @@ class LogBatch(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ...) -> None: ...
 
 class TaskStateChange(_message.Message):
-    __slots__ = ("task_id", "attempt_number", "state", "ts_ns", "job_id")
+    __slots__ = ("task_id", "attempt_number", "state", "ts_ns", "job_id", "facts_only", "change")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TS_NS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FACTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     attempt_number: int
     state: TaskState
     ts_ns: int
     job_id: bytes
-    def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., state: _Optional[_Union[TaskState, str]] = ..., ts_ns: _Optional[int] = ..., job_id: _Optional[bytes] = ...) -> None: ...
+    facts_only: bool
+    change: int
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., state: _Optional[_Union[TaskState, str]] = ..., ts_ns: _Optional[int] = ..., job_id: _Optional[bytes] = ..., facts_only: _Optional[bool] = ..., change: _Optional[int] = ...) -> None: ...
 
 class TaskStateChangeBatch(_message.Message):
     __slots__ = ("changes",)

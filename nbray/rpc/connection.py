@@ -146,6 +146,18 @@ class Connection:
         if self._hi > self._lo:
             self._process_buffer()
 
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """Stop serving this socket (on the loop thread) and return it with
+        the bytes received but not yet dispatched, so another process can
+        take the connection over. Pending calls fail; close callbacks run."""
+        unread = bytes(self._buf[self._lo : self._hi])
+        self._lo = self._hi = 0
+        sock = self.sock
+        self.loop.remove(sock)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # closed below, never used
+        self._close_now("handed over")
+        return sock, unread
+
     def add_close_callback(self, cb: Callable[[Connection], None]) -> None:
         if self.closed:
             cb(self)
@@ -195,7 +207,8 @@ class Connection:
         """Send a request; the returned future resolves to the reply message.
 
         ``callback(reply, error)`` runs on the loop thread when given.
-        ``trailer_into`` is a writable buffer the reply's trailer is read into.
+        ``trailer_into`` is a writable buffer the reply's trailer is read into,
+        or a function called with the trailer's size that returns one.
         """
         future = Future()
         rid = next(self._next_id) & 0xFFFFFFFF
@@ -445,6 +458,8 @@ class Connection:
             call = self._pending.get(rid)
             if call is not None and call.trailer_into is not None and body_len <= have:
                 target = call.trailer_into
+                if callable(target):
+                    target = target(trailer_len)
         if target is not None and _nbytes(target) == trailer_len:
             # Read the trailer straight into the caller's buffer.
             body = bytes(self._buf[lo : lo + body_len])
@@ -495,8 +510,11 @@ class Connection:
                 self._complete(call, None, RpcError("bad_reply", str(exc)))
                 return
             if trailer is not None and not trailer_done:
-                if call.trailer_into is not None:
-                    memoryview(call.trailer_into).cast("B")[: trailer.nbytes] = trailer
+                into = call.trailer_into
+                if into is not None:
+                    if callable(into):
+                        into = into(trailer.nbytes)
+                    memoryview(into).cast("B")[: trailer.nbytes] = trailer
                 else:
                     logger.warning("dropped a %d-byte trailer of %s: the call gave no buffer",
                                    trailer.nbytes, call.method.full_name)

@@ -3,8 +3,8 @@
     nbray start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources JSON]
                        [--object-store-memory BYTES] [--temp-dir DIR]
     nbray start --address HOST:PORT [...]        join a cluster as a worker node
-    nbray stop [--force]
-    nbray status [--address HOST:PORT]
+    nbray stop [--force] [--temp-dir DIR]
+    nbray status [--address HOST:PORT] [--temp-dir DIR]
     nbray list tasks|actors|objects|nodes|jobs|placement-groups|workers [--filter k=v] [--limit N] [--detail]
     nbray summary tasks|actors|objects
     nbray timeline [--output FILE]
@@ -16,12 +16,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
+import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from nbray.common.config import Config
@@ -55,32 +58,25 @@ def cmd_start(args: argparse.Namespace) -> int:
     config = _config(args)
     resources = _json_arg(args.resources, "--resources") if args.resources else None
     labels = _json_arg(args.labels, "--labels") if args.labels else None
+    root = _temp_root(args)
     if args.head:
         port = args.port if args.port is not None else 6379
         node = launcher.start_head(
             config=config, port=port, node_ip=args.node_ip_address, num_cpus=args.num_cpus,
             num_gpus=args.num_gpus, resources=resources, object_store_memory=args.object_store_memory,
-            memory=args.memory, temp_dir=args.temp_dir, labels=labels,
+            memory=args.memory, temp_dir=root, labels=labels,
             include_dashboard=args.include_dashboard, dashboard_host=args.dashboard_host,
             dashboard_port=args.dashboard_port,
             client_server_port=args.ray_client_server_port if args.ray_client_server_port >= 0 else None,
             client_server_host=args.node_ip_address or "127.0.0.1",
         )
-        session.publish_current_cluster(node.session_dir, node.gcs_address, temp_root=_temp_root(args))
-        print(f"Started an nbray head node at {node.gcs_address} (node {node.node_id.hex()[:12]}).")
-        print(f"  Session directory: {node.session_dir}")
-        if node.extra.get("dashboard_url"):
-            print(f"  Dashboard: {node.extra['dashboard_url']}")
-        if node.extra.get("client_server_address"):
-            print(f"  Notebook clients: nbray.init('nbray://{node.extra['client_server_address']}')")
-        print("\nTo connect a driver on this machine:  nbray.init()  (or address='auto')")
-        print(f"To add a node from another machine:    nbray start --address {node.gcs_address}")
-        print("    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token'")
-        print("To stop:                              nbray stop")
+        with _stop_on_failure(node):
+            session.publish_current_cluster(node.session_dir, node.gcs_address, temp_root=root)
+            _print_head_started(node, args)
     else:
         if not args.address:
             raise SystemExit("nbray start needs --head or --address HOST:PORT")
-        session_dir = session.session_for_address(args.address)
+        session_dir = session.session_for_address(args.address, temp_root=root)
         token = session.find_token(session_dir)
         if args.auth_token_file:
             token = auth.read_token_file(args.auth_token_file)
@@ -90,19 +86,51 @@ def cmd_start(args: argparse.Namespace) -> int:
         node = launcher.start_worker_node(
             config=config, gcs_address=args.address, token=token, node_ip=args.node_ip_address,
             num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=resources,
-            object_store_memory=args.object_store_memory, memory=args.memory, temp_dir=args.temp_dir,
+            object_store_memory=args.object_store_memory, memory=args.memory, temp_dir=root,
             session_dir=session_dir, labels=labels,
         )
-        if session_dir is None:
-            session.publish_current_cluster(node.session_dir, args.address, temp_root=_temp_root(args))
-        print(f"Started an nbray node {node.node_id.hex()[:12]} joined to {args.address}.")
+        with _stop_on_failure(node):
+            if session_dir is None:
+                session.publish_current_cluster(node.session_dir, args.address, temp_root=root)
+            print(f"Started an nbray node {node.node_id.hex()[:12]} joined to {args.address}.")
     if args.block:
         _block(node)
     return 0
 
 
-def _temp_root(args: argparse.Namespace) -> str | None:
-    return os.path.join(args.temp_dir, "nbray") if getattr(args, "temp_dir", None) else None
+@contextlib.contextmanager
+def _stop_on_failure(node: Any) -> Iterator[None]:
+    """Stop the node's processes if what follows their start fails: nothing is left running unrecorded."""
+    try:
+        yield
+    except BaseException:
+        node.stop(force=True)
+        raise
+
+
+def _print_head_started(node: Any, args: argparse.Namespace) -> None:
+    temp = f" --temp-dir {shlex.quote(args.temp_dir)}" if args.temp_dir else ""
+    print(f"Started an nbray head node at {node.gcs_address} (node {node.node_id.hex()[:12]}).")
+    print(f"  Session directory: {node.session_dir}")
+    if node.extra.get("dashboard_url"):
+        print(f"  Dashboard: {node.extra['dashboard_url']}")
+    if node.extra.get("client_server_address"):
+        print(f"  Notebook clients: nbray.init('nbray://{node.extra['client_server_address']}')")
+    if args.temp_dir:
+        print(f"\nTo connect a driver on this machine:  nbray.init(address={node.gcs_address!r})")
+        print(f"    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token{temp}'")
+    else:
+        print("\nTo connect a driver on this machine:  nbray.init()  (or address='auto')")
+    print(f"To add a node from another machine:    nbray start --address {node.gcs_address}")
+    print(f"    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token{temp}'")
+    print(f"To stop:                              nbray stop{temp}")
+
+
+def _temp_root(args: argparse.Namespace) -> str:
+    """Where this command keeps (or looks for) session files: --temp-dir, else the default root."""
+    from nbray.node import session
+
+    return session.resolve_temp_root(getattr(args, "temp_dir", None))
 
 
 def _block(node: Any) -> None:
@@ -124,7 +152,7 @@ def _block(node: Any) -> None:
 def cmd_stop(args: argparse.Namespace) -> int:
     from nbray.node import launcher, session
 
-    root = _temp_root(args) or session.default_temp_root()
+    root = _temp_root(args)
     pids: list[tuple[str, int]] = []
     try:
         names = os.listdir(root)
@@ -178,17 +206,24 @@ def _is_zombie(pid: int) -> bool:
 # ---- status ------------------------------------------------------------------------------------------------
 
 
-def _gcs_client(address: str | None) -> Any:
+def _find_cluster(address: str | None, root: str) -> tuple[str, str | None]:
+    """(GCS address, session dir or None) of the cluster a command talks to."""
+    from nbray.node import session
+
+    if address is None:
+        found = session.find_current_cluster(root)
+        if found is None:
+            raise SystemExit(f"No running nbray cluster found under {root}; pass --address HOST:PORT "
+                             "(or the --temp-dir the cluster was started with).")
+        return found
+    return address, session.session_for_address(address, temp_root=root)
+
+
+def _gcs_client(address: str | None, root: str) -> Any:
     from nbray.node import session
     from nbray.rpc.blocking import BlockingClient
 
-    if address is None:
-        found = session.find_current_cluster()
-        if found is None:
-            raise SystemExit("No running nbray cluster found on this machine; pass --address HOST:PORT.")
-        address, session_dir = found
-    else:
-        session_dir = session.session_for_address(address)
+    address, session_dir = _find_cluster(address, root)
     token = session.find_token(session_dir)
     if token is None:
         raise SystemExit(f"No cluster token for {address}; set NBRAY_AUTH_TOKEN.")
@@ -259,7 +294,7 @@ def format_status(status: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _gcs_client(args.address) as client:
+    with _gcs_client(args.address, _temp_root(args)) as client:
         status = client.call("GcsService.GetClusterStatus")
     print(format_status(status))
     return 0
@@ -294,13 +329,26 @@ def _parse_filters(filters: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _state_address(args: argparse.Namespace) -> str | None:
+    """The address for the state API; with --temp-dir, the cluster found there (and its token)."""
+    if not getattr(args, "temp_dir", None):
+        return args.address  # type: ignore[no-any-return]
+    from nbray.rpc import auth
+
+    address, session_dir = _find_cluster(args.address, _temp_root(args))
+    token_file = os.path.join(session_dir, auth.TOKEN_FILE_NAME) if session_dir else ""
+    if os.path.exists(token_file) and auth.TOKEN_ENV not in os.environ:
+        os.environ[auth.TOKEN_FILE_ENV] = token_file  # this command's own process only
+    return address
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from nbray.util import state
 
     fn = {"tasks": state.list_tasks, "actors": state.list_actors, "objects": state.list_objects,
           "nodes": state.list_nodes, "jobs": state.list_jobs, "placement-groups": state.list_placement_groups,
           "workers": state.list_workers}[args.resource]
-    rows = fn(args.address, filters=_parse_filters(args.filter), limit=args.limit, detail=args.detail)
+    rows = fn(_state_address(args), filters=_parse_filters(args.filter), limit=args.limit, detail=args.detail)
     if args.format == "json" or args.detail:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -325,26 +373,26 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from nbray.util import state
 
     if args.resource == "tasks":
-        summary = state.summarize_tasks(args.address)["cluster"]
+        summary = state.summarize_tasks(_state_address(args))["cluster"]
         print(f"Total tasks: {summary['total_tasks']}\n")
         rows = [{"FUNC_OR_CLASS_NAME": k, "TYPE": v["type"],
                  "STATE_COUNTS": json.dumps(v["state_counts"])} for k, v in summary["summary"].items()]
         _print_table(rows, ["FUNC_OR_CLASS_NAME", "TYPE", "STATE_COUNTS"])
     elif args.resource == "actors":
-        summary = state.summarize_actors(args.address)["cluster"]
+        summary = state.summarize_actors(_state_address(args))["cluster"]
         print(f"Total actors: {summary['total_actors']}\n")
         rows = [{"CLASS_NAME": k, "STATE_COUNTS": json.dumps(v["state_counts"])}
                 for k, v in summary["summary"].items()]
         _print_table(rows, ["CLASS_NAME", "STATE_COUNTS"])
     else:
-        print(json.dumps(state.summarize_objects(args.address), indent=2))
+        print(json.dumps(state.summarize_objects(_state_address(args)), indent=2))
     return 0
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
     from nbray.util.state import timeline_events
 
-    events = timeline_events(args.address)
+    events = timeline_events(_state_address(args))
     path = args.output or f"timeline-{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}.json"
     with open(path, "w") as f:
         json.dump(events, f)
@@ -356,7 +404,7 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
     from nbray.node import session
     from nbray.rpc import auth
 
-    found = session.find_current_cluster()
+    found = session.find_current_cluster(_temp_root(args))
     token = session.find_token(found[1] if found else None)
     if token is None:
         raise SystemExit("No cluster token found: start a head node with 'nbray start --head' first.")
@@ -376,6 +424,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+_TEMP_DIR_HELP = ("root directory of session files (default: $NBRAY_TMPDIR/nbray); "
+                  "give the same one to every command about that cluster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbray", description="nbray: Ray-compatible clusters for notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -391,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"accel\": 2}'")
     p.add_argument("--labels", default=None, help="node labels as JSON")
     p.add_argument("--object-store-memory", type=int, default=None, help="object store capacity in bytes")
-    p.add_argument("--temp-dir", default=None, help="root directory for session files")
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.add_argument("--include-dashboard", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--dashboard-host", default="127.0.0.1")
     p.add_argument("--dashboard-port", type=int, default=8265)
@@ -402,13 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
     p.set_defaults(func=cmd_start)
 
-    p = sub.add_parser("stop", help="stop every nbray process on this machine")
+    p = sub.add_parser("stop", help="stop every nbray process started under the temp dir")
     p.add_argument("--force", action="store_true", help="SIGKILL instead of a graceful stop")
-    p.add_argument("--temp-dir", default=None)
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("status", help="nodes, resource usage and pending demand")
     p.add_argument("--address", default=None)
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", help="list tasks, actors, objects, nodes, jobs, placement groups, workers")
@@ -418,19 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--detail", action="store_true")
     p.add_argument("--format", choices=["default", "json", "table"], default="default")
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("summary", help="counts of tasks, actors or objects")
     p.add_argument("resource", choices=["tasks", "actors", "objects"])
     p.add_argument("--address", default=None)
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("timeline", help="write a Chrome trace of recent tasks")
     p.add_argument("--address", default=None)
     p.add_argument("--output", default=None)
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_timeline)
 
     p = sub.add_parser("get-auth-token", help="print the cluster token of the local head node")
+    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_get_auth_token)
 
     p = sub.add_parser("microbenchmark", help="measure nbray's hot paths")
@@ -450,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, ConnectionError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"nbray {args.command}: {exc}", file=sys.stderr)
         return 1
 

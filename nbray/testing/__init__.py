@@ -125,9 +125,14 @@ class Cluster:
         self._dead_nodes: list[NodeProcesses] = []
         self._connected = False
         if initialize_head:
-            self.add_node(**(head_node_args or {}))
-            if connect:
-                self.connect()
+            try:
+                self.add_node(**(head_node_args or {}))
+                if connect:
+                    self.connect()
+            except BaseException:
+                # Nothing may outlive a cluster that failed to come up.
+                self.shutdown(check_leaks=False)
+                raise
 
     @property
     def address(self) -> str:
@@ -144,7 +149,13 @@ class Cluster:
         return self.head.session_dir
 
     def add_node(self, wait: bool = True, **node_args: Any) -> NodeProcesses:
-        """Start a node: the head first (GCS + raylet), then worker nodes."""
+        """Start a node: the head first (GCS + raylet), then worker nodes.
+
+        Raises TypeError for an unknown argument (before starting anything),
+        RuntimeError or ConnectionError when the node fails to start, and
+        TimeoutError when it does not join in time; in every case what this
+        call started is stopped first.
+        """
         args = dict(node_args)
         system_config = args.pop("_system_config", None)
         config = self.config
@@ -155,24 +166,36 @@ class Cluster:
         common = {k: args.pop(k) for k in ("num_cpus", "num_gpus", "resources", "object_store_memory",
                                             "memory", "labels") if k in args}
         node_ip = args.pop("node_ip_address", None)
-        if self.head is None:
-            node = launcher.start_head(config=config, node_ip=node_ip,
-                                       include_dashboard=bool(args.pop("include_dashboard", False)),
-                                       dashboard_port=int(args.pop("dashboard_port", 0)),
-                                       client_server_port=args.pop("ray_client_server_port", None),
-                                       parent_pid=os.getpid(), **common)
+        is_head = self.head is None
+        if is_head:
+            head_only = {"include_dashboard": bool(args.pop("include_dashboard", False)),
+                         "dashboard_port": int(args.pop("dashboard_port", 0)),
+                         "client_server_port": args.pop("ray_client_server_port", None)}
+        if args:
+            raise TypeError(f"unknown node arguments: {sorted(args)}")
+        if is_head:
+            node = launcher.start_head(config=config, node_ip=node_ip, parent_pid=os.getpid(), **head_only,
+                                       **common)
             self.head = node
         else:
+            assert self.head is not None
             node = launcher.start_worker_node(config=config, gcs_address=self.head.gcs_address,
                                               token=self.head.token, node_ip=node_ip,
                                               session_dir=self.head.session_dir, parent_pid=os.getpid(),
                                               **common)
             self.worker_nodes.append(node)
-        if args:
-            raise TypeError(f"unknown node arguments: {sorted(args)}")
         self._all_pids |= set(node.pids().values())
         if wait:
-            self.wait_for_nodes()
+            try:
+                self.wait_for_nodes()
+            except BaseException:
+                self._all_pids |= descendant_pids(list(node.pids().values()))
+                node.stop(force=True)
+                if node is self.head:
+                    self.head = None
+                else:
+                    self.worker_nodes.remove(node)
+                raise
         return node
 
     def connect(self, namespace: str | None = None) -> Any:

@@ -8,6 +8,7 @@ edges: the objects each task consumed and produced.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,7 @@ class _Gcs:
         if self._core is None or address is not None:
             from nbray.node import session
 
+            session_dir: str | None
             if address is None:
                 found = session.find_current_cluster()
                 if found is None:
@@ -56,6 +58,7 @@ class _Gcs:
     def call(self, name: str, request: Any = None, timeout_s: float | None = None) -> Any:
         if self._client is not None:
             return self._client.call(f"GcsService.{name}", request, timeout_s)
+        assert self._core is not None
         return self._core.gcs.call(name, request, timeout_s)
 
     def peer(self, address: str) -> BlockingClient:
@@ -137,19 +140,36 @@ def task_row(t: gcs_pb2.TaskStateRow, detail: bool) -> dict[str, Any]:
 def list_tasks(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
                timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
                _explain: bool = False) -> list[dict[str, Any]]:
-    """One row per task attempt (Ray's list_tasks)."""
+    """One row per task attempt (Ray's list_tasks): the newest `limit` attempts, oldest first.
+
+    Reads page by page, so any limit up to what the GCS keeps
+    (``task_events_max_tasks_in_gcs``) is honoured. Raises RpcError
+    (``invalid_argument``) for a filter the GCS cannot apply, ConnectionError
+    when no cluster is reachable.
+    """
     gcs = _Gcs(address)
+    deadline = time.monotonic() + timeout
+    found: list[gcs_pb2.TaskStateRow] = []
     try:
-        reply = gcs.call("GetTaskEvents", gcs_pb2.GetTaskEventsRequest(filters=_filters(filters), limit=limit),
-                         timeout)
+        cursor = 0
+        while len(found) < limit:
+            request = gcs_pb2.GetTaskEventsRequest(filters=_filters(filters), limit=limit - len(found),
+                                                   newest_first=True, cursor=cursor)
+            reply = gcs.call("GetTaskEvents", request, max(0.001, deadline - time.monotonic()))
+            found.extend(reply.tasks)
+            cursor = reply.next_cursor
+            if not cursor:
+                break
     finally:
         gcs.close()
-    return [task_row(t, detail) for t in reply.tasks]
+    found.reverse()
+    return [task_row(t, detail) for t in found]
 
 
 def get_task(task_id: str, address: str | None = None) -> dict[str, Any] | None:
-    rows = list_tasks(address, filters=[("task_id", "=", task_id)], detail=True)
-    return rows[-1] if rows else None
+    """The latest attempt of a task, with details; None if the GCS has no record of it."""
+    rows = list_tasks(address, filters=[("task_id", "=", task_id)], detail=True, limit=1000)
+    return max(rows, key=lambda r: r["attempt_number"]) if rows else None
 
 
 def summarize_tasks(address: str | None = None) -> dict[str, Any]:

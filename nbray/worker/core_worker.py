@@ -92,7 +92,8 @@ class CoreWorker:
         self.dispatcher = Dispatcher()
         self.dispatcher.register_service("CoreWorkerService", self)
         self.memory_store = MemoryStore()
-        self.events = TaskEventBuffer(config.task_events_max_buffer)
+        self.events = TaskEventBuffer(config.task_events_max_buffer, config.task_events_report_interval_ms,
+                                      config.task_events_final_report_delay_ms)
         self.events.info_builder = self._build_task_info
         self.task_manager = TaskManager(self)
         self.normal_submitter = NormalTaskSubmitter(self)
@@ -171,7 +172,7 @@ class CoreWorker:
         self.gcs.subscribe(gcs_pb2.NODE, b"", self._on_node_change)
         for node in self.gcs.call("GetAllNodeInfo").nodes:
             self.nodes.setdefault(node.node_id, node)
-        self.loop.post(self._flush_events_periodically)
+        self.events.start(self.loop.call_later_threadsafe, self.flush_events)
         self.loop.post(self._release_tick)
         self.loop.add_end_of_iteration_hook_always(self._drain_if_pending)
         _core[0] = self
@@ -579,13 +580,15 @@ class CoreWorker:
         return self._function_bodies.get(function_id, b"")
 
     def submit_task(self, template: common_pb2.TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    name: str = "") -> list[ObjectRef]:
+                    name: str = "", task_id: bytes | None = None) -> list[ObjectRef]:
+        """Submit a task; `task_id` is given by notebook clients, which pick
+        it (and so the return ids) themselves to submit without waiting."""
         ctx = context.current()
         req = core_worker_pb2.PushTaskRequest()
         spec = req.spec
         spec.CopyFrom(template)
         job_id = ctx.job_id
-        task_id = ids.new_task_id(ids.nil_actor_id(job_id))
+        task_id = task_id or ids.new_task_id(ids.nil_actor_id(job_id))
         spec.task_id = task_id
         spec.job_id = job_id
         spec.parent_task_id = ctx.task_id
@@ -652,7 +655,7 @@ class CoreWorker:
         if spec.scheduling_strategy.placement_group_id:
             info.placement_group_id = spec.scheduling_strategy.placement_group_id
         if task.arg_ids:
-            info.arg_object_ids.extend(task.arg_ids)
+            info.arg_object_ids.extend(task.arg_ids[:-1] if task.holds_handle else task.arg_ids)
         info.return_object_ids.extend(task.return_ids)
         if spec.context_tag:
             info.context_tag = spec.context_tag
@@ -821,12 +824,16 @@ class CoreWorker:
             self._release_args(arg_ids)
 
     def submit_actor_task(self, actor_id: bytes, template: common_pb2.TaskSpec, args: tuple[Any, ...],
-                          kwargs: dict[str, Any], sequence: int) -> list[ObjectRef]:
+                          kwargs: dict[str, Any], sequence: int, task_id: bytes | None = None,
+                          handle_id: bytes = b"") -> list[ObjectRef]:
+        """Submit a call to an actor; `handle_id` (the handle's ref) stays
+        referenced until the call is done, as Ray keeps an actor alive for
+        calls made through a handle that is already gone."""
         ctx = context.current()
         req = core_worker_pb2.PushTaskRequest()
         spec = req.spec
         spec.CopyFrom(template)
-        task_id = ids.new_task_id(actor_id)
+        task_id = task_id or ids.new_task_id(actor_id)
         spec.task_id = task_id
         spec.job_id = ctx.job_id
         spec.actor_id = actor_id
@@ -843,8 +850,14 @@ class CoreWorker:
         else:
             return_ids = [ids.return_object_id(task_id, i + 1) for i in range(spec.num_returns)]
         spec.return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
-        task = PendingTask(req, return_ids, arg_ids)
         with self.lock:
+            if handle_id and handle_id in self.refs.refs:
+                arg_ids.append(handle_id)
+                holds_handle = True
+            else:
+                holds_handle = False
+            task = PendingTask(req, return_ids, arg_ids)
+            task.holds_handle = holds_handle
             for oid in return_ids:
                 self.refs.own(oid, lineage=task_id)
             if arg_ids:
@@ -999,12 +1012,6 @@ class CoreWorker:
         self.raylet.send_oneway(_BLOCKED, raylet_pb2.NotifyBlockedRequest(blocked=blocked))
 
     # ---- task events --------------------------------------------------------------------------------------------
-
-    def _flush_events_periodically(self) -> None:
-        self.flush_events()
-        if not self._shutdown:
-            self.loop.call_later(self.config.task_events_report_interval_ms / 1000,
-                                 self._flush_events_periodically)
 
     def flush_events(self) -> None:
         req = self.events.drain()

@@ -379,21 +379,33 @@ class Executor:
 
     def _create_actor(self, conn: Connection, req: Any) -> Any:
         spec = req.spec
+        core = self.core
         ctx = self.make_context(req)
         context.set_thread_task(ctx)
         _apply_gpu_env(ctx.resource_ids)
-        self.core.set_actor(spec.actor_id, spec)
+        core.set_actor(spec.actor_id, spec)
+        # The creation task's RUNNING and its end are recorded here, where they
+        # happen; the GCS records only what no worker lived to tell. RUNNING goes
+        # out at once (one message per actor): an __init__ that kills its process
+        # still leaves its node and pid behind.
+        core.events.running(spec.task_id, spec.attempt_number, core.node_id, core.worker_id, os.getpid())
+        core.flush_events()
         try:
             cls = self.functions.load(spec.function)
             # the owner pins creation arguments for the actor's whole life
             args, kwargs, nested = self.load_args(spec, registered=False)
             instance = cls(*args, **kwargs)
         except Exception as exc:
-            return self.error_reply(spec, exc)
+            reply = self.error_reply(spec, exc)
+            # The GCS kills this worker as soon as it reads the reply: send the
+            # failure (with its traceback) first.
+            core.flush_events()
+            return reply
         finally:
             context.set_thread_task(None)
             _flush_std()
         self.actor = ActorRuntime(self, instance, spec, ctx.resource_ids)
+        core.events.finished(spec.task_id, spec.attempt_number)
         return core_worker_pb2.PushTaskReply(actor_repr_name=self.actor.repr_name)
 
     def kill_actor(self, force: bool) -> None:

@@ -64,8 +64,33 @@ class ObjectAccess:
         else:
             core.plasma.put(oid, s, core.address)
             entry = Entry(None, in_plasma=True, node_id=core.node_id, size=s.total_bytes)
+        return self._own_put(oid, entry, s.nested_refs)
+
+    def begin_put(self, size: int) -> tuple[bytes, memoryview]:
+        """Allocate a put object in shared memory, to be filled piece by piece
+        (a notebook client's upload) and then given to finish_put()."""
+        core = self.core
+        ctx = context.current()
+        oid = put_object_id(ctx.task_id, ctx.next_put_index())
+        dest = core.plasma.create(oid, size, core.address)
+        assert dest is not None, "a fresh put id cannot exist already"
+        return oid, dest
+
+    def finish_put(self, oid: bytes, size: int, nested_refs: list[tuple[bytes, bytes]]) -> ObjectRef:
+        core = self.core
+        core.plasma.seal(oid)
+        return self._own_put(oid, Entry(None, in_plasma=True, node_id=core.node_id, size=size), nested_refs)
+
+    def abort_put(self, oid: bytes) -> None:
+        """Give up an unfinished begin_put (the upload broke off)."""
+        core = self.core
+        core.plasma.seal(oid)
+        core.free_plasma([oid], core.node_id)
+
+    def _own_put(self, oid: bytes, entry: Entry, nested_refs: list[tuple[bytes, bytes]]) -> ObjectRef:
+        core = self.core
         with core.lock:
-            core.refs.own(oid, contains=s.nested_refs)
+            core.refs.own(oid, contains=nested_refs)
             if entry.in_plasma:
                 ref = core.refs.refs[oid]
                 ref.in_plasma = True

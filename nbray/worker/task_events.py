@@ -1,6 +1,7 @@
 """Task state transitions recorded by this process, sent to the GCS in batches.
 
-Recording sits on the task hot path, so it is as cheap as possible:
+Runs in every core worker (drivers and workers). Recording sits on the
+task hot path, so it is as cheap as possible:
 
 - tasks this process owns are *tracked* once; their state timestamps are
   appended to a list on the task object itself (``record_state``), and
@@ -8,18 +9,28 @@ Recording sits on the task hot path, so it is as cheap as possible:
 - other events (the executor's RUNNING, failures) are small tuples in a
   bounded buffer.
 
-Every ``task_events_report_interval_ms`` ``drain()`` turns both into one
-``AddTaskEvents`` message. Past ``max_events`` buffered items the oldest
-are dropped and counted.
+A flush turns both into one ``AddTaskEvents`` message. Flushes are timed
+here, on the process's I/O loop: every ``task_events_report_interval_ms``
+while anything is buffered or a tracked task is still in flight (an idle
+process never wakes up), and ``task_events_final_report_delay_ms`` after a
+task reaches a final state, so a finished task shows up promptly without a
+message per task (at most one extra report per that delay). Past
+``max_events`` buffered items the oldest are dropped and counted.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from nbray.protocol import common_pb2, gcs_pb2
+
+# schedule(delay_s, fn, *args): run fn on the I/O loop after delay_s; callable from any thread
+Scheduler = Callable[..., None]
 
 
 class TrackedTask:
@@ -37,17 +48,71 @@ def record_state(task: Any, state: int) -> None:
 
 
 class TaskEventBuffer:
-    def __init__(self, max_events: int) -> None:
+    def __init__(self, max_events: int, report_interval_ms: int = 1_000, final_report_delay_ms: int = 100) -> None:
         self.max_events = max_events
+        self.report_interval_s = report_interval_ms / 1000
+        self.final_report_delay_s = final_report_delay_ms / 1000
         self._events: deque[tuple[Any, ...]] = deque()
         self._tracked: list[Any] = []
         self._dropped = 0
         self.enabled = True
         # filled by the core worker: builds TaskInfo for a tracked task
         self.info_builder: Any = None
+        # Flush timing (see the module docstring). Set by start(); the flags are
+        # read and written from several threads without a lock: a lost race only
+        # arms a timer twice, and a stale timer (not the latest token) does nothing.
+        self._schedule: Scheduler | None = None
+        self._flush: Callable[[], None] | None = None
+        self._tokens = itertools.count(1)
+        self._armed = 0              # token of the timer that will flush, 0: none
+        self._armed_due = 0.0        # its deadline (time.monotonic)
+        self._soon_armed = False     # a final-state report is already due soon
+        self._drain_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._events) + len(self._tracked)
+
+    # ---- flush timing ----------------------------------------------------------------------------
+
+    def start(self, schedule: Scheduler, flush: Callable[[], None]) -> None:
+        """Begin timed flushes: `schedule` runs a call on the I/O loop later, `flush` sends a batch."""
+        self._schedule = schedule
+        self._flush = flush
+        if self._events or self._tracked or self._dropped:
+            self._arm(self.report_interval_s)
+
+    def report_soon(self) -> None:
+        """A task reached a final state: flush within ``final_report_delay_ms``."""
+        if self._soon_armed or not self.enabled:
+            return
+        self._soon_armed = True
+        delay = self.final_report_delay_s
+        if self._armed and self._armed_due <= time.monotonic() + delay:
+            return  # the pending flush comes soon enough
+        self._arm(delay)
+
+    def _arm(self, delay_s: float) -> None:
+        schedule = self._schedule
+        if schedule is None:
+            return  # not started: start() arms
+        token = next(self._tokens)
+        self._armed_due = time.monotonic() + delay_s
+        self._armed = token
+        schedule(delay_s, self._on_timer, token)
+
+    def _on_timer(self, token: int) -> None:
+        """I/O loop: flush if this is the current timer, then keep reporting while tasks are in flight."""
+        if token != self._armed:
+            return
+        # Clear before draining: anything recorded from now on arms a new timer.
+        self._armed = 0
+        self._soon_armed = False
+        assert self._flush is not None
+        self._flush()
+        if self._tracked and not self._armed:
+            self._arm(self.report_interval_s)
+
+    # ---- recording -------------------------------------------------------------------------------
 
     def track(self, task: Any) -> None:
         if not self.enabled:
@@ -57,6 +122,8 @@ class TaskEventBuffer:
         if len(tracked) > self.max_events:
             tracked.pop(0)
             self._dropped += 1
+        if not self._armed:
+            self._arm(self.report_interval_s)
 
     def info(self, task_id: bytes, attempt: int, info: gcs_pb2.TaskInfo) -> None:
         self._append(("i", task_id, attempt, info))
@@ -64,12 +131,19 @@ class TaskEventBuffer:
     def state(self, task_id: bytes, attempt: int, state: int) -> None:
         self._append(("s", task_id, attempt, state, time.time_ns()))
 
+    def finished(self, task_id: bytes, attempt: int) -> None:
+        """The attempt finished here (an actor's __init__ returned); reported soon."""
+        self._append(("s", task_id, attempt, gcs_pb2.FINISHED, time.time_ns()))
+        self.report_soon()
+
     def running(self, task_id: bytes, attempt: int, node_id: bytes, worker_id: bytes, pid: int,
                 actor_repr: str = "") -> None:
         self._append(("r", task_id, attempt, time.time_ns(), node_id, worker_id, pid, actor_repr))
 
     def failed(self, task_id: bytes, attempt: int, error_type: int, message: str, traceback: str) -> None:
+        """The attempt failed (a final state); reported soon."""
         self._append(("f", task_id, attempt, time.time_ns(), error_type, message, traceback))
+        self.report_soon()
 
     def _append(self, event: tuple[Any, ...]) -> None:
         if not self.enabled:
@@ -79,13 +153,20 @@ class TaskEventBuffer:
         if len(events) > self.max_events:
             events.popleft()
             self._dropped += 1
+        if not self._armed:
+            self._arm(self.report_interval_s)
 
     def drain(self) -> gcs_pb2.AddTaskEventsRequest | None:
-        """Everything recorded so far, merged per task attempt."""
+        """Everything recorded so far, merged per task attempt (any thread)."""
+        with self._drain_lock:
+            return self._drain()
+
+    def _drain(self) -> gcs_pb2.AddTaskEventsRequest | None:
         events = self._events
-        tracked = self._tracked
-        if not events and not tracked and not self._dropped:
+        if not events and not self._tracked and not self._dropped:
             return None
+        # Swap, so a task tracked by another thread meanwhile lands in the new list.
+        tracked, self._tracked = self._tracked, []
         request = gcs_pb2.AddTaskEventsRequest(num_dropped=self._dropped)
         self._dropped = 0
         records: dict[tuple[bytes, int], gcs_pb2.TaskEventRecord] = {}
@@ -93,11 +174,14 @@ class TaskEventBuffer:
         if tracked:
             keep = []
             for task in tracked:
+                # Read "done" first: its final state was appended before it was set.
+                done = task.ev_done
                 ev = task.ev
+                n = len(ev)
                 sent = task.ev_sent
-                if sent < len(ev) or not task.ev_info_sent:
+                if sent < n or not task.ev_info_sent:
                     task_id = task.task_id
-                    for attempt, state, ts in ev[sent:]:
+                    for attempt, state, ts in ev[sent:n]:
                         key = (task_id, attempt)
                         rec = records.get(key)
                         if rec is None:
@@ -112,10 +196,11 @@ class TaskEventBuffer:
                             rec = records[key] = add(task_id=task_id, attempt_number=key[1])
                         self.info_builder(task, rec.info)
                         rec.has_info = True
-                    task.ev_sent = len(ev)
-                if not task.ev_done:
+                    task.ev_sent = n
+                if not done:
                     keep.append(task)
-            self._tracked = keep
+            if keep:
+                self._tracked.extend(keep)
         while events:
             ev = events.popleft()
             key = (ev[1], ev[2])
@@ -144,6 +229,8 @@ class TaskEventBuffer:
                 rec.error.message = ev[5]
                 if ev[6]:
                     rec.error_traceback = ev[6]
+        if not request.events and not request.num_dropped:
+            return None  # only tracked tasks with nothing new
         return request
 
 

@@ -60,7 +60,8 @@ class GeneratorState:
 class PendingTask:
     __slots__ = ("spec", "push_req", "task_id", "return_ids", "arg_ids", "retries_left", "cancelled",
                  "force_cancelled", "generator", "is_actor", "name", "pushed_to", "lineage_bytes",
-                 "on_done", "pin_args", "sched_key", "ev", "ev_sent", "ev_info_sent", "ev_done")
+                 "on_done", "pin_args", "sched_key", "ev", "ev_sent", "ev_info_sent", "ev_done",
+                 "holds_handle")
 
     def __init__(self, push_req: Any, return_ids: list[bytes], arg_ids: list[bytes]) -> None:
         # The spec lives inside the push request, so pushing needs no copy.
@@ -86,6 +87,9 @@ class PendingTask:
         self.lineage_bytes = 0
         self.on_done: Callable[[], None] | None = None
         self.pin_args = True
+        # An actor task's last arg id is its actor handle's ref, held so the
+        # actor outlives the call even if the caller drops the handle at once.
+        self.holds_handle = False
 
 
 class TaskManager:
@@ -174,6 +178,7 @@ class TaskManager:
                                  else common_pb2.TASK_EXECUTION_EXCEPTION, "")
         else:
             record_state(task, state)
+            core.events.report_soon()
         task.ev_done = True
         if task.on_done is not None:
             task.on_done()

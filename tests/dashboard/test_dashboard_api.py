@@ -348,9 +348,11 @@ def test_event_stream_reports_a_finished_task_promptly(dash: DashboardCluster, w
     row = next(t for e, d, _ in events if e == "tasks" for t in d["tasks"] if t["state"] == "FINISHED"
                and t["name"] == "quick")
     arrived = next(ts for e, d, ts in events if e == "tasks" and row in d["tasks"])
-    latency_s = arrived - row["end_time_ms"] / 1000
-    # Owners report task events every second (task_events_report_interval_ms); the dashboard adds ~0.1 s.
-    assert latency_s < 2.5, latency_s
+    ended_ms = dash.client.get(f"/api/tasks/{row['task_id']}").json()["end_time_ms"]  # as the owner saw it
+    latency_s = arrived - ended_ms / 1000
+    # Owners report a final state within task_events_final_report_delay_ms (0.1 s); the GCS and the
+    # event stream each batch for up to 0.1 s more. The dashboard team's bound is 1 s.
+    assert latency_s < 1.0, latency_s
     # Node updates flow too (resource view).
     assert any(e == "nodes" for e, _, _ in events)
 

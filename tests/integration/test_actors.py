@@ -134,6 +134,20 @@ def test_actor_dies_when_its_handles_go_out_of_scope(shared_cluster):
         nbray.get_actor("scoped")
 
 
+def test_a_call_through_a_dropped_handle_still_completes(shared_cluster):
+    @nbray.remote
+    class Slow:
+        def pid_after(self, delay):
+            import time
+
+            time.sleep(delay)
+            return os.getpid()
+
+    # the handle is gone as soon as the call is submitted; the call keeps the actor
+    pid = nbray.get(Slow.remote().pid_after.remote(0.3))
+    wait_for_condition(lambda: not _alive(pid), timeout=20, message="actor exits after the call")
+
+
 def test_detached_actor_outlives_its_handles(shared_cluster):
     c = Counter.options(name="detached-one", lifetime="detached").remote()
     pid = nbray.get(c.pid.remote())

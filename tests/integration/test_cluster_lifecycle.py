@@ -6,11 +6,12 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import nbray
-from nbray.testing import assert_no_leaks, descendant_pids, wait_for_condition
+from nbray.testing import Cluster, assert_no_leaks, descendant_pids, wait_for_condition
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -95,7 +96,8 @@ def head(tmp_path):
     pids = set()
     for name in os.listdir(session_dir):
         if name.endswith(".json"):
-            pids |= set(json.load(open(os.path.join(session_dir, name))).get("pids", {}).values())
+            with open(os.path.join(session_dir, name)) as f:
+                pids |= set(json.load(f).get("pids", {}).values())
     pids = descendant_pids(list(pids))
     yield address, session_dir, env
     pids |= descendant_pids(list(pids))
@@ -158,12 +160,13 @@ def test_token_file_is_private_and_wrong_token_is_refused(head):
     token_path = os.path.join(session_dir, "auth_token")
     mode = stat.S_IMODE(os.stat(token_path).st_mode)
     assert mode == 0o600
-    assert len(open(token_path).read().strip()) == 64  # 256 bits
+    token = Path(token_path).read_text().strip()
+    assert len(token) == 64  # 256 bits
     bad_env = dict(env, NBRAY_AUTH_TOKEN="00" * 32)
     result = run_driver(f"import nbray\nnbray.init(address={address!r})", env=bad_env)
     assert result.returncode != 0
     assert "AuthenticationError" in result.stderr and "refused the cluster token" in result.stderr
-    good_env = dict(env, NBRAY_AUTH_TOKEN=open(token_path).read().strip())
+    good_env = dict(env, NBRAY_AUTH_TOKEN=token)
     ok = run_driver(f"import nbray\nnbray.init(address={address!r})\nprint('OK')", env=good_env)
     assert "OK" in ok.stdout, ok.stderr
 
@@ -185,3 +188,106 @@ def test_listeners_bind_to_loopback(head):
     local = [line.split()[1] for line in out.splitlines()[1:] if line.split()[3] == "0A"]  # LISTEN
     ours = [a for a in local if int(a.split(":")[1], 16) == gcs_port]
     assert ours and all(a.split(":")[0] == "0100007F" for a in ours)
+
+
+# ---- --temp-dir and failed starts ------------------------------------------------------------------------
+
+
+def processes_under(root):
+    """Pids of live processes whose command line names a path under `root` (GCS, raylet, zygote, workers)."""
+    needle = str(root).encode()
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.add(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def recorded_pids(root):
+    """Pids written into the session files under `root`."""
+    pids = set()
+    for path in root.glob("session_*/*.json"):
+        pids |= {int(p) for p in json.loads(path.read_text()).get("pids", {}).values()}
+    return pids
+
+
+def test_temp_dir_holds_every_file_and_finds_the_cluster_again(tmp_path):
+    env = dict(os.environ, NBRAY_TMPDIR=str(tmp_path / "default"))
+    temp = tmp_path / "custom"
+    started = run_cli("start", "--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp),
+                      "--no-include-dashboard", "--ray-client-server-port", "-1", env=env)
+    pids = set()
+    try:
+        assert started.returncode == 0, started.stderr
+        address, session_dir = (temp / "nbray_current_cluster").read_text().split()
+        assert os.path.dirname(session_dir) == str(temp)
+        assert not (tmp_path / "default").exists()  # nothing went to the default root
+        pids = descendant_pids(list(recorded_pids(temp)))
+        status = run_cli("status", "--temp-dir", str(temp), env=env)
+        assert status.returncode == 0 and "1 node_" in status.stdout, status.stderr
+        assert run_cli("status", env=env).returncode != 0  # another root: not this cluster
+        token = run_cli("get-auth-token", "--temp-dir", str(temp), env=env)
+        assert token.returncode == 0 and token.stdout.strip() == (Path(session_dir) / "auth_token").read_text().strip()
+        listed = run_cli("list", "nodes", "--temp-dir", str(temp), env=env)
+        assert listed.returncode == 0 and "1 nodes shown" in listed.stdout, listed.stderr
+    finally:
+        stop = run_cli("stop", "--temp-dir", str(temp), env=env)
+    assert stop.returncode == 0 and "Stopped" in stop.stdout, stop.stderr
+    assert not (temp / "nbray_current_cluster").exists()
+    assert_no_leaks(pids)
+
+
+def test_a_start_that_fails_after_starting_processes_stops_them(tmp_path):
+    env = dict(os.environ, NBRAY_TMPDIR=str(tmp_path / "default"))
+    temp = tmp_path / "custom"
+    (temp / "nbray_current_cluster").mkdir(parents=True)  # recording the cluster will fail
+    started = run_cli("start", "--head", "--port", "0", "--num-cpus", "1", "--temp-dir", str(temp),
+                      "--no-include-dashboard", "--ray-client-server-port", "-1", env=env)
+    assert started.returncode == 1 and "Is a directory" in started.stderr, started.stderr
+    assert "Traceback" not in started.stderr
+    assert recorded_pids(temp)  # the raylet (and GCS) had started ...
+    assert_no_leaks(recorded_pids(temp) | processes_under(temp))  # ... and were stopped
+
+
+@pytest.fixture
+def spawned(monkeypatch):
+    """Pids of every process the launcher starts in this test."""
+    from nbray.node import launcher
+
+    pids = set()
+    spawn = launcher._spawn
+
+    def recording_spawn(*args, **kwargs):
+        proc = spawn(*args, **kwargs)
+        pids.add(proc.pid)
+        return proc
+
+    monkeypatch.setattr(launcher, "_spawn", recording_spawn)
+    return pids
+
+
+def test_cluster_that_fails_after_its_head_started_leaves_nothing(tmp_path, monkeypatch, spawned):
+    monkeypatch.setenv("NBRAY_TMPDIR", str(tmp_path))
+    # The raylet refuses the labels during start-up, after the GCS was started.
+    with pytest.raises(RuntimeError, match="raylet failed to start"):
+        Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "labels": {"zone": {"not": "a string"}}})
+    assert len(spawned) == 2  # GCS and raylet
+    assert_no_leaks(spawned | processes_under(tmp_path))
+
+
+def test_cluster_with_a_bogus_option_starts_nothing(tmp_path, monkeypatch, spawned):
+    monkeypatch.setenv("NBRAY_TMPDIR", str(tmp_path))
+    with pytest.raises(TypeError, match="bogus_option"):
+        Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "bogus_option": 1})
+    assert not spawned
+    with Cluster(initialize_head=True, head_node_args={"num_cpus": 1}) as cluster:
+        head = set(spawned)
+        with pytest.raises(TypeError, match="include_dashboard"):
+            cluster.add_node(num_cpus=1, include_dashboard=True)  # a head-only option on a worker node
+        assert cluster.worker_nodes == [] and spawned == head

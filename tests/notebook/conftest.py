@@ -21,12 +21,13 @@ import pytest
 from nbray.testing import Cluster
 from tests.notebook.kernels import LiveKernel
 
-ADDRESS_MODES = ["driver"]
+ADDRESS_MODES = ["driver", "client"]
 
 
 @pytest.fixture(scope="package")
 def notebook_cluster() -> Iterator[Cluster]:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1,
+                                                            "ray_client_server_port": 0})
     cluster.add_node(num_cpus=1)
     try:
         yield cluster
@@ -36,7 +37,7 @@ def notebook_cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def single_node_cluster() -> Iterator[Cluster]:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "ray_client_server_port": 0})
     try:
         yield cluster
     finally:
@@ -46,6 +47,9 @@ def single_node_cluster() -> Iterator[Cluster]:
 def _address(mode: str, cluster: Cluster) -> str:
     if mode == "driver":
         return cluster.address
+    if mode == "client":
+        assert cluster.head is not None
+        return "nbray://" + cluster.head.extra["client_server_address"]
     raise ValueError(f"unknown connection mode {mode!r}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from nbray import exceptions
 from nbray._version import __version__
-from nbray.actor import ActorClass, ActorHandle, exit_actor, method
+from nbray.actor import ActorClass, exit_actor, method
 from nbray.api import (
     available_resources,
     cancel,

@@ -18,7 +18,7 @@ class RayContext:
     def __init__(self, core: Any, node: Any = None) -> None:
         self._core = core
         self.dashboard_url = getattr(node, "extra", {}).get("dashboard_url", "") if node is not None else ""
-        self.python_version = "%d.%d.%d" % sys.version_info[:3]
+        self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
         self.ray_version = __version__
         self.nbray_version = __version__
         self.ray_commit = ""

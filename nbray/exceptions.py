@@ -116,7 +116,7 @@ class RayTaskError(RayError):
         derived = _derived_error_class(cause_cls)
         if derived is None:
             return self
-        err = derived.__new__(derived)
+        err: Any = derived.__new__(derived)  # type: ignore[call-overload]
         RayTaskError.__init__(
             err,
             self.function_name,
@@ -291,7 +291,7 @@ class ObjectLostError(RayError):
 
 
 def _rebuild_lost(cls: type, oid: str, owner: str, call_site: str, message: str) -> ObjectLostError:
-    err = cls.__new__(cls)
+    err: Any = cls.__new__(cls)  # type: ignore[call-overload]
     ObjectLostError.__init__(err, oid, owner, call_site, message)
     return err  # type: ignore[no-any-return]
 

@@ -46,7 +46,7 @@ def client_cases(quick: bool) -> dict[str, float]:
             def ping(self) -> int:
                 return 0
 
-        echo = Echo.remote()
+        echo = Echo.remote()  # type: ignore[attr-defined]
         nbray.get(echo.ping.remote())
 
         def actor_sync_one() -> int:

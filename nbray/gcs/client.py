@@ -93,7 +93,7 @@ class GcsClient:
         first = not handlers
         handlers.append(handler)
         if first:
-            req = gcs_pb2.SubscribeRequest(channel=channel, key=key)
+            req = gcs_pb2.SubscribeRequest(channel=channel, key=key)  # type: ignore[arg-type]
             if wait:
                 self.call("Subscribe", req)
             else:
@@ -109,7 +109,8 @@ class GcsClient:
             handlers.clear()
         if not handlers:
             del self._subs[(channel, key)]
-            self.call_async("Subscribe", gcs_pb2.SubscribeRequest(channel=channel, key=key, unsubscribe=True))
+            self.call_async("Subscribe", gcs_pb2.SubscribeRequest(
+                channel=channel, key=key, unsubscribe=True))  # type: ignore[arg-type]
 
     def _on_publish(self, conn: Connection, msg: gcs_pb2.PubMessage, rid: int) -> None:
         for key in (msg.key, b""):

@@ -10,16 +10,17 @@ none is more than about a second out of date.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from nbray.common.config import Config
+from nbray.gcs.pubsub import Publisher
 from nbray.protocol import common_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
 from nbray.rpc.eventloop import EventLoop
-from nbray.gcs.pubsub import Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class NodeManager:
         entry = NodeEntry(node, conn)
         self.nodes[node.node_id] = entry
         conn.context = entry
-        conn.add_close_callback(lambda c, nid=node.node_id: self._on_conn_closed(nid, c))
+        conn.add_close_callback(functools.partial(self._on_conn_closed, node.node_id))
         logger.info("node %s joined at %s:%d with %s", node.node_id.hex()[:8], node.node_ip,
                     node.raylet_port, dict(node.resources_total))
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.NODE, node=node))
@@ -164,8 +165,11 @@ class NodeManager:
                 continue
             entry.checking = True
             entry.conn.call(_HEALTH, common_pb2.Empty(), timeout_s=timeout,
-                            callback=lambda reply, err, e=entry: self._on_health(e, err))
+                            callback=functools.partial(self._on_health_reply, entry))
         self.loop.call_later(self.config.health_check_period_ms / 1000, self._health_round)
+
+    def _on_health_reply(self, entry: NodeEntry, reply: Any, error: Any) -> None:
+        self._on_health(entry, error)
 
     def _on_health(self, entry: NodeEntry, error: Any) -> None:
         entry.checking = False

@@ -14,6 +14,7 @@ Which nodes (pure): ``plan_bundles``.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import time
 from typing import Any
@@ -254,7 +255,7 @@ class PlacementGroupManager:
                 outstanding["n"] -= 1
                 continue
             node.conn.call(_PREPARE, raylet_pb2.PrepareBundlesRequest(bundles=specs, commit=len(by_node) == 1),
-                           callback=lambda r, e, nid=node_id: on_prepared(nid, r, e))
+                           callback=functools.partial(on_prepared, node_id))
         if outstanding["n"] == 0:
             self._finish_prepare(info, plan, by_node, prepared, False)
 

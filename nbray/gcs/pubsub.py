@@ -7,6 +7,8 @@ empty key meaning every message of the channel. Messages go out as one-way
 
 from __future__ import annotations
 
+import functools
+
 from nbray.protocol import gcs_pb2, method
 from nbray.rpc.connection import Connection
 
@@ -21,10 +23,13 @@ class Publisher:
         subs = self._subs.setdefault((channel, key), set())
         if conn not in subs:
             subs.add(conn)
-            conn.add_close_callback(lambda c, ck=(channel, key): self._drop(c, ck))
+            conn.add_close_callback(functools.partial(self._drop_on_close, (channel, key)))
 
     def unsubscribe(self, conn: Connection, channel: int, key: bytes) -> None:
         self._drop(conn, (channel, key))
+
+    def _drop_on_close(self, channel_key: tuple[int, bytes], conn: Connection) -> None:
+        self._drop(conn, channel_key)
 
     def _drop(self, conn: Connection, channel_key: tuple[int, bytes]) -> None:
         subs = self._subs.get(channel_key)

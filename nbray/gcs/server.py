@@ -7,6 +7,7 @@ task_events, placement groups in placement_groups.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -133,13 +134,16 @@ class GcsServer:
             job.namespace = str(uuid.uuid4())
         job.start_time_ms = int(time.time() * 1000)
         self.jobs[job.job_id] = job
-        conn.add_close_callback(lambda c, jid=job.job_id: self._finish_job(jid))
+        conn.add_close_callback(functools.partial(self._on_driver_closed, job.job_id))
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.JOB, key=job.job_id, job=job))
         return gcs_pb2.AddJobReply(job_id=job.job_id, namespace=job.namespace)
 
     def handle_MarkJobFinished(self, conn: Connection, req: gcs_pb2.MarkJobFinishedRequest, rid: int) -> Any:
         self._finish_job(req.job_id)
         return _Empty()
+
+    def _on_driver_closed(self, job_id: bytes, conn: Connection) -> None:
+        self._finish_job(job_id)
 
     def _finish_job(self, job_id: bytes) -> None:
         job = self.jobs.get(job_id)

@@ -10,6 +10,7 @@ small batches to the drivers of the job.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -110,7 +111,7 @@ class LogRouter:
             sock.setblocking(False)
             stream = _Stream(sock)
             self._streams[sock.fileno()] = stream
-            self.loop.add_reader(sock, lambda m, s=stream: self._on_readable(s) and None)
+            self.loop.add_reader(sock, functools.partial(self._on_stream_event, stream))
 
     def _close_stream(self, stream: _Stream) -> None:
         if stream.buf and stream.authed:
@@ -121,6 +122,9 @@ class LogRouter:
         stream.sock.close()
         if stream.log_file is not None:
             stream.log_file.close()
+
+    def _on_stream_event(self, stream: _Stream, mask: int) -> None:
+        self._on_readable(stream)
 
     def _on_readable(self, stream: _Stream) -> bool:
         """Read once from a worker stream; False when nothing was there."""

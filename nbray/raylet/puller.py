@@ -12,6 +12,7 @@ object is being rebuilt) the puller asks again after a delay.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -190,7 +191,7 @@ class Puller:
             pull.inflight += 1
             conn.call(_PULL, raylet_pb2.PullChunkRequest(object_id=oid, offset=start, length=length),
                       trailer_into=target,
-                      callback=lambda reply, err, c=conn: self._on_chunk(pull, attempt, c, reply, err))
+                      callback=functools.partial(self._on_chunk, pull, attempt, conn))
 
     def _on_chunk(self, pull: _Pull, attempt: int, conn: Connection, reply: Any, error: BaseException | None) -> None:
         if self.pulls.get(pull.ref.object_id) is not pull or pull.attempt != attempt:

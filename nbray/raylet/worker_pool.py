@@ -149,7 +149,7 @@ class WorkerPool:
         worker.conn = conn
         self.by_id[worker.worker_id] = worker
         self._starting[worker.env_key] -= 1
-        conn.add_close_callback(lambda c, w=worker: self._on_disconnect(w))
+        conn.add_close_callback(lambda c: self._on_disconnect(worker))
         self.push_idle(worker)
         return worker
 
@@ -162,7 +162,7 @@ class WorkerPool:
         driver.job_id = req.job_id
         driver.state = LEASED
         self.drivers[driver.worker_id] = driver
-        conn.add_close_callback(lambda c, d=driver: self._on_driver_disconnect(d))
+        conn.add_close_callback(lambda c: self._on_driver_disconnect(driver))
         return driver
 
     # ---- idle / leased ------------------------------------------------------------------

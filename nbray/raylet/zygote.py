@@ -80,7 +80,8 @@ def run_zygote(control_fd: int, log_socket: str, worker_args: list[str]) -> None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     children: set[int] = set()
     while True:
-        ready, _, _ = select.select([control, sig_r], [], [])
+        watched: list[Any] = [control, sig_r]
+        ready, _, _ = select.select(watched, [], [])
         if sig_r in ready:
             try:
                 os.read(sig_r, 4096)

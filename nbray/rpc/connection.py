@@ -494,7 +494,7 @@ class Connection:
 
     def _dispatch(self, mid: int, kind: int, rid: int, body: memoryview, trailer: memoryview | None,
                   trailer_done: bool = False) -> None:
-        if kind == KIND_REPLY or kind == KIND_ERROR:
+        if kind in (KIND_REPLY, KIND_ERROR):
             call = self._pending.pop(rid, None)
             if call is None:
                 return  # timed out or cancelled

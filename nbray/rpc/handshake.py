@@ -44,7 +44,7 @@ def local_versions() -> tuple[str, str]:
     nbray_version = os.environ.get("NBRAY_TESTING_VERSION_OVERRIDE", __version__)
     py = os.environ.get(
         "NBRAY_TESTING_PYTHON_VERSION_OVERRIDE",
-        "%d.%d.%d" % sys.version_info[:3],
+        "{}.{}.{}".format(*sys.version_info[:3]),
     )
     return nbray_version, py
 

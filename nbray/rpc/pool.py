@@ -8,6 +8,7 @@ peer on the same node is reached over its Unix socket.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -121,7 +122,7 @@ class ConnectionPool:
 
     def _remember(self, key: str, conn: Connection) -> None:
         self._conns[key] = conn
-        conn.add_close_callback(lambda c, k=key: self._forget(k, c))
+        conn.add_close_callback(functools.partial(self._forget, key))
 
     def _forget(self, key: str, conn: Connection) -> None:
         if self._conns.get(key) is conn:

@@ -41,7 +41,7 @@ def run_demo() -> int:
     ctx = nbray.init()
     print(f"Started a local cluster: {ctx}")
     estimates = [estimate_pi.remote(100_000, seed) for seed in range(8)]
-    acc = Accumulator.remote()
+    acc = Accumulator.remote()  # type: ignore[attr-defined]  # (class decorators hide .remote from mypy)
     counts = [acc.add.remote(e) for e in estimates]  # object refs passed straight to the actor
     print(f"Accumulated {nbray.get(counts)[-1]} estimates; mean pi = {nbray.get(acc.mean.remote()):.4f}")
     data = nbray.put(list(range(1000)))

@@ -100,7 +100,7 @@ def core_cases(rt: Any, quick: bool) -> dict[str, float]:
 
     out["tasks async (/s)"] = _timed(async_batch, duration, trials)
 
-    actor = Actor.remote()
+    actor = Actor.remote()  # type: ignore[attr-defined]
     rt.get(actor.noop.remote())
     out["actor calls sync (/s)"] = _timed(lambda: (rt.get(actor.noop.remote()), 1)[1], duration, trials)
 
@@ -240,7 +240,9 @@ def run_cases(rt_name: str, quick: bool, only: list[str] | None) -> dict[str, fl
     import importlib
 
     results: dict[str, float] = {}
-    want = (lambda name: not only or any(o.lower() in name.lower() for o in only))
+    def want(name: str) -> bool:
+        return not only or any(o.lower() in name.lower() for o in only)
+
     if want("init"):
         results["init to first result (s)"] = init_to_first_result(rt_name)
     rt = importlib.import_module(rt_name)

@@ -112,7 +112,8 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", nam
     ctx = context.current()
     pg_id = PlacementGroupID.of(ctx.job_id)
     info = gcs_pb2.PlacementGroupInfo(placement_group_id=pg_id.binary(), name=name, namespace=core.namespace,
-                                      strategy=VALID_STRATEGIES[strategy], creator_job_id=ctx.job_id,
+                                      strategy=VALID_STRATEGIES[strategy],  # type: ignore[arg-type]
+                                      creator_job_id=ctx.job_id,
                                       is_detached=lifetime == "detached")
     info.creator.CopyFrom(core.address)
     for bundle in bundles:

@@ -11,6 +11,7 @@ take it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 from nbray.common import ids
 from nbray.common.config import Config
-from nbray.common.serialization import Serialized, deserialize, serialize
+from nbray.common.serialization import Serialized, serialize
 from nbray.exceptions import (
     ActorAlreadyExistsError,
     ObjectFreedError,
@@ -327,7 +328,11 @@ class CoreWorker:
             for oid, borrower, n, _ in items:
                 req.deltas.add(object_id=oid, borrower=self.parse_address(borrower), delta=n)
             self.pool.get(self.parse_address(owner),
-                          lambda conn, err, r=req, cs=containers: self._send_deltas(conn, err, r, cs))
+                          functools.partial(self._send_deltas_to, req, containers))
+
+    def _send_deltas_to(self, req: Any, containers: list[Any], conn: Connection | None,
+                        error: BaseException | None) -> None:
+        self._send_deltas(conn, error, req, containers)
 
     def _send_deltas(self, conn: Connection | None, error: BaseException | None, req: Any,
                      containers: list[bytes]) -> None:
@@ -925,17 +930,16 @@ class CoreWorker:
         gen = self.task_manager.generators.get(task_id)
         if gen is None:
             return None
-        with self.objects.blocked() if not self._generator_ready(gen, index) else _nullcontext():
-            with gen.cond:
-                deadline = None if timeout_s is None else time.monotonic() + timeout_s
-                while index not in gen.items and (gen.total is None or index < gen.total):
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        from nbray.exceptions import GetTimeoutError
+        with self.objects.blocked() if not self._generator_ready(gen, index) else _nullcontext(), gen.cond:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while index not in gen.items and (gen.total is None or index < gen.total):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    from nbray.exceptions import GetTimeoutError
 
-                        raise GetTimeoutError("timed out waiting for the next generator item")
-                    gen.cond.wait(left)
-                oid = gen.items.get(index)
+                    raise GetTimeoutError("timed out waiting for the next generator item")
+                gen.cond.wait(left)
+            oid = gen.items.get(index)
         if oid is None:
             return None
         gen.consumed = index + 1

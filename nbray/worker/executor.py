@@ -582,13 +582,15 @@ class ActorRuntime:
             req.spec.method_name = "__ray_terminate__"
             req.spec.num_returns = 0
             req.spec.args_pickle = serialize(((), {})).to_bytes()
-            self.executor.enqueue(_NullConnection(), req, 0)
+            self.executor.enqueue(_NullConnection(), req, 0)  # type: ignore[arg-type]
         elif self.mode == "threaded":
             assert self._pool is not None
             pool = self._pool
-            threading.Thread(target=lambda: (pool.shutdown(wait=True),
-                                             core.exit_worker("the actor went out of scope", intended=True)),
-                             daemon=True).start()
+            def drain_then_exit() -> None:
+                pool.shutdown(wait=True)
+                core.exit_worker("the actor went out of scope", intended=True)
+
+            threading.Thread(target=drain_then_exit, daemon=True).start()
         else:
             core.exit_worker("the actor went out of scope", intended=True)
 

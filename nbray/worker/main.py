@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from nbray.common.config import Config, set_config
 
@@ -55,7 +56,11 @@ def _profile(core: object, directory: str) -> None:
         profiler.dump_stats(os.path.join(directory, f"worker-{os.getpid()}.prof"))
 
     atexit.register(dump)
-    signal.signal(signal.SIGTERM, lambda *_: (dump(), os._exit(0)))
+    def dump_and_exit(*_: Any) -> None:
+        dump()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump_and_exit)
 
 
 if __name__ == "__main__":

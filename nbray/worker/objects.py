@@ -213,7 +213,8 @@ class ObjectAccess:
                 store.wait(pending, 1, left)
         if fetch_local:
             ready_flags = self._fetch_local(refs, ready_flags, num_returns, deadline)
-        ready, not_ready = [], []
+        ready: list[Any] = []
+        not_ready: list[Any] = []
         for r, ok in zip(refs, ready_flags):
             if ok and len(ready) < num_returns:
                 ready.append(r)

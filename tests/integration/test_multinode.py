@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nbray
-from nbray.protocol import gcs_pb2, method, raylet_pb2
+from nbray.protocol import raylet_pb2
 from nbray.testing import Cluster, wait_for_condition
 from nbray.util.placement_group import (
     get_current_placement_group,

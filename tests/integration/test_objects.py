@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _store_used():
     core = nbray.object_ref._core[0]
-    from nbray.protocol import raylet_pb2, method
+    from nbray.protocol import method, raylet_pb2
 
     stats = core.raylet.call_sync(method("RayletService.GetNodeStats"), raylet_pb2.GetNodeStatsRequest(), 10)
     return stats.store_used_bytes, stats.num_objects

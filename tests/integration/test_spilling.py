@@ -16,7 +16,7 @@ def test_working_set_three_times_the_store_spills_and_restores(ray_start):
         assert v[0] == i and v[-1] == i
         del v
     core = nbray.object_ref._core[0]
-    from nbray.protocol import raylet_pb2, method
+    from nbray.protocol import method, raylet_pb2
 
     stats = core.raylet.call_sync(method("RayletService.GetNodeStats"), raylet_pb2.GetNodeStatsRequest(), 10)
     assert stats.spilled_objects_total > 0 and stats.restored_objects_total > 0

@@ -1,7 +1,7 @@
 """The GCS's bounded store of task attempts."""
 
-from nbray.protocol import gcs_pb2
 from nbray.gcs.task_events import TaskEventStore
+from nbray.protocol import gcs_pb2
 
 
 def record(tid, attempt, states, info=None, **kw):

@@ -537,15 +537,9 @@ class ClientCore:
     # ---- objects ------------------------------------------------------------------------------------
 
     def put(self, value: Any) -> ObjectRef:
-        if isinstance(value, ObjectRef):
-            raise TypeError(
-                "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
-                "wrap the ObjectRef in a list and put that.")
-        try:
-            s = serialize(value)
-        except TypeError as exc:
-            raise TypeError(f"Could not serialize the put value: {exc}") from None
-        return self.put_serialized(s)
+        from nbray.worker.objects import serialize_put_value
+
+        return self.put_serialized(serialize_put_value(value))
 
     def put_serialized(self, s: Any) -> ObjectRef:
         nested = [client_pb2.ClientRef(object_id=oid, owner=owner) for oid, owner in s.nested_refs]

@@ -117,15 +117,16 @@ def _spawn(args: list[str], env: dict[str, str], log_base: str,
         )
 
 
-def _read_ready(fd: int, proc: subprocess.Popen[bytes], what: str, log_base: str,
-                timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+def read_ready_line(fd: int, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any] | None:
+    """The JSON line a starting service writes to its ready pipe (and closes
+    `fd`); None when the process exits or stays silent for `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     buf = b""
     try:
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"the {what} did not start within {timeout_s:.0f} s; see {log_base}.err")
+                break
             ready, _, _ = select.select([fd], [], [], min(left, 0.5))
             if ready:
                 chunk = os.read(fd, 4096)
@@ -137,9 +138,22 @@ def _read_ready(fd: int, proc: subprocess.Popen[bytes], what: str, log_base: str
     finally:
         os.close(fd)
     if b"\n" not in buf:
+        return None
+    try:
+        info: dict[str, Any] = json.loads(buf.split(b"\n", 1)[0])
+    except ValueError:
+        return {"error": f"malformed ready line {buf[:200]!r}"}
+    return info
+
+
+def _read_ready(fd: int, proc: subprocess.Popen[bytes], what: str, log_base: str,
+                timeout_s: float = START_TIMEOUT_S) -> dict[str, Any]:
+    info = read_ready_line(fd, proc, timeout_s)
+    if info is None:
+        if proc.poll() is None:
+            raise RuntimeError(f"the {what} did not start within {timeout_s:.0f} s; see {log_base}.err")
         tail = _tail(log_base + ".err")
         raise RuntimeError(f"the {what} exited during start-up (status {proc.poll()}):\n{tail}")
-    info: dict[str, Any] = json.loads(buf.split(b"\n", 1)[0])
     if "error" in info:
         raise RuntimeError(f"the {what} failed to start: {info['error']}")
     return info

@@ -45,15 +45,7 @@ class ObjectAccess:
     # ---- put ------------------------------------------------------------------------------------
 
     def put(self, value: Any) -> ObjectRef:
-        if isinstance(value, ObjectRef):
-            raise TypeError(
-                "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
-                "wrap the ObjectRef in a list and put that.")
-        try:
-            s = serialize(value)
-        except TypeError as exc:
-            raise TypeError(f"Could not serialize the put value: {exc}") from None
-        return self.put_serialized(s)
+        return self.put_serialized(serialize_put_value(value))
 
     def put_serialized(self, s: Any) -> ObjectRef:
         core = self.core
@@ -303,3 +295,15 @@ def _owner_proto(core: CoreWorker, ref: ObjectRef) -> common_pb2.Address:
 
 def now() -> float:
     return time.monotonic()
+
+
+def serialize_put_value(value: Any) -> Any:
+    """The serialized form of a ``put`` value, or a TypeError saying why not."""
+    if isinstance(value, ObjectRef):
+        raise TypeError(
+            "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+            "wrap the ObjectRef in a list and put that.")
+    try:
+        return serialize(value)
+    except TypeError as exc:
+        raise TypeError(f"Could not serialize the put value: {exc}") from None

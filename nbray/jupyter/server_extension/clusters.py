@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
-import select
 import subprocess
 import sys
-import time
 from typing import Any
 
 from nbray.exceptions import AuthenticationError, RpcError
 from nbray.jupyter.server_extension.discovery import Candidate, all_candidates
 from nbray.jupyter.server_extension.relay import Upstream, UpstreamUnavailable, fetch
+from nbray.node.launcher import read_ready_line
 from nbray.protocol import gcs_pb2
 from nbray.rpc.blocking import BlockingClient
 
@@ -201,24 +199,7 @@ def _spawn_dashboard(cluster: Candidate) -> _Spawned:
                                     pass_fds=(ready_w,), start_new_session=True, close_fds=True)
     finally:
         os.close(ready_w)
-    deadline = time.monotonic() + DASHBOARD_START_TIMEOUT_S
-    buf = b""
-    try:
-        while b"\n" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([ready_r], [], [], 0.2)
-            if ready:
-                chunk = os.read(ready_r, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-            elif proc.poll() is not None:
-                break
-    finally:
-        os.close(ready_r)
-    try:
-        info = json.loads(buf.split(b"\n", 1)[0]) if b"\n" in buf else {}
-    except ValueError:
-        info = {}
+    info = read_ready_line(ready_r, proc, DASHBOARD_START_TIMEOUT_S) or {}
     if "url" not in info:
         _stop(proc)
         raise RuntimeError(f"could not start a dashboard for {cluster.gcs_address}: {info.get('error', 'no reply')}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from nbray.exceptions import AuthenticationError
 from nbray.node import session
+from nbray.node.launcher import pid_alive
 from nbray.rpc import auth
 
 MAX_SESSIONS_SCANNED = 200
@@ -48,16 +49,6 @@ class Candidate:
                 "description": self.description, "started_ms": self.started_ms,
                 "session_name": os.path.basename(self.session_dir) if self.session_dir else None,
                 "has_token": self.token is not None}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -103,7 +94,7 @@ def local_clusters(temp_root: str | None = None) -> list[Candidate]:
         except (OSError, ValueError):
             continue
         gcs_pid = (info.get("pids") or {}).get("gcs")
-        if not isinstance(gcs_pid, int) or not _pid_alive(gcs_pid):
+        if not isinstance(gcs_pid, int) or not pid_alive(gcs_pid):
             continue
         token = _read_token(os.path.join(path, auth.TOKEN_FILE_NAME))
         out.append(Candidate(gcs_address=str(info.get("gcs_address", "")), origin="local",

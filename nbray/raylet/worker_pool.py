@@ -43,7 +43,7 @@ def env_key(env_vars: dict[str, str]) -> str:
 class Worker:
     __slots__ = ("startup_token", "pid", "worker_id", "address", "conn", "env_key", "state",
                  "lease", "is_driver", "job_id", "idle_since", "started_at", "actor_id",
-                 "killed_reason")
+                 "killed_reason", "register_timer")
 
     def __init__(self, startup_token: int, env: str, is_driver: bool = False) -> None:
         self.startup_token = startup_token
@@ -60,6 +60,7 @@ class Worker:
         self.started_at = time.monotonic()
         self.actor_id = b""
         self.killed_reason = ""
+        self.register_timer: Any = None
 
     def __repr__(self) -> str:
         return f"Worker(pid={self.pid}, {self.state}{', driver' if self.is_driver else ''})"
@@ -127,8 +128,15 @@ class WorkerPool:
             self.by_pid[reply.pid] = worker
 
         self.zygote.call(_SPAWN, request, callback=on_spawned)
-        self.loop.call_later(self.config.worker_register_timeout_ms / 1000, self._check_registered, worker)
+        worker.register_timer = self.loop.call_later(self.config.worker_register_timeout_ms / 1000,
+                                                     self._check_registered, worker)
         return worker
+
+    @staticmethod
+    def _stop_register_timer(worker: Worker) -> None:
+        if worker.register_timer is not None:
+            worker.register_timer.cancel()
+            worker.register_timer = None
 
     def _check_registered(self, worker: Worker) -> None:
         if worker.state == STARTING:
@@ -142,6 +150,7 @@ class WorkerPool:
         worker = self.by_token.get(req.startup_token)
         if worker is None or worker.state != STARTING:
             return None
+        self._stop_register_timer(worker)
         worker.pid = req.pid
         self.by_pid[req.pid] = worker
         worker.worker_id = req.address.worker_id
@@ -248,6 +257,7 @@ class WorkerPool:
             return
         if worker.state == STARTING:
             self._starting[worker.env_key] = max(0, self._starting.get(worker.env_key, 1) - 1)
+        self._stop_register_timer(worker)
         worker.state = DEAD
         self.by_token.pop(worker.startup_token, None)
         self.by_id.pop(worker.worker_id, None)

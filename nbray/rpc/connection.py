@@ -181,6 +181,11 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+        # Whoever still holds this connection need not hold its read buffer.
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._lo = self._hi = 0
+        self._large = None
         pending, self._pending = self._pending, {}
         error = ConnectionLostError(f"connection to {self.name or 'peer'} lost: {reason}")
         for call in pending.values():

@@ -44,6 +44,7 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.args = ()  # a cancelled timer waits in the heap; let what it held go
 
     def __lt__(self, other: Timer) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)

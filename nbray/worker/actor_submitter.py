@@ -94,7 +94,9 @@ class ActorTaskSubmitter:
 
     @locked
     def _on_info(self, st: ActorState, reply: Any, error: BaseException | None) -> None:
-        if error is None and not st.known:
+        # The reply may be newer than what we know: the actor can become
+        # ALIVE between RegisterActor's reply and our subscription.
+        if error is None:
             self._apply(st, reply.actor)
 
     @locked
@@ -105,7 +107,7 @@ class ActorTaskSubmitter:
 
     def _apply(self, st: ActorState, info: gcs_pb2.ActorInfo) -> None:
         # Updates can arrive twice (reply and publish); ignore stale ones.
-        if st.known and (info.num_restarts < st.num_restarts or st.state == _State.DEAD):
+        if st.known and _progress(info.num_restarts, info.state) <= _progress(st.num_restarts, st.state):
             return
         st.known = True
         st.class_name = info.class_name
@@ -276,6 +278,19 @@ class ActorTaskSubmitter:
 
     def state_of(self, actor_id: bytes) -> ActorState | None:
         return self.actors.get(actor_id)
+
+
+# Within one incarnation an actor goes (PENDING_CREATION | RESTARTING) ->
+# ALIVE -> DEAD; each restart starts a new incarnation.
+_STAGE = {_State.DEPENDENCIES_UNREADY: 0, _State.PENDING_CREATION: 0, _State.RESTARTING: 0,
+          _State.ALIVE: 1, _State.DEAD: 2}
+
+
+def _progress(num_restarts: int, state: int) -> tuple[int, int]:
+    """Order of actor states as the GCS moves through them."""
+    if state == _State.DEAD:
+        return (1 << 62, 2)  # nothing comes after death
+    return (num_restarts, _STAGE.get(state, 0))
 
 
 def _death_error(info: gcs_pb2.ActorInfo) -> BaseException:

@@ -282,7 +282,7 @@ class ActorTaskSubmitter:
 
 # Within one incarnation an actor goes (PENDING_CREATION | RESTARTING) ->
 # ALIVE -> DEAD; each restart starts a new incarnation.
-_STAGE = {_State.DEPENDENCIES_UNREADY: 0, _State.PENDING_CREATION: 0, _State.RESTARTING: 0,
+_STAGE: dict[int, int] = {_State.DEPENDENCIES_UNREADY: 0, _State.PENDING_CREATION: 0, _State.RESTARTING: 0,
           _State.ALIVE: 1, _State.DEAD: 2}
 
 

@@ -336,10 +336,16 @@ def wait(object_refs: Sequence[Any], *, num_returns: int = 1, timeout: float | N
     if isinstance(object_refs, (ObjectRef, ObjectRefGenerator)):
         raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef")
     refs = list(object_refs)
-    for i, r in enumerate(refs):
-        if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
-            raise TypeError(f"wait() expects ObjectRefs; item {i} is a {type(r).__name__}")
-    if len({id(r) if isinstance(r, ObjectRefGenerator) else r.binary() for r in refs}) != len(refs):
+    ids: list[bytes] | None = None
+    if set(map(type, refs)) == {ObjectRef}:  # the common case, checked at C speed
+        ids = [r._id for r in refs]
+        keys: set[Any] = set(ids)
+    else:
+        for i, r in enumerate(refs):
+            if not isinstance(r, (ObjectRef, ObjectRefGenerator)):
+                raise TypeError(f"wait() expects ObjectRefs; item {i} is a {type(r).__name__}")
+        keys = {id(r) if isinstance(r, ObjectRefGenerator) else r.binary() for r in refs}
+    if len(keys) != len(refs):
         raise ValueError("wait() requires a list of unique ObjectRefs")
     if num_returns <= 0:
         raise ValueError(f"num_returns must be > 0, got {num_returns}")
@@ -347,7 +353,7 @@ def wait(object_refs: Sequence[Any], *, num_returns: int = 1, timeout: float | N
         raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs ({len(refs)})")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
-    return core_or_init().objects.wait(refs, num_returns, timeout, fetch_local)  # type: ignore[no-any-return]
+    return core_or_init().objects.wait(refs, num_returns, timeout, fetch_local, ids)  # type: ignore[no-any-return]
 
 
 def cancel(object_ref: Any, *, force: bool = False, recursive: bool = True) -> None:

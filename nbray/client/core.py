@@ -623,7 +623,8 @@ class ClientCore:
         return reply
 
     def wait(self, refs: list[Any], num_returns: int, timeout_s: float | None,
-             fetch_local: bool) -> tuple[list[Any], list[Any]]:
+             fetch_local: bool, object_ids: list[bytes] | None = None) -> tuple[list[Any], list[Any]]:
+        """`object_ids` is accepted for the driver's signature; unused here."""
         req = client_pb2.ClientWaitRequest(num_returns=num_returns, fetch_local=fetch_local,
                                            timeout_ms=-1 if timeout_s is None else int(timeout_s * 1000))
         plain = []

@@ -18,6 +18,7 @@ public API and in logs.
 from __future__ import annotations
 
 import os
+import random
 import struct
 from typing import ClassVar, TypeVar
 
@@ -175,9 +176,18 @@ def nil_actor_id(job_id: bytes) -> bytes:
     return NIL_ACTOR_UNIQUE + job_id
 
 
+# Task ids come from a private generator seeded from the OS: os.urandom
+# releases the GIL, and on a submitting thread that lets the I/O thread take
+# it, so every task paid a thread switch. Reseeded in forked children (the
+# worker factory forks), and unaffected by user code calling random.seed().
+_task_rng = random.Random(os.urandom(32))
+_task_bits = _task_rng.getrandbits
+os.register_at_fork(after_in_child=lambda: _task_rng.seed(os.urandom(32)))
+
+
 def new_task_id(actor_id: bytes) -> bytes:
     """A fresh task id under `actor_id` (use nil_actor_id for normal tasks)."""
-    return os.urandom(TASK_ID_SIZE - ACTOR_ID_SIZE) + actor_id
+    return _task_bits(64).to_bytes(TASK_ID_SIZE - ACTOR_ID_SIZE, "little") + actor_id
 
 
 def driver_task_id(job_id: bytes) -> bytes:

@@ -92,7 +92,7 @@ class CoreWorker:
         self.loop = EventLoop("nbray-io")
         self.dispatcher = Dispatcher()
         self.dispatcher.register_service("CoreWorkerService", self)
-        self.memory_store = MemoryStore()
+        self.memory_store = MemoryStore(node_id)
         self.events = TaskEventBuffer(config.task_events_max_buffer, config.task_events_report_interval_ms,
                                       config.task_events_final_report_delay_ms)
         self.events.info_builder = self._build_task_info

@@ -40,9 +40,12 @@ class _Waiter:
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, local_node_id: bytes = b"") -> None:
         self._lock = threading.Lock()
         self._entries: dict[bytes, Entry] = {}
+        self.local_node_id = local_node_id
+        # Objects that live in another node's store (wait(fetch_local=True) pulls them).
+        self.remote_plasma: set[bytes] = set()
         self._waiters: dict[bytes, list[_Waiter]] = {}
         self._callbacks: dict[bytes, list[Callable[[Entry], None]]] = {}
 
@@ -52,9 +55,17 @@ class MemoryStore:
     def contains(self, object_id: bytes) -> bool:
         return object_id in self._entries
 
+    def contains_each(self, object_ids: list[bytes]) -> list[bool]:
+        entries = self._entries
+        return [oid in entries for oid in object_ids]
+
     def put(self, object_id: bytes, entry: Entry) -> None:
         with self._lock:
             self._entries[object_id] = entry
+            if entry.in_plasma and entry.node_id != self.local_node_id:
+                self.remote_plasma.add(object_id)
+            else:
+                self.remote_plasma.discard(object_id)
             waiters = self._waiters.pop(object_id, None)
             callbacks = self._callbacks.pop(object_id, None)
             if waiters:
@@ -73,6 +84,7 @@ class MemoryStore:
 
     def delete(self, object_id: bytes) -> Entry | None:
         with self._lock:
+            self.remote_plasma.discard(object_id)
             return self._entries.pop(object_id, None)
 
     def on_ready(self, object_id: bytes, callback: Callable[[Entry], None]) -> None:

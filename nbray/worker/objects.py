@@ -181,32 +181,56 @@ class ObjectAccess:
     # ---- wait ----------------------------------------------------------------------------------------
 
     def wait(self, refs: list[Any], num_returns: int, timeout_s: float | None,
-             fetch_local: bool) -> tuple[list[Any], list[Any]]:
+             fetch_local: bool, object_ids: list[bytes] | None = None) -> tuple[list[Any], list[Any]]:
+        """`object_ids`: the refs' ids, given when every ref is a plain ObjectRef."""
+        ids = object_ids
         core = self.core
         store = core.memory_store
-        watched: list[list[bytes]] = []
-        for r in refs:
-            if isinstance(r, ObjectRefGenerator):
-                watched.append([r._next_ref_id(), r.completed()._id])
+        # Each ref waits on one object; a generator on its next item or its end.
+        watched = None
+        if ids is None:
+            if any(isinstance(r, ObjectRefGenerator) for r in refs):
+                watched = [[r._next_ref_id(), r.completed()._id] if isinstance(r, ObjectRefGenerator)
+                           else [r._id] for r in refs]
             else:
-                watched.append([r._id])
-                if not store.contains(r._id) and not core.refs.is_owned(r._id):
-                    core.post(core.ensure_status, r._id, r._owner)
+                ids = [r._id for r in refs]
         deadline = deadline_after(timeout_s)
+        asked = False
         while True:
-            ready_flags = [any(store.contains(oid) for oid in ids) for ids in watched]
+            if ids is not None:
+                ready_flags = store.contains_each(ids)
+            else:
+                assert watched is not None
+                ready_flags = [any(map(store.contains, w)) for w in watched]
             if sum(ready_flags) >= num_returns:
                 break
+            if not asked:
+                # Borrowed refs we know nothing of: ask their owners.
+                asked = True
+                for r, ok in zip(refs, ready_flags):
+                    if not ok and isinstance(r, ObjectRef) and not core.refs.is_owned(r._id):
+                        core.post(core.ensure_status, r._id, r._owner)
             left = remaining(deadline)
             if left is not None and left <= 0:
                 break
-            pending = [oid for ids, ok in zip(watched, ready_flags) if not ok for oid in ids]
+            if ids is not None:
+                pending = [oid for oid, ok in zip(ids, ready_flags) if not ok]
+            else:
+                assert watched is not None
+                pending = [oid for w, ok in zip(watched, ready_flags) if not ok for oid in w]
             with self.blocked():
                 store.wait(pending, 1, left)
         if fetch_local:
             ready_flags = self._fetch_local(refs, ready_flags, num_returns, deadline)
         ready: list[Any] = []
         not_ready: list[Any] = []
+        num_ready = sum(ready_flags)
+        if num_ready == len(refs) == num_returns:
+            return list(refs), []
+        if num_ready <= num_returns:
+            for r, ok in zip(refs, ready_flags):
+                (ready if ok else not_ready).append(r)
+            return ready, not_ready
         for r, ok in zip(refs, ready_flags):
             if ok and len(ready) < num_returns:
                 ready.append(r)
@@ -218,13 +242,11 @@ class ObjectAccess:
                      deadline: float | None) -> list[bool]:
         """Objects on other nodes count as ready once copied to this node."""
         core = self.core
-        remote = []
-        for i, (r, ok) in enumerate(zip(refs, ready_flags)):
-            if not ok or isinstance(r, ObjectRefGenerator):
-                continue
-            entry = core.memory_store.get(r._id)
-            if entry is not None and entry.in_plasma and entry.node_id != core.node_id:
-                remote.append(i)
+        elsewhere = core.memory_store.remote_plasma
+        if not elsewhere:
+            return ready_flags
+        remote = [i for i, (r, ok) in enumerate(zip(refs, ready_flags))
+                  if ok and isinstance(r, ObjectRef) and r._id in elsewhere]
         if not remote:
             return ready_flags
         flags = list(ready_flags)

@@ -415,7 +415,8 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
 def cmd_microbenchmark(args: argparse.Namespace) -> int:
     from nbray.scripts.microbenchmark import run
 
-    return run(as_json=args.json, quick=args.quick, only=args.only, compare_ray=args.compare_ray)
+    return run(as_json=args.json, quick=args.quick, only=args.only,
+               compare_ray=args.compare_ray or bool(args.ray_python), ray_python=args.ray_python)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -495,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--only", default=None, help="comma-separated substrings of case names to run")
     p.add_argument("--compare-ray", action="store_true", help="also run the cases on Ray, if installed")
+    p.add_argument("--ray-python", metavar="PYTHON",
+                   help="run the Ray cases with this interpreter (a separate environment with ray, numpy, "
+                        "cloudpickle, grpcio and pyarrow installed)")
     p.set_defaults(func=cmd_microbenchmark)
 
     p = sub.add_parser("demo", help="run a small task/actor program on a local cluster")

@@ -302,18 +302,37 @@ def _verdict(name: str, value: float) -> str:
     return f"{'ok ' if ok else 'MISS'} ({op} {target:g})"
 
 
-def run(as_json: bool = False, quick: bool = False, only: str | None = None, compare_ray: bool = False) -> int:
+def ray_cases_elsewhere(python: str, quick: bool, only: list[str] | None) -> dict[str, float]:
+    """Run the Ray cases in another interpreter (Ray installed apart from nbray)."""
+    code = ("import json, sys\n"
+            "from nbray.scripts.microbenchmark import run_cases\n"
+            "print('RESULTS', json.dumps(run_cases('ray', json.loads(sys.argv[1]), json.loads(sys.argv[2]))))\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([python, "-c", code, json.dumps(quick), json.dumps(only)], capture_output=True,
+                            text=True, env=env, timeout=1800)
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULTS "):
+            return {k: float(v) for k, v in json.loads(line[len("RESULTS "):]).items()}
+    raise RuntimeError(f"the Ray cases failed under {python}: {result.stderr[-2000:]}")
+
+
+def run(as_json: bool = False, quick: bool = False, only: str | None = None, compare_ray: bool = False,
+        ray_python: str | None = None) -> int:
     os.environ.setdefault("NBRAY_TMPDIR", os.path.join("/tmp", f"nbray-bench-{os.getpid()}"))
     only_list = [o.strip() for o in only.split(",")] if only else None
     results = run_cases("nbray", quick, only_list)
     ray_results: dict[str, float] = {}
-    if compare_ray:
+    if ray_python:
+        ray_results = ray_cases_elsewhere(ray_python, quick, only_list)
+    elif compare_ray:
         try:
             import ray  # noqa: F401
 
             ray_results = run_cases("ray", quick, only_list)
         except ImportError:
-            print("Ray is not installed; showing reference figures only.", file=sys.stderr)
+            print("Ray is not installed here (see --ray-python); showing reference figures only.",
+                  file=sys.stderr)
     if as_json:
         print(json.dumps({"nbray": results, "ray_measured": ray_results, "ray_reference": RAY_REFERENCE,
                           "targets": TARGETS}, indent=2))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import tornado.iostream
@@ -122,6 +123,18 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_status(502)
         self.finish(json.dumps({"error": str(exc)}))
 
+    async def act(self, action: Callable[[], Awaitable[Any]]) -> None:
+        """Run an action (cancel, kill) and answer with its result or why it failed."""
+        try:
+            result = await action()
+        except RequestRefused as exc:
+            self._refuse(exc)
+            return
+        except (LookupError, GcsUnavailable, ConnectionError, TimeoutError, RpcError) as exc:
+            self.fail(exc)
+            return
+        self.send_json(result)
+
     def options(self, *args: Any) -> None:
         # No CORS: a cross-origin page gets no Access-Control-* headers.
         self.set_status(204)
@@ -207,16 +220,8 @@ class CancelTaskHandler(BaseHandler):
         q = self.query(params.CANCEL_QUERY)
         if q is None:
             return
-        try:
-            result = await self.ctx.source.cancel_task(params.task_id(task_id), q.get("force", False),
-                                                       q.get("recursive", True))
-        except RequestRefused as exc:
-            self._refuse(exc)
-            return
-        except (LookupError, GcsUnavailable, ConnectionError, TimeoutError, RpcError) as exc:
-            self.fail(exc)
-            return
-        self.send_json(result)
+        await self.act(lambda: self.ctx.source.cancel_task(params.task_id(task_id), q.get("force", False),
+                                                           q.get("recursive", True)))
 
 
 class ActorsHandler(BaseHandler):
@@ -238,15 +243,7 @@ class KillActorHandler(BaseHandler):
     async def post(self, actor_id: str) -> None:
         if self.query(params.NO_QUERY) is None:
             return
-        try:
-            result = await self.ctx.source.kill_actor(params.actor_id(actor_id))
-        except RequestRefused as exc:
-            self._refuse(exc)
-            return
-        except (LookupError, GcsUnavailable, ConnectionError, TimeoutError, RpcError) as exc:
-            self.fail(exc)
-            return
-        self.send_json(result)
+        await self.act(lambda: self.ctx.source.kill_actor(params.actor_id(actor_id)))
 
 
 class ObjectsHandler(BaseHandler):

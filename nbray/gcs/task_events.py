@@ -35,6 +35,10 @@ _TYPE_NAMES = {v: k for k, v in common_pb2.TaskType.items()}
 _STATE_NAMES = {v: k for k, v in gcs_pb2.TaskState.items()}
 _ERROR_NAMES = {v: k for k, v in common_pb2.ErrorType.items()}
 _Key = tuple[bytes, int]
+# Report fields an attempt keeps as they are, latest non-empty value wins:
+# (field of TaskEventRecord, attribute of TaskAttempt).
+_PLAIN_FACTS = (("node_id", "node_id"), ("worker_id", "worker_id"), ("worker_pid", "worker_pid"),
+                ("error_traceback", "traceback"), ("actor_repr_name", "actor_repr"))
 
 
 class TaskAttempt:
@@ -78,15 +82,11 @@ class TaskAttempt:
         if rec.has_info and (self.info is None or self.info != rec.info):
             self.info = rec.info
             changed = True
-        if rec.node_id and rec.node_id != self.node_id:
-            self.node_id = rec.node_id
-            changed = True
-        if rec.worker_id and rec.worker_id != self.worker_id:
-            self.worker_id = rec.worker_id
-            changed = True
-        if rec.worker_pid and rec.worker_pid != self.worker_pid:
-            self.worker_pid = rec.worker_pid
-            changed = True
+        for field, attr in _PLAIN_FACTS:
+            value = getattr(rec, field)
+            if value and value != getattr(self, attr):
+                setattr(self, attr, value)
+                changed = True
         if rec.error.type:
             # The report with the traceback comes from where the error happened
             # (the executor) and names the cause; other reports only summarize.
@@ -99,12 +99,6 @@ class TaskAttempt:
             elif rec.error.message and not self.error_message:
                 self.error_message = rec.error.message
                 changed = True
-        if rec.error_traceback and rec.error_traceback != self.traceback:
-            self.traceback = rec.error_traceback
-            changed = True
-        if rec.actor_repr_name and rec.actor_repr_name != self.actor_repr:
-            self.actor_repr = rec.actor_repr_name
-            changed = True
         return changed
 
     def merge_states(self, rec: gcs_pb2.TaskEventRecord) -> bool:

@@ -371,6 +371,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_running(pid: int) -> bool:
+    """The process exists and has not exited (an unreaped zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def local_raylet_for(nodes: list[Any], node_ip: str | None = None) -> Any | None:
     """The alive node of this machine a driver should attach to."""
     hostname = socket.gethostname()

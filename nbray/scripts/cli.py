@@ -183,24 +183,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + (1 if args.force else 10)
-    while time.monotonic() < deadline and any(launcher.pid_alive(p) and not _is_zombie(p) for _, p in pids):
+    while time.monotonic() < deadline and any(launcher.process_running(p) for _, p in pids):
         time.sleep(0.05)
     for _, pid in pids:
-        if launcher.pid_alive(pid) and not _is_zombie(pid):
+        if launcher.process_running(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     print(f"Stopped {len(pids)} nbray process(es)." if pids else "No nbray processes are running.")
     return 0
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 # ---- status ------------------------------------------------------------------------------------------------

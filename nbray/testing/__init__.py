@@ -85,12 +85,12 @@ def shm_files() -> list[str]:
 def assert_no_leaks(pids: set[int], timeout: float = 10.0) -> None:
     """Wait for `pids` to exit; raise LeakError if any survive or shm files exist."""
     def gone() -> bool:
-        return not any(_alive(p) for p in pids)
+        return not any(launcher.process_running(p) for p in pids)
 
     try:
         wait_for_condition(gone, timeout=timeout)
     except TimeoutError:
-        alive = [p for p in pids if _alive(p)]
+        alive = [p for p in pids if launcher.process_running(p)]
         for p in alive:
             try:
                 os.kill(p, signal.SIGKILL)
@@ -100,14 +100,6 @@ def assert_no_leaks(pids: set[int], timeout: float = 10.0) -> None:
     leftovers = shm_files()
     if leftovers:
         raise LeakError(f"files left in /dev/shm: {leftovers}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Cluster:
@@ -269,4 +261,17 @@ class Cluster:
         self.shutdown()
 
 
-__all__ = ["Cluster", "LeakError", "assert_no_leaks", "descendant_pids", "shm_files", "wait_for_condition"]
+def shutdown_all(clusters: list[Cluster]) -> None:
+    """Shut every cluster down, even if one of them fails to (the first error is raised)."""
+    errors = []
+    for cluster in clusters:
+        try:
+            cluster.shutdown()
+        except Exception as exc:  # keep going; raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+__all__ = ["Cluster", "LeakError", "assert_no_leaks", "descendant_pids", "shm_files", "shutdown_all",
+           "wait_for_condition"]

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import nbray
-from nbray.testing import Cluster, wait_for_condition
+from nbray.testing import Cluster, shutdown_all, wait_for_condition
 from nbray.util.state import get_task
 
 CHROMIUM = os.environ.get("NBRAY_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -74,18 +74,6 @@ class Env:
     page: Any
     started: list[Cluster]
     held: dict[str, Any] = field(default_factory=dict)
-
-
-def shutdown_all(clusters: list[Cluster]) -> None:
-    """Shut every cluster down, even if one of them fails to (the first error is raised)."""
-    errors = []
-    for cluster in clusters:
-        try:
-            cluster.shutdown()
-        except Exception as exc:  # keep going; raised below
-            errors.append(exc)
-    if errors:
-        raise errors[0]
 
 
 def start_cluster(started: list[Cluster]) -> Cluster:

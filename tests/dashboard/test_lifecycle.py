@@ -79,16 +79,8 @@ def test_nbray_start_head_serves_the_dashboard(tmp_path: Any) -> None:
         dashboard_pid = info["pids"]["dashboard"]
     finally:
         subprocess.run([*cli, "stop"], capture_output=True, timeout=60, env=env)
-    wait_for_condition(lambda: not launcher.pid_alive(dashboard_pid) or _is_zombie(dashboard_pid), timeout=15,
+    wait_for_condition(lambda: not launcher.process_running(dashboard_pid), timeout=15,
                        message="the dashboard stopped")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_without_a_token_it_reports_an_error_and_exits() -> None:

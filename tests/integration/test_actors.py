@@ -8,6 +8,7 @@ import time
 import pytest
 
 import nbray
+from nbray.node.launcher import process_running
 from nbray.testing import wait_for_condition
 
 pytestmark = pytest.mark.timeout(60)
@@ -129,7 +130,7 @@ def test_actor_dies_when_its_handles_go_out_of_scope(shared_cluster):
     c = Counter.options(name="scoped").remote()
     pid = nbray.get(c.pid.remote())
     del c
-    wait_for_condition(lambda: not _alive(pid), timeout=20, message="actor process exits")
+    wait_for_condition(lambda: not process_running(pid), timeout=20, message="actor process exits")
     with pytest.raises(ValueError):
         nbray.get_actor("scoped")
 
@@ -145,7 +146,7 @@ def test_a_call_through_a_dropped_handle_still_completes(shared_cluster):
 
     # the handle is gone as soon as the call is submitted; the call keeps the actor
     pid = nbray.get(Slow.remote().pid_after.remote(0.3))
-    wait_for_condition(lambda: not _alive(pid), timeout=20, message="actor exits after the call")
+    wait_for_condition(lambda: not process_running(pid), timeout=20, message="actor exits after the call")
 
 
 def test_detached_actor_outlives_its_handles(shared_cluster):
@@ -153,11 +154,11 @@ def test_detached_actor_outlives_its_handles(shared_cluster):
     pid = nbray.get(c.pid.remote())
     del c
     time.sleep(0.3)
-    assert _alive(pid)
+    assert process_running(pid)
     h = nbray.get_actor("detached-one")
     assert nbray.get(h.inc.remote()) == 1
     nbray.kill(h)
-    wait_for_condition(lambda: not _alive(pid), timeout=20)
+    wait_for_condition(lambda: not process_running(pid), timeout=20)
 
 
 def test_kill_fails_later_calls(shared_cluster):
@@ -252,11 +253,3 @@ def test_runtime_context_inside_actor(shared_cluster):
     assert actor_id == w._actor_id.hex()
     assert node_id == nbray.get_runtime_context().get_node_id()
     assert job_id == nbray.get_runtime_context().get_job_id()
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

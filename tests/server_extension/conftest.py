@@ -11,7 +11,7 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and hooks: jp_fetch, jp_serverapp, ...)
 from traitlets.config import Config
 
-from nbray.testing import Cluster
+from nbray.testing import Cluster, shutdown_all
 
 EXTENSION = "nbray.jupyter.server_extension"
 
@@ -44,18 +44,6 @@ def start_cluster(cluster_root: str) -> Iterator[Callable[..., Cluster]]:
 
     yield start
     shutdown_all(started)
-
-
-def shutdown_all(clusters: list[Cluster]) -> None:
-    """Shut every cluster down, even if one of them fails to (the first error is raised)."""
-    errors = []
-    for cluster in clusters:
-        try:
-            cluster.shutdown()
-        except Exception as exc:  # keep going; raised below
-            errors.append(exc)
-    if errors:
-        raise errors[0]
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -4,19 +4,9 @@ import pytest
 
 from nbray.gcs.task_events import ActorCreationEvents, TaskEventStore
 from nbray.protocol import common_pb2, gcs_pb2
+from tests.unit.task_records import record
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def record(tid, attempt=0, states=(), info=None, **kw):
-    rec = gcs_pb2.TaskEventRecord(task_id=tid, attempt_number=attempt, **kw)
-    for state, ts in states:
-        rec.states.append(state)
-        rec.state_ts_ns.append(ts)
-    if info is not None:
-        rec.info.CopyFrom(info)
-        rec.has_info = True
-    return rec
 
 
 def tid(i):

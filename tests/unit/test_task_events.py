@@ -2,17 +2,7 @@
 
 from nbray.gcs.task_events import TaskEventStore
 from nbray.protocol import gcs_pb2
-
-
-def record(tid, attempt, states, info=None, **kw):
-    rec = gcs_pb2.TaskEventRecord(task_id=tid, attempt_number=attempt, **kw)
-    for state, ts in states:
-        rec.states.append(state)
-        rec.state_ts_ns.append(ts)
-    if info is not None:
-        rec.info.CopyFrom(info)
-        rec.has_info = True
-    return rec
+from tests.unit.task_records import record
 
 
 def test_out_of_order_reports_resolve_to_the_terminal_state():

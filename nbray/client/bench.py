@@ -19,8 +19,7 @@ def client_cases(quick: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "object_store_memory": 600 * MB, "ray_client_server_port": 0})
-    assert cluster.head is not None
-    address = "nbray://" + cluster.head.extra["client_server_address"]
+    address = cluster.client_address
     try:
         start = time.perf_counter()
         nbray.init(address)

@@ -136,6 +136,12 @@ class Cluster:
         return self.address
 
     @property
+    def client_address(self) -> str:
+        """The head's ``nbray://`` address (start it with ``ray_client_server_port``)."""
+        assert self.head is not None, "the cluster has no head node"
+        return "nbray://" + self.head.extra["client_server_address"]
+
+    @property
     def session_dir(self) -> str:
         assert self.head is not None
         return self.head.session_dir

@@ -33,14 +33,9 @@ def head() -> Iterator[Cluster]:
         cluster.shutdown()
 
 
-def client_address(cluster: Cluster) -> str:
-    assert cluster.head is not None
-    return "nbray://" + cluster.head.extra["client_server_address"]
-
-
 @pytest.fixture
 def client(head: Cluster) -> Iterator[Any]:
-    ctx = nbray.init(client_address(head))
+    ctx = nbray.init(head.client_address)
     try:
         yield ctx
     finally:
@@ -58,7 +53,7 @@ def session_pids(cluster: Cluster) -> set[int]:
 def run_client_script(cluster: Cluster, code: str, env: dict[str, str] | None = None,
                       timeout: float = 90) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, **(env or {}))
-    full_env["NBRAY_CLIENT_ADDRESS"] = client_address(cluster)
+    full_env["NBRAY_CLIENT_ADDRESS"] = cluster.client_address
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
 
@@ -296,7 +291,7 @@ def test_a_session_ends_after_the_grace_period(tmp_path: Any) -> None:
         from nbray.object_ref import _core
         from nbray.util.state import list_actors
 
-        nbray.init(client_address(cluster))
+        nbray.init(cluster.client_address)
         core = _core[0]
         actor = Counter.remote()
         assert nbray.get(actor.add.remote()) == 1
@@ -321,7 +316,7 @@ def test_a_session_ends_after_the_grace_period(tmp_path: Any) -> None:
 
 def test_shutdown_ends_the_session_at_once(head: Cluster) -> None:
     before = session_pids(head)
-    nbray.init(client_address(head))
+    nbray.init(head.client_address)
     started = session_pids(head) - before
     assert len(started) == 1
     nbray.shutdown()
@@ -337,7 +332,7 @@ def test_two_clients_have_separate_sessions(head: Cluster) -> None:
             return nbray.get_runtime_context().namespace
         print("NS", nbray.get(ns.remote()))
     """
-    nbray.init(client_address(head), namespace="mine")
+    nbray.init(head.client_address, namespace="mine")
     try:
         result = run_client_script(head, code)
         assert "NS other" in result.stdout, result.stderr[-3000:]
@@ -402,7 +397,7 @@ def test_ctrl_c_in_get_cancels_the_cell_and_keeps_the_connection(head: Cluster) 
 
 def test_a_wrong_token_is_refused(head: Cluster) -> None:
     with pytest.raises(AuthenticationError, match="refused the cluster token"):
-        nbray.init(client_address(head), _auth_token="ab" * 32)
+        nbray.init(head.client_address, _auth_token="ab" * 32)
     assert not nbray.is_initialized()
 
 

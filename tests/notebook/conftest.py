@@ -48,8 +48,7 @@ def _address(mode: str, cluster: Cluster) -> str:
     if mode == "driver":
         return cluster.address
     if mode == "client":
-        assert cluster.head is not None
-        return "nbray://" + cluster.head.extra["client_server_address"]
+        return cluster.client_address
     raise ValueError(f"unknown connection mode {mode!r}")
 
 

@@ -46,11 +46,6 @@ def demo_cluster() -> Iterator[Cluster]:
         cluster.shutdown()
 
 
-def _client_address(cluster: Cluster) -> str:
-    assert cluster.head is not None
-    return "nbray://" + cluster.head.extra["client_server_address"]
-
-
 def _run(name: str, env: dict[str, str], address: str | None = None) -> ExecutedNotebook:
     nb = execute(nbformat.read(NOTEBOOKS / name, as_version=4), env=env, timeout_s=CELL_TIMEOUT_S,
                  cwd=str(NOTEBOOKS), address=address)
@@ -95,7 +90,7 @@ def _pids_with_env(name: str, value: str) -> list[int]:
 
 @pytest.mark.parametrize("mode", ["driver", "client"])
 def test_parallel_patterns_notebook(demo_cluster: Cluster, mode: str) -> None:
-    address = demo_cluster.address if mode == "driver" else _client_address(demo_cluster)
+    address = demo_cluster.address if mode == "driver" else demo_cluster.client_address
     nb = _run("02-parallel-patterns.ipynb", {"NBRAY_ADDRESS": address}, demo_cluster.address)
 
     assert _errors(nb) == {"error": "RayTaskError(ValueError)"}  # only the cell that demonstrates a failure
@@ -191,7 +186,7 @@ def test_remote_cluster_notebook(demo_cluster: Cluster, kernel_tmpdir: str, clus
     if cluster_source == "own-cluster":
         env = {"NBRAY_TMPDIR": kernel_tmpdir, "NBRAY_CLIENT_ADDRESS": ""}
     else:
-        env = {"NBRAY_CLIENT_ADDRESS": _client_address(demo_cluster)}
+        env = {"NBRAY_CLIENT_ADDRESS": demo_cluster.client_address}
     shm_before = set(shm_files())
     nb = _run("03-remote-cluster.ipynb", env)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbray import cloudpickle as cloudpickle  # ray.cloudpickle works without an import too
 from nbray import exceptions
 from nbray._version import __version__
 from nbray.actor import ActorClass, exit_actor, method
@@ -50,10 +51,8 @@ from nbray.common.ids import (
     UniqueID,
     WorkerID,
 )
-from nbray.object_ref import ObjectRef, ObjectRefGenerator
+from nbray.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
 from nbray.remote_function import RemoteFunction
-
-DynamicObjectRefGenerator = ObjectRefGenerator
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:

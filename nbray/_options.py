@@ -11,11 +11,16 @@ import pickle
 from typing import Any
 
 from nbray.common.resources import placement_group_demand, validate_request
+from nbray.node.detect import ACCELERATOR_RESOURCE_PREFIX
 from nbray.protocol import common_pb2
 from nbray.util.scheduling_strategies import (
     NodeAffinitySchedulingStrategy,
     PlacementGroupSchedulingStrategy,
 )
+
+# accelerator_type=T asks for this much of the node's one unit of
+# "accelerator_type:T": a sliver, so any number of tasks can share the node.
+ACCELERATOR_TYPE_DEMAND = 0.001
 
 _COMMON = {
     "num_cpus", "num_gpus", "resources", "memory", "accelerator_type", "name", "scheduling_strategy",
@@ -65,7 +70,7 @@ def _check_value(key: str, value: Any, what: str) -> None:
         if value in ("streaming", "dynamic"):
             return
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"num_returns of {what} must be an int >= 0 or 'streaming', got {value!r}")
+            raise ValueError(f"num_returns of {what} must be an int >= 0, 'streaming' or 'dynamic', got {value!r}")
     elif key in ("max_retries", "max_restarts", "max_task_retries"):
         if not isinstance(value, int) or isinstance(value, bool) or value < -1:
             raise ValueError(f"{key} of {what} must be an int >= -1 (-1 = unlimited), got {value!r}")
@@ -96,6 +101,10 @@ def _check_value(key: str, value: Any, what: str) -> None:
                 value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy))):
             raise ValueError(f"scheduling_strategy of {what} must be 'DEFAULT', 'SPREAD', "
                              f"NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy, got {value!r}")
+    elif key == "accelerator_type":
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"accelerator_type of {what} must be a non-empty str such as "
+                            f"nbray.util.accelerators.NVIDIA_H100 ('H100'), got {value!r}")
     elif key == "name":
         if not isinstance(value, str):
             raise TypeError(f"name of {what} must be a str, got {type(value).__name__}")
@@ -117,7 +126,7 @@ def resources_of(options: dict[str, Any], default_cpus: float) -> dict[str, floa
     for name, value in (options.get("resources") or {}).items():
         out[name] = float(value)
     if options.get("accelerator_type"):
-        out[f"accelerator_type:{options['accelerator_type']}"] = 0.001
+        out[ACCELERATOR_RESOURCE_PREFIX + options["accelerator_type"]] = ACCELERATOR_TYPE_DEMAND
     return {k: v for k, v in out.items() if v}
 
 

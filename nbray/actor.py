@@ -16,6 +16,7 @@ from typing import Any
 from nbray import _options
 from nbray.object_ref import ObjectRef, ObjectRefGenerator
 from nbray.protocol import common_pb2
+from nbray.worker import call_sites
 from nbray.worker.function_manager import ExportedFunction
 
 _SPECIAL_METHODS = ("__ray_ready__", "__ray_terminate__", "__ray_call__")
@@ -234,6 +235,7 @@ class ActorHandle:
             method_name=method_name,
             num_returns=1 if streaming else (1 if num_returns is None else int(num_returns)),
             streaming_generator=streaming,
+            dynamic_returns=num_returns == "dynamic",
             max_task_retries=retries,
             retry_exceptions=bool(options.get("retry_exceptions", meta.retry_exceptions if meta else False)),
             disable_task_events=options.get("enable_task_events") is False,
@@ -269,6 +271,9 @@ class ActorMethod:
         handle_ref = handle._handle_ref
         refs = core.submit_actor_task(handle._actor_id, template, args, kwargs, next(handle._seq),
                                       handle_id=handle_ref._id if handle_ref is not None else b"")
+        call_sites.record(core, refs, "actor call")
+        if template.dynamic_returns:
+            return refs[0]  # its value: a DynamicObjectRefGenerator
         if template.streaming_generator:
             return ObjectRefGenerator(refs[0], core)
         if template.num_returns == 1:

@@ -22,6 +22,7 @@ from nbray.object_ref import ObjectRef, ObjectRefGenerator
 from nbray.protocol import gcs_pb2
 from nbray.rpc import auth
 from nbray.rpc.blocking import BlockingClient
+from nbray.worker import call_sites
 
 logger = logging.getLogger("nbray")
 
@@ -115,6 +116,7 @@ def init(
     log_to_driver: bool | None = None,
     namespace: str | None = None,
     runtime_env: dict[str, Any] | None = None,
+    tls: bool | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Connect to a cluster, starting a local one if none is found.
@@ -124,6 +126,12 @@ def init(
     existing cluster or ConnectionError), ``"local"`` (always a new one),
     ``"HOST:PORT"`` (that cluster's GCS) or ``"nbray://HOST:PORT"`` (client
     mode, for a notebook outside the cluster).
+
+    ``tls`` (client mode): connect over TLS, verifying the server against
+    NBRAY_TLS_CA_CERT or the system trust store; None follows
+    NBRAY_USE_TLS. Cluster processes and drivers take TLS from the
+    environment (NBRAY_USE_TLS and NBRAY_TLS_*), as every process of a
+    cluster must agree.
     """
     unknown = set(kwargs) - _INIT_KWARGS
     if unknown:
@@ -161,7 +169,11 @@ def init(
 
             return connect_client(address, namespace=namespace, runtime_env=runtime_env,
                                   token=kwargs.get("_auth_token"), init_kwargs=dict(
-                                      num_cpus=num_cpus, num_gpus=num_gpus, resources=resources))
+                                      num_cpus=num_cpus, num_gpus=num_gpus, resources=resources),
+                                  use_tls=tls)
+        if tls is not None:
+            raise ValueError("init(tls=...) applies to client mode (nbray://HOST:PORT); a driver takes TLS "
+                             "from NBRAY_USE_TLS and NBRAY_TLS_*, as every process of its cluster does.")
         found: tuple[str, str | None] | None = None
         if address in (None, "auto"):
             current = session.find_current_cluster(kwargs.get("_temp_dir"))
@@ -306,7 +318,10 @@ def shutdown(_exiting_interpreter: bool = False, *, wait_for_processes: bool = F
 
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
     """Store `value` in the object store; returns its ObjectRef."""
-    return core_or_init().objects.put(value)  # type: ignore[no-any-return]
+    core = core_or_init()
+    ref: ObjectRef = core.objects.put(value)
+    call_sites.record(core, (ref,), "put object")
+    return ref
 
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:

@@ -42,8 +42,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import types
 from typing import Any
+
+from nbray.common.remote_traceback import RemoteTraceback
+from nbray.common.remote_traceback import render as render_traceback
+from nbray.common.serialization import dumps_exception
 
 
 class RayError(Exception):
@@ -57,6 +63,18 @@ class RayTaskError(RayError):
     from both RayTaskError and the user's exception class, so
     ``except ValueError`` catches a remote ValueError. Attributes not found
     on the error are looked up on ``cause``.
+
+    The remote traceback travels as frames (``remote_traceback``) and is
+    rendered by the process that reads the error, so source lines the
+    worker could not read (a notebook cell, a driver's script) come from
+    the reader, and notebook cells are named ``Cell In[5], line 3``.
+    ``traceback_str`` is that rendering (the worker's text when no frames
+    were captured).
+
+    Pickling never fails because of the cause: it is pickled on its own,
+    rebuilt without calling its ``__init__``; a cause that cannot be
+    pickled, or not be loaded by the reader, becomes an
+    ``UnserializableException`` carrying the traceback text.
     """
 
     def __init__(
@@ -69,22 +87,40 @@ class RayTaskError(RayError):
         ip: str | None = None,
         actor_repr: str | None = None,
         actor_id: str | None = None,
+        remote_traceback: RemoteTraceback | None = None,
     ) -> None:
         self.function_name = function_name
-        self.traceback_str = traceback_str
+        self._traceback_text = traceback_str
+        self.remote_traceback = remote_traceback
         self.cause = cause
         self.proctitle = proctitle
         self.pid = pid if pid is not None else os.getpid()
         self.ip = ip or _local_ip()
         self.actor_repr = actor_repr
         self.actor_id = actor_id
-        super().__init__(self._message())
+        # Not super().__init__: in the class derived from the cause's class
+        # the next __init__ would be the user's, which may take anything.
+        Exception.__init__(self, self._message())
+
+    @property
+    def traceback_str(self) -> str:
+        """The remote traceback, rendered with this process's sources."""
+        if self.remote_traceback is None:
+            return self._traceback_text
+        return render_traceback(self.remote_traceback)
+
+    @traceback_str.setter
+    def traceback_str(self, text: str) -> None:
+        self._traceback_text = text
+        self.remote_traceback = None
 
     def _message(self) -> str:
         where = f"pid={self.pid}, ip={self.ip}"
         if self.actor_repr:
             where += f", actor={self.actor_repr}"
         head = f"{type(self.cause).__name__ if self.cause is not None else 'Error'}"
+        if isinstance(self.cause, UnserializableException) and self.cause.reason:
+            where += f"; the exception was not sent: {self.cause.reason}"
         return (
             f"{head}: task {self.function_name}() failed ({where})\n"
             f"{self.traceback_str.rstrip()}"
@@ -94,46 +130,86 @@ class RayTaskError(RayError):
         return self._message()
 
     def __reduce__(self) -> Any:
+        cause: BaseException | None = None
+        cause_pickle: bytes | None = None
+        if self.cause is not None:
+            try:
+                cause_pickle = dumps_exception(self.cause)
+            except Exception as exc:  # pickling runs user code (__reduce__, attributes): anything
+                cause = UnserializableException(
+                    self.traceback_str,
+                    f"{type(self.cause).__name__} could not be pickled: {type(exc).__name__}: {exc}")
         return (
             _rebuild_task_error,
             (
                 self.function_name,
-                self.traceback_str,
-                self.cause,
+                self._traceback_text,
+                cause,
                 self.proctitle,
                 self.pid,
                 self.ip,
                 self.actor_repr,
                 self.actor_id,
+                self.remote_traceback,
+                cause_pickle,
             ),
         )
 
     def as_instanceof_cause(self) -> RayTaskError:
-        """An equivalent error that is also an instance of the cause's class."""
-        cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or issubclass(cause_cls, RayTaskError):
+        """An equivalent error that is also an instance of the cause's class
+        (this error itself when no such class can be made)."""
+        cause = self.cause
+        if cause is None or isinstance(cause, RayTaskError):
             return self
+        cause_cls = type(cause)
         derived = _derived_error_class(cause_cls)
         if derived is None:
             return self
-        err: Any = derived.__new__(derived)  # type: ignore[call-overload]
+        try:
+            # The built-in base's __new__: the cause class's own may demand arguments.
+            err: Any = _builtin_exception_base(cause_cls).__new__(derived)
+        except TypeError:
+            return self
         RayTaskError.__init__(
             err,
             self.function_name,
-            self.traceback_str,
-            self.cause,
+            self._traceback_text,
+            cause,
             self.proctitle,
             self.pid,
             self.ip,
             self.actor_repr,
             self.actor_id,
+            self.remote_traceback,
         )
         # Keep the cause's own args so code reading e.args still works.
-        err.args = getattr(self.cause, "args", err.args)
-        return err
+        err.args = cause.args
+        _copy_builtin_fields(cause, err)
+        return err  # type: ignore[no-any-return]
 
 
 _DERIVED: dict[type, type | None] = {}
+
+
+def _builtin_exception_base(cls: type) -> Any:
+    """The nearest built-in class of `cls`'s ancestry (whose ``__new__`` lays it out)."""
+    return next(base for base in cls.__mro__ if base.__module__ == "builtins")
+
+
+def _copy_builtin_fields(cause: BaseException, err: BaseException) -> None:
+    """Copy the C-level fields of built-in exceptions (``OSError.errno``,
+    ``StopIteration.value``, ...): they live on `err` itself, so looking
+    attributes up on the cause never reaches them."""
+    for klass in _builtin_exception_base(type(cause)).__mro__:
+        if klass is BaseException:
+            break
+        for name, field in vars(klass).items():
+            if isinstance(field, (types.MemberDescriptorType, types.GetSetDescriptorType)) \
+                    and not name.startswith("__"):
+                try:
+                    setattr(err, name, getattr(cause, name))
+                except (AttributeError, TypeError, ValueError):
+                    pass  # unset on the cause (characters_written), or read-only
 
 
 def _derived_error_class(cause_cls: type) -> type | None:
@@ -159,14 +235,32 @@ def _derived_error_class(cause_cls: type) -> type | None:
                 "__init__": RayTaskError.__init__,
             },
         )
-    except TypeError:  # the cause class cannot be subclassed (e.g. final, layout)
+    except Exception:  # a final class or clashing layout (TypeError), or a user __init_subclass__
         derived = None
     _DERIVED[cause_cls] = derived
     return derived
 
 
-def _rebuild_task_error(*args: Any) -> RayTaskError:
-    return RayTaskError(*args)
+def _rebuild_task_error(
+    function_name: str,
+    traceback_str: str,
+    cause: BaseException | None,
+    proctitle: str | None = None,
+    pid: int | None = None,
+    ip: str | None = None,
+    actor_repr: str | None = None,
+    actor_id: str | None = None,
+    remote_traceback: RemoteTraceback | None = None,
+    cause_pickle: bytes | None = None,
+) -> RayTaskError:
+    if cause_pickle is not None:
+        try:
+            cause = pickle.loads(cause_pickle)
+        except Exception as exc:  # loading runs user code (imports, __setstate__): anything
+            text = render_traceback(remote_traceback) if remote_traceback is not None else traceback_str
+            cause = UnserializableException(text, f"it could not be unpickled here: {type(exc).__name__}: {exc}")
+    return RayTaskError(function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id,
+                        remote_traceback)
 
 
 class GetTimeoutError(RayError, TimeoutError):
@@ -352,17 +446,20 @@ class ObjectRefStreamEndOfStreamError(RayError):
 
 
 class UnserializableException(RayError):
-    """A remote exception could not be unpickled; its traceback is kept."""
+    """A remote exception could not be pickled by the worker or unpickled by
+    the reader; its traceback text is kept, and why in ``reason``."""
 
-    def __init__(self, original_stack_trace: str) -> None:
+    def __init__(self, original_stack_trace: str, reason: str = "") -> None:
         self.original_stack_trace = original_stack_trace
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
         super().__init__(
-            "The remote exception could not be deserialized; its traceback was:\n"
+            f"The remote exception could not be deserialized{why}; its traceback was:\n"
             + original_stack_trace
         )
 
     def __reduce__(self) -> Any:
-        return type(self), (self.original_stack_trace,)
+        return type(self), (self.original_stack_trace, self.reason)
 
 
 class AuthenticationError(RayError):

@@ -1,4 +1,5 @@
-"""``ObjectRef`` and ``ObjectRefGenerator``: futures of immutable objects.
+"""``ObjectRef``, ``ObjectRefGenerator`` and ``DynamicObjectRefGenerator``:
+futures of immutable objects and of what generator tasks yield.
 
 A ref counts as a reference of its process while it exists; when it is
 garbage collected the count drops (deferred, so ``__del__`` never takes a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbray.common import ids as _ids
@@ -195,3 +196,25 @@ class ObjectRefGenerator:
                 core.generator_dropped(self._task_id, self._next_index)
             except Exception:
                 pass
+
+
+class DynamicObjectRefGenerator:
+    """The value of a ``num_returns="dynamic"`` task: refs to what it yielded.
+
+    ``get`` of the task's one ref returns this once the task has finished;
+    iterate it (as often as you like) for the refs, ``len()`` counts them.
+    If the generator raised, the last ref holds the error. The caller owns
+    every item, so they outlive the worker that made them.
+    """
+
+    def __init__(self, refs: Iterable[ObjectRef]) -> None:
+        self._refs = list(refs)
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __repr__(self) -> str:
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"

@@ -1,7 +1,8 @@
 """Remote functions: ``@nbray.remote`` on a function.
 
 ``f.remote(*args)`` submits a task and returns an ObjectRef at once (a
-list for ``num_returns > 1``, an ObjectRefGenerator for generators).
+list for ``num_returns > 1``, an ObjectRefGenerator for generators; one
+ref to a DynamicObjectRefGenerator for ``num_returns="dynamic"``).
 ``f.options(...)`` overrides options for one call site.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from nbray import _options
 from nbray.object_ref import ObjectRef, ObjectRefGenerator
 from nbray.protocol import common_pb2
+from nbray.worker import call_sites
 from nbray.worker.function_manager import ExportedFunction
 
 
@@ -77,6 +79,7 @@ class RemoteFunction:
             func_or_class_name=f"{fn.__module__}.{fn.__qualname__}" if fn.__module__ != "__main__" else fn.__qualname__,
             num_returns=1 if streaming else (1 if num_returns is None else int(num_returns)),
             streaming_generator=streaming,
+            dynamic_returns=num_returns == "dynamic",
             max_retries=core.config.task_max_retries if options.get("max_retries") is None
             else options["max_retries"],
             retry_exceptions=bool(options.get("retry_exceptions")),
@@ -98,6 +101,9 @@ class RemoteFunction:
         core = _core()
         template = self._template(core, options, key)
         refs = core.submit_task(template, args, kwargs)
+        call_sites.record(core, refs, "task call")
+        if template.dynamic_returns:
+            return refs[0]  # its value: a DynamicObjectRefGenerator
         if template.streaming_generator:
             return ObjectRefGenerator(refs[0], core)
         if template.num_returns == 1:

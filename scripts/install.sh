@@ -12,7 +12,7 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
     else
         echo "note: install ${need_apt[*]} (Debian packages) for the browser and network tests" >&2
     fi
@@ -21,8 +21,18 @@ fi
 command -v node >/dev/null || { echo "Node.js >= 20 is needed to build the JupyterLab extension" >&2; exit 1; }
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+# The lock (constraints/, refreshed by scripts/refresh_lock.sh) pins every
+# package, the build backend included, to the set the suite last passed
+# with; pyproject.toml keeps open ranges for users. NBRAY_UNLOCKED=1
+# installs the newest releases instead.
+if [ "${NBRAY_UNLOCKED:-0}" = 1 ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[dev]"
+else
+    .venv/bin/python -m pip install -q "$(grep -i '^pip==' constraints/runtime.txt)"
+    .venv/bin/python -m pip install -q -c constraints/runtime.txt \
+        --build-constraint constraints/build.txt -e ".[dev]"
+fi
 test -f nbray/labextension/package.json || { echo "the JupyterLab extension was not built" >&2; exit 1; }
 # the TypeScript unit tests run from labextension/ with its node_modules
 (cd labextension && PATH="$PWD/../.venv/bin:$PATH" jlpm install --immutable >/dev/null)

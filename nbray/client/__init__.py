@@ -33,19 +33,21 @@ def parse_client_address(address: str) -> str:
 
 def find_local_token(server_address: str) -> bytes | None:
     """The token of a cluster on this machine whose client server is at
-    `server_address` (a client on the head's machine needs no setup)."""
-    from nbray.node import session
+    `server_address` (a client on the head's machine needs no setup): the
+    clusters of the user's registry (any --temp-dir), then the default root's."""
+    from nbray.node import registry, session
     from nbray.rpc import auth
 
     root = session.default_temp_root()
     try:
         names = sorted(os.listdir(root), reverse=True)
     except OSError:
-        return None
+        names = []
+    paths = [e.session_dir for e in registry.entries() if e.role == registry.ROLE_HEAD]
+    paths += [os.path.join(root, name) for name in names if name.startswith("session_")]
     host, _, port = server_address.rpartition(":")
-    for name in names:
-        path = os.path.join(root, name)
-        if not name.startswith("session_") or os.path.islink(path):
+    for path in paths:
+        if os.path.islink(path):
             continue
         try:
             info = session.read_cluster_info(path)
@@ -55,22 +57,32 @@ def find_local_token(server_address: str) -> bytes | None:
         listed_host, _, listed_port = listed.rpartition(":")
         if listed_port == port and (listed_host == host or host in ("localhost", "127.0.0.1", "0.0.0.0")):
             token_path = os.path.join(path, auth.TOKEN_FILE_NAME)
-            if os.path.exists(token_path):
+            if session.own_regular_file(token_path):
                 return auth.read_token_file(token_path)
     return None
 
 
 def connect_client(address: str, *, namespace: str | None, runtime_env: dict[str, Any] | None,
-                   token: str | None, init_kwargs: dict[str, Any]) -> RayContext:
-    """Connect this process to a cluster as a notebook client (called by init)."""
+                   token: str | None, init_kwargs: dict[str, Any], use_tls: bool | None = None) -> RayContext:
+    """Connect this process to a cluster as a notebook client (called by init).
+
+    ``use_tls``: None follows NBRAY_USE_TLS. Over TLS the server's
+    certificate is verified against NBRAY_TLS_CA_CERT (else the system
+    trust store) and must list the host of `address`; the token is still
+    required. Raises ConnectionError naming the host and the reason when
+    the server cannot be reached or verified, AuthenticationError without
+    a token."""
     from nbray import api
     from nbray.client.core import ClientCore
     from nbray.common.config import get_config
     from nbray.exceptions import AuthenticationError
     from nbray.object_ref import _core
-    from nbray.rpc import auth
+    from nbray.rpc import auth, tls
 
     server = parse_client_address(address)
+    if use_tls is None:
+        use_tls = tls.settings_from_env().use_tls
+    tls_context = tls.public_client_context() if use_tls else None
     key: bytes | None
     if token:
         key = auth.decode_token(token, "the _auth_token argument")
@@ -87,7 +99,8 @@ def connect_client(address: str, *, namespace: str | None, runtime_env: dict[str
         logging.getLogger("nbray").warning(
             "client mode: %s apply to the cluster, not to a client; set them with 'nbray start'",
             ", ".join(ignored))
-    client = ClientCore(server, key, get_config(), namespace=namespace, runtime_env=runtime_env)
+    client = ClientCore(server, key, get_config(), namespace=namespace, runtime_env=runtime_env,
+                        tls_context=tls_context)
     _core[0] = client  # type: ignore[call-overload]
     api._state.client = client
     context = RayContext(client)

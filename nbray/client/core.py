@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from nbray.protocol import METHODS, client_pb2, common_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop, Future
 from nbray.rpc.handshake import connect_socket
+from nbray.rpc.tls_connection import make_connection
 from nbray.worker import context
 from nbray.worker.context import TaskContext
 
@@ -130,9 +132,11 @@ class ClientCore:
     actor_spec = None
 
     def __init__(self, address: str, token: bytes, config: Config, *, namespace: str | None,
-                 runtime_env: dict[str, Any] | None) -> None:
+                 runtime_env: dict[str, Any] | None, tls_context: ssl.SSLContext | None = None) -> None:
         self.server_address = address
         self.token = token
+        # With TLS, the server's certificate must be valid for the host in the address.
+        self.tls_context = tls_context
         self.config = config
         self.gcs = _Gcs(self)
         self.objects = self
@@ -195,10 +199,12 @@ class ClientCore:
     def _open(self, first: bool) -> client_pb2.ClientConnectReply:
         """Connect (or reconnect) to the session; returns the Connect reply."""
         timeout = self.config.connect_timeout_ms / 1000
-        sock = connect_socket(self.server_address, self.token, "client", timeout)
-        conn = Connection(self.loop, sock, self.dispatcher, name=f"client session at {self.server_address}",
-                          max_frame_bytes=self.config.max_frame_bytes,
-                          max_trailer_bytes=self.config.max_trailer_bytes)
+        host = self.server_address.rpartition(":")[0].strip("[]")
+        sock = connect_socket(self.server_address, self.token, "client", timeout, tls_context=self.tls_context,
+                              server_hostname=host if self.tls_context is not None else None)
+        conn = make_connection(self.loop, sock, self.dispatcher, name=f"client session at {self.server_address}",
+                               max_frame_bytes=self.config.max_frame_bytes,
+                               max_trailer_bytes=self.config.max_trailer_bytes)
         conn.start()
         request = client_pb2.ClientConnectRequest()
         request.CopyFrom(self._connect_request)

@@ -7,6 +7,11 @@ SCM_RIGHTS, to that client's session process: a new one for a new client,
 the existing one when a client resumes after a dropped connection. One
 port serves every client, and each client's work runs in its own process
 (a crash or a runaway cell affects only that client).
+
+With TLS on (``NBRAY_USE_TLS=1``) clients connect over TLS, verifying this
+server's certificate and presenting none (the token authenticates them). A
+TLS connection cannot change process, so this server keeps it and relays
+plaintext to the session over a Unix socket pair (``tls_relay``).
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ import time
 import uuid
 from typing import Any
 
+from nbray.client.tls_relay import TlsRelay
 from nbray.common.config import Config, set_config
 from nbray.protocol import client_pb2, method
+from nbray.rpc import tls
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener
+from nbray.rpc.tls_socket import TlsSocket
 
 logger = logging.getLogger("nbray.client.server")
 
@@ -62,9 +70,11 @@ class ClientServer:
         self.listener = Listener(
             self.loop, bind_listener(f"{host}:{port}"), token, self.dispatcher, lambda conn: None,
             role="client server", handshake_timeout_s=config.handshake_timeout_ms / 1000,
-            max_frame_bytes=config.max_frame_bytes, max_trailer_bytes=config.max_trailer_bytes)
+            max_frame_bytes=config.max_frame_bytes, max_trailer_bytes=config.max_trailer_bytes,
+            tls_context=tls.public_server_context())
         self.address = self.listener.address
         self.sessions: dict[bytes, _SessionProcess] = {}
+        self.relays: set[TlsRelay] = set()
         self.log_dir = os.path.join(session_dir, "logs")
         self._stopping = False
 
@@ -89,12 +99,23 @@ class ClientServer:
                     error=f"the client server could not start a session: {exc}"))
                 return None
         sock, unread = conn.detach()
+        relay: TlsRelay | None = None
+        if isinstance(sock, TlsSocket):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            relay = TlsRelay(self.loop, sock, ours, on_close=self.relays.discard)
+            sock = theirs
         try:
             target.hand_over(sock, req, rid, unread)
         except OSError as exc:
             logger.warning("could not hand a client to session %s: %s", target.session_id.hex()[:12], exc)
+            if relay is not None:
+                relay.close("hand-over failed")
+                relay = None
         finally:
             sock.close()  # the session has its own descriptor now
+        if relay is not None:
+            self.relays.add(relay)
+            relay.start()
         return None
 
     def _spawn(self, session_id: bytes) -> _SessionProcess:
@@ -134,6 +155,8 @@ class ClientServer:
             return
         self._stopping = True
         self.listener.close()
+        for relay in list(self.relays):
+            relay.close("the client server is stopping")
         sessions = list(self.sessions.values())
         for s in sessions:
             if s.alive:
@@ -166,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         server = ClientServer(args.host, args.port, args.gcs_address, args.session_dir, config, token)
     except OSError as exc:
         _report(args.ready_fd, {"error": f"cannot listen on {args.host}:{args.port}: {exc}"})
+        return 1
+    except (tls.InsecureNetworkError, tls.TlsConfigError) as exc:
+        _report(args.ready_fd, {"error": str(exc)})
         return 1
     signal.signal(signal.SIGTERM, lambda *_: server.loop.post(server.stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -52,6 +52,10 @@ class Config:
     object_chunk_bytes: int = 8 * MIB
     # Chunks of one object requested at once (memory bound of a pull).
     object_pull_window_chunks: int = 4
+    # Raylets of one host pull objects over their Unix sockets (about 3x the
+    # bandwidth of TCP); False makes them use TCP as between hosts, so tests
+    # and benchmarks can exercise the network path (TLS included) on one machine.
+    same_host_object_transfer_over_unix: bool = True
     # How long a reader waits for an object whose copies are all gone.
     object_fetch_timeout_ms: int = 600_000
     # Longest a dropped ObjectRef waits before its release is processed.
@@ -60,6 +64,11 @@ class Config:
     max_lineage_bytes: int = 1 * GIB
     # Object locations cached by a raylet for recently freed objects.
     recently_freed_cache_size: int = 10_000
+    # Record where each ObjectRef is created, for `nbray memory` (a stack
+    # walk per ref; Ray's RAY_record_ref_creation_sites=1 also turns it on).
+    record_ref_creation_sites: bool = False
+    # Call sites a process keeps (the oldest are forgotten first).
+    max_recorded_call_sites: int = 100_000
 
     # ---- tasks and leases --------------------------------------------------
     # Retries of a task on worker or node death (Ray's max_retries default).
@@ -119,8 +128,41 @@ class Config:
     resource_report_period_ms: int = 100
     # How often the GCS broadcasts the cluster resource view.
     resource_broadcast_period_ms: int = 200
-    # A raylet exits when it cannot reach the GCS for this long.
+    # A raylet exits when it cannot reach the GCS for this long; drivers and
+    # workers wait as long for the GCS to return before their GCS calls fail.
     gcs_reconnect_timeout_ms: int = 60_000
+    # Backoff between attempts to reach a GCS that went away (doubles from
+    # the first to the longest).
+    gcs_reconnect_initial_backoff_ms: int = 50
+    gcs_reconnect_max_backoff_ms: int = 1_000
+    # One-way messages a process keeps for the GCS while it is away (resource
+    # reports, worker failures, logs); the oldest are dropped beyond this.
+    gcs_outage_max_queued_messages: int = 10_000
+    # After a GCS restart, a node stored as alive that has not registered
+    # again within this time is declared dead (its actors are handled as on
+    # node death), and a job whose driver has not reconnected is finished.
+    gcs_reregister_grace_ms: int = 30_000
+    # The head restarts a GCS process that exits unexpectedly, after a
+    # backoff, at most this many times in any minute (0: never). A GCS
+    # without storage ("memory://") is never restarted.
+    gcs_max_restarts_per_minute: int = 5
+    gcs_restart_initial_backoff_ms: int = 100
+    gcs_restart_max_backoff_ms: int = 5_000
+    # Where the GCS keeps its tables (nodes, jobs, actors, placement groups,
+    # internal KV, cluster id): "" = a SQLite file in the head's session
+    # directory, "sqlite:///PATH" or a path = that SQLite file (a head started
+    # again on it resumes its tables), "memory://" = nowhere.
+    gcs_storage: str = ""
+
+    # ---- stopping clusters -------------------------------------------------
+    # Time a cluster's processes have to exit after SIGTERM (`nbray stop`,
+    # `nbray.shutdown()`) before they get SIGKILL.
+    stop_grace_period_ms: int = 10_000
+    # Time SIGKILLed processes have to disappear before the stop reports them.
+    stop_kill_wait_ms: int = 5_000
+    # Entries of the per-user cluster registry read at most (one per node
+    # session started on this machine).
+    max_registered_sessions: int = 1_000
 
     # ---- scheduling --------------------------------------------------------
     # Utilization below which a node counts as empty (hybrid policy).
@@ -139,6 +181,18 @@ class Config:
     log_batch_max_bytes: int = 256 * KIB
     # Longest a line of worker output waits before it is published.
     log_flush_interval_ms: int = 20
+    # Least time between two reports of one tqdm_ray bar, unless the bar
+    # sets flush_interval_s (Ray's default: 1 s); close() always reports.
+    tqdm_flush_interval_ms: int = 1_000
+    # Without a terminal, an open bar is printed as a line at most this often.
+    tqdm_plain_print_interval_ms: int = 10_000
+    # Bars a driver shows at once; the rest are counted on a "+N more" line.
+    tqdm_max_bars: int = 100
+    # Closed bars a driver remembers, so a late report cannot reopen one.
+    tqdm_closed_bars_remembered: int = 1_000
+    # While bars are redrawn in place, builtins.print hides them first
+    # (Ray's RAY_TQDM_PATCH_PRINT).
+    tqdm_patch_print: bool = True
 
     # ---- dashboard (NBRAY_DASHBOARD_* as before) ---------------------------
     # Tasks kept in the dashboard's table (finished ones are evicted first).

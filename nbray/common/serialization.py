@@ -17,15 +17,26 @@ pickler; anything else by cloudpickle, so functions and classes defined in
 ``__main__`` (notebooks) travel by value. ObjectRefs and actor handles met
 while pickling are recorded in the thread's serialization context so the
 caller can track them as nested references.
+
+``Pickler`` is cloudpickle's pickler with one change: code objects keep
+their real file name (cloudpickle 3.1 writes ``<dynamic-code>``), so
+remote tracebacks name the user's file and line. Exceptions (task errors)
+are pickled by ``dumps_exception``, which rebuilds them without calling
+their ``__init__``: an exception whose constructor takes other arguments
+than it passes to ``Exception.__init__`` still comes back.
 """
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import struct
 import threading
-from collections.abc import Callable
-from typing import Any
+import types
+from collections import ChainMap
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, cast
 
 import cloudpickle
 
@@ -63,6 +74,147 @@ def _is_plain(value: Any, budget: list[int]) -> bool:
                 return False
         return True
     return False
+
+
+CodeReducer = Callable[[types.CodeType], tuple[Callable[..., types.CodeType], tuple[Any, ...]]]
+_KEEPS_FILENAME = -1
+
+
+def _filename_slot(reduce: CodeReducer) -> int | None:
+    """Where `reduce` (cloudpickle's reduction of a code object) holds the
+    file name it writes: an index into its constructor arguments,
+    ``_KEEPS_FILENAME`` when it keeps the real name, None when it cannot be
+    told apart."""
+    probe = compile("pass", "<nbray-filename-probe>", "exec")
+    rebuild, args = reduce(probe)
+    if probe.co_filename in args:
+        return _KEEPS_FILENAME
+    written = rebuild(*args).co_filename
+    slots = [i for i, arg in enumerate(args) if type(arg) is str and arg == written]
+    return slots[0] if len(slots) == 1 else None
+
+
+def filename_keeping_reducer(reduce: CodeReducer) -> CodeReducer:
+    """`reduce` changed so that the code objects it rebuilds keep their
+    ``co_filename``, whichever cloudpickle version `reduce` comes from."""
+    slot = _filename_slot(reduce)
+    if slot == _KEEPS_FILENAME:
+        return reduce
+
+    def reduce_code(code: types.CodeType) -> tuple[Callable[..., types.CodeType], tuple[Any, ...]]:
+        rebuild, args = reduce(code)
+        if slot is not None:  # put the name back in place: nothing extra to pickle or run on load
+            return rebuild, args[:slot] + (code.co_filename,) + args[slot + 1:]
+        return _code_with_filename, (rebuild, args, code.co_filename)
+
+    return reduce_code
+
+
+def _code_with_filename(rebuild: Callable[..., types.CodeType], args: tuple[Any, ...],
+                        filename: str) -> types.CodeType:
+    return rebuild(*args).replace(co_filename=filename)
+
+
+def _flat_maps(table: Mapping[Any, Any]) -> list[MutableMapping[Any, Any]]:
+    # One flat ChainMap: each level of nesting costs a Python-level lookup
+    # for every object the C pickler meets. The tables are only read.
+    maps = table.maps if isinstance(table, ChainMap) else [table]
+    return [cast(MutableMapping[Any, Any], m) for m in maps]
+
+
+class Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler, except that code objects keep their file name.
+
+    cloudpickle 3.1 replaces every pickled function's ``co_filename`` with
+    ``"<dynamic-code>"`` (for byte-stable pickles); tracebacks raised in
+    workers would then lose the user's file, line and source. A function
+    defined twice in different files is two different functions to nbray
+    anyway, so nothing relies on the stable bytes.
+    """
+
+    dispatch_table: ChainMap[Any, Any] = ChainMap(
+        {types.CodeType: filename_keeping_reducer(cloudpickle.Pickler.dispatch_table[types.CodeType])},
+        *_flat_maps(cloudpickle.Pickler.dispatch_table))
+
+
+def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> bytes:
+    """Pickle `value` with ``Pickler`` (protocol 5)."""
+    with io.BytesIO() as file:
+        Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
+# ---- exceptions ---------------------------------------------------------------------------------------
+
+
+def _builtin_base(cls: type) -> type[BaseException]:
+    """The nearest built-in exception class `cls` (an exception class) derives from."""
+    base = next(base for base in cls.__mro__ if base.__module__ == "builtins")
+    return cast(type[BaseException], base)
+
+
+def _rebuilt_without_init(cls: type) -> type | None:
+    """The built-in base to rebuild instances of `cls` with, or None when
+    pickle's own way (``cls(*args)``) must be kept: the class defines how it
+    pickles, or its construction is not plain Python ``__init__`` code."""
+    base = _builtin_base(cls)
+    if cls is base or cls in copyreg.dispatch_table:
+        return None
+    if cls.__reduce__ is not base.__reduce__ or cls.__reduce_ex__ is not base.__reduce_ex__:
+        return None
+    for klass in cls.__mro__[:cls.__mro__.index(base)]:
+        own = vars(klass)
+        if "__new__" in own or not isinstance(own.get("__init__", _no_init), types.FunctionType):
+            return None
+    return base
+
+
+def _no_init() -> None:
+    """Stands for a class that does not define ``__init__``."""
+
+
+def _reduce_exception(exc: BaseException) -> Any:
+    base = _rebuilt_without_init(type(exc))
+    if base is None:
+        return NotImplemented
+    reduced = cast(Any, base).__reduce__(exc)  # (class, args[, state]) as pickle would save it
+    state = reduced[2] if len(reduced) > 2 else None
+    return _rebuild_exception, (type(exc), reduced[1], state)
+
+
+def _rebuild_exception(cls: type, args: tuple[Any, ...], state: Any) -> BaseException:
+    """An instance of `cls` with `args` and `state`, built without the
+    user's ``__init__`` (which may take other arguments than `args`)."""
+    base = _builtin_base(cls)
+    exc: BaseException = base.__new__(cls, *args)
+    try:
+        # The built-in __init__ sets its C-level fields (OSError.errno,
+        # StopIteration.value, ...) from args. A subclass that handed its
+        # base other arguments than these keeps just args and attributes.
+        cast(Any, base).__init__(exc, *args)  # the built-in's own __init__, not the subclass's
+    except TypeError:
+        pass
+    if state:
+        exc.__setstate__(state)
+    return exc
+
+
+class _ExceptionPickler(Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException):
+            reduced = _reduce_exception(obj)
+            if reduced is not NotImplemented:
+                return reduced
+        return super().reducer_override(obj)
+
+
+def dumps_exception(exc: BaseException) -> bytes:
+    """Pickle an exception (and the exceptions inside it) so that it loads
+    whatever its ``__init__`` takes: it is rebuilt from its args and
+    attributes. Raises what pickling raises (e.g. TypeError for a lock)."""
+    with io.BytesIO() as file:
+        _ExceptionPickler(file, protocol=5).dump(exc)
+        return file.getvalue()
 
 
 class _Context(threading.local):
@@ -173,7 +325,7 @@ def serialize(value: Any, is_error: bool = False) -> Serialized:
     refs: list[tuple[bytes, bytes]] = []
     context.nested_refs = refs
     try:
-        meta = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_large)
+        meta = dumps(value, buffer_callback=keep_large)
     except Exception as exc:
         raise TypeError(f"Could not serialize {_describe(value)}: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -184,7 +336,7 @@ def serialize(value: Any, is_error: bool = False) -> Serialized:
 def dumps_function(fn: Any) -> bytes:
     """Pickle a function or class by value where needed (cloudpickle)."""
     try:
-        return cloudpickle.dumps(fn, protocol=5)
+        return dumps(fn)
     except Exception as exc:
         raise TypeError(f"Could not serialize the function {_describe(fn)}: {exc}") from exc
 
@@ -236,7 +388,7 @@ def find_unserializable(value: Any, max_depth: int = 3) -> str:
     """Best-effort path to the part of `value` that fails to pickle."""
     def fails(v: Any) -> bool:
         try:
-            cloudpickle.dumps(v)
+            dumps(v)
             return False
         except Exception:
             return True

@@ -13,6 +13,11 @@ to the ready fd, and records the URL in the GCS key-value store
 (namespace ``dashboard``, key ``url``) so tools that only know the GCS
 address can find it. It exits with its parent, on SIGTERM, or when the
 GCS stays unreachable.
+
+With TLS on (``NBRAY_USE_TLS=1``) it serves HTTPS with the cluster's
+certificate (``https://`` URLs; a plaintext request is closed during the
+TLS handshake). Listening off-host without TLS follows the same policy as
+every other port (``nbray.rpc.tls.check_bind``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from nbray.dashboard.events import EventHub
 from nbray.dashboard.handlers import ApiContext, NotFoundHandler, routes
 from nbray.dashboard.source import ClusterModel, ClusterSource
 from nbray.protocol import gcs_pb2
-from nbray.rpc import auth
+from nbray.rpc import auth, tls
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +54,12 @@ def make_app(ctx: ApiContext) -> tornado.web.Application:
         compress_response=False, serve_traceback=False, xsrf_cookies=False)
 
 
-def public_url(host: str, port: int, gcs_address: str) -> str:
+def public_url(host: str, port: int, gcs_address: str, scheme: str = "http") -> str:
     if host in ("", "0.0.0.0", "::"):
         host = gcs_address.rsplit(":", 1)[0]
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 class Dashboard:
@@ -78,13 +83,15 @@ class Dashboard:
     async def start(self) -> str:
         await self.source.start()
         self.source.on_gone = self.stop
+        tls.check_bind(self.host)
+        ssl_context = tls.public_server_context()
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host, family=socket.AF_UNSPEC)
         self._server = tornado.httpserver.HTTPServer(
             make_app(self.ctx), max_body_size=self.config.dashboard_max_body_bytes, idle_connection_timeout=60,
-            body_timeout=10)
+            body_timeout=10, ssl_options=ssl_context)
         self._server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
-        self.url = public_url(self.host, port, self.gcs_address)
+        self.url = public_url(self.host, port, self.gcs_address, "https" if ssl_context is not None else "http")
         self.info["dashboard_url"] = self.url
         await self.source.gcs_call("KVPut", gcs_pb2.KVPutRequest(ns=KV_NAMESPACE, key=KV_URL_KEY,
                                                                   value=self.url.encode(), overwrite=True))

@@ -43,7 +43,7 @@ _STRATEGY_KINDS = {0: "DEFAULT", 1: "SPREAD", 2: "NODE_AFFINITY", 3: "PLACEMENT_
 
 class ActorEntry:
     __slots__ = ("info", "spec", "worker_id", "lease_node", "lease_id", "no_restart", "incarnation",
-                 "lease_request_id", "detached", "kill_requested")
+                 "lease_request_id", "detached", "kill_requested", "kill_reason")
 
     def __init__(self, info: gcs_pb2.ActorInfo, spec: common_pb2.TaskSpec, detached: bool) -> None:
         self.info = info
@@ -56,6 +56,9 @@ class ActorEntry:
         self.incarnation = 0
         self.lease_request_id = 0
         self.kill_requested = False
+        # Why it was killed (nbray.kill, its owner died, its job ended):
+        # what its callers read once the worker is gone.
+        self.kill_reason = ""
 
     @property
     def actor_id(self) -> bytes:
@@ -82,6 +85,11 @@ class ActorManager:
 
     def register(self, req: gcs_pb2.RegisterActorRequest) -> gcs_pb2.RegisterActorReply:
         spec = req.creation_spec
+        known = self.actors.get(spec.actor_id)
+        if known is not None:
+            # The same request again (sent anew after the GCS connection
+            # dropped): the actor it registered stands.
+            return gcs_pb2.RegisterActorReply(actor=known.info)
         if req.name:
             key = (req.namespace, req.name)
             existing_id = self.named.get(key)
@@ -255,9 +263,10 @@ class ActorManager:
                 self._on_worker_lost(entry, entry.incarnation, failure.message or "the actor's worker died",
                                      intended=failure.intended)
         # actors owned by the dead process fate-share with it
-        self._kill_owned_by(wid, "the actor's owner died")
+        self._kill_owned_by(wid, owner_died_reason(failure))
 
     def _kill_owned_by(self, owner_worker_id: bytes, reason: str) -> None:
+        # A detached actor has no owner: its creator's death is not its own.
         for entry in list(self.actors.values()):
             if (not entry.detached and entry.info.state != _State.DEAD
                     and entry.spec.caller.worker_id == owner_worker_id):
@@ -292,7 +301,7 @@ class ActorManager:
         if intended or entry.no_restart or not restarts_left:
             why = message
             if entry.no_restart and entry.kill_requested:
-                why = "the actor was killed with nbray.kill()"
+                why = entry.kill_reason or "the actor was killed with nbray.kill()"
             elif intended:
                 why = "the actor exited (exit_actor, __ray_terminate__ or out of scope)"
             elif not restarts_left and info.max_restarts:
@@ -327,9 +336,13 @@ class ActorManager:
         info.timestamp_ms = _now_ms()
         entry.incarnation += 1
         self.by_worker.pop(entry.worker_id, None)
+        self._release_name(entry)
+        self._publish(entry)
+
+    def _release_name(self, entry: ActorEntry) -> None:
+        info = entry.info
         if info.name and self.named.get((info.namespace, info.name)) == info.actor_id:
             del self.named[(info.namespace, info.name)]
-        self._publish(entry)
 
     # ---- killing -----------------------------------------------------------------------------------------
 
@@ -341,6 +354,12 @@ class ActorManager:
             return
         entry.kill_requested = True
         entry.no_restart = entry.no_restart or no_restart
+        # the first reason stands: a later owner death does not rewrite an earlier kill
+        entry.kill_reason = entry.kill_reason or reason
+        if entry.no_restart:
+            # It will never serve again: its name is free at once (as in
+            # Ray), not only once its worker's exit has been reported.
+            self._release_name(entry)
         if entry.worker_id:
             if force:
                 self._kill_worker(entry.lease_node, entry.worker_id, reason or "killed")
@@ -355,6 +374,9 @@ class ActorManager:
         if entry is None or entry.detached or entry.info.state == _State.DEAD:
             return
         entry.no_restart = True
+        # Free the name now: the worker may exit before its death reaches
+        # the GCS, and a lookup in between must not find a dying actor.
+        self._release_name(entry)
         if entry.worker_id:
             self._send_kill(entry, force=False)
         else:
@@ -404,8 +426,36 @@ class ActorManager:
                     and entry.lease_request_id == 0):
                 self._schedule(entry)
 
+    def restore(self, info: gcs_pb2.ActorInfo, spec: common_pb2.TaskSpec, detached: bool) -> None:
+        """Take an actor record an earlier GCS stored (before any request).
+
+        The record keeps its state: an ALIVE actor keeps its address (its
+        worker may still serve), a pending one is placed once nodes register.
+        """
+        entry = ActorEntry(info, spec, detached)
+        if info.state == _State.ALIVE and info.address.worker_id:
+            entry.worker_id = info.address.worker_id
+            entry.lease_node = info.node_id
+            self.by_worker[entry.worker_id] = entry.actor_id
+        self.actors[entry.actor_id] = entry
+        if info.name and info.state != _State.DEAD:
+            self.named[(info.namespace, info.name)] = entry.actor_id
+
     def _publish(self, entry: ActorEntry) -> None:
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.ACTOR, key=entry.actor_id, actor=entry.info))
+
+
+def owner_died_reason(failure: gcs_pb2.WorkerFailure) -> str:
+    """Why an actor died with its owner, naming the owner as far as known."""
+    addr = failure.address
+    who = f"worker {addr.worker_id.hex()[:12]}" if addr.worker_id else "a worker"
+    if failure.pid:
+        who += f", pid {failure.pid}"
+    if addr.host:
+        who += f", at {addr.host}:{addr.port}"
+    kind = "driver" if failure.is_driver else "owner"
+    return (f"the actor's {kind} ({who}) died, and a non-detached actor fate-shares with the process "
+            "that created it (create it with lifetime='detached' to outlive its creator)")
 
 
 def _placement_resources(spec: common_pb2.TaskSpec) -> dict[str, float]:

@@ -6,6 +6,10 @@ connection closes or when health checks fail ``failure_threshold`` times
 in a row; node changes are published on the NODE channel. Raylets report
 their resources; the GCS broadcasts the merged view to every raylet so
 none is more than about a second out of date.
+
+After a GCS restart the stored nodes wait for their raylets, which
+register again with the same node id; one that has not come back within
+``gcs_reregister_grace_ms`` is declared dead then (recovery.py decides).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nbray.common.config import Config
+from nbray.exceptions import RpcError
 from nbray.gcs.pubsub import Publisher
+from nbray.gcs.recovery import Registration, registration_decision
 from nbray.protocol import common_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
 from nbray.rpc.eventloop import EventLoop
@@ -28,12 +34,14 @@ _HEALTH = method("RayletService.HealthCheck")
 
 
 class NodeEntry:
-    __slots__ = ("info", "conn", "available", "total", "demands", "failures", "version",
+    __slots__ = ("info", "_conn", "available", "total", "demands", "failures", "version",
                  "store_used", "store_spilled", "checking")
 
-    def __init__(self, info: gcs_pb2.NodeInfo, conn: Connection) -> None:
+    def __init__(self, info: gcs_pb2.NodeInfo, conn: Connection | None) -> None:
         self.info = info
-        self.conn = conn
+        # None for a node loaded from storage that has not registered again
+        # (such a node is never alive, and only alive nodes are sent requests).
+        self._conn = conn
         self.total: dict[str, float] = dict(info.resources_total)
         self.available: dict[str, float] = dict(info.resources_total)
         self.demands: list[gcs_pb2.ResourceDemand] = []
@@ -42,6 +50,15 @@ class NodeEntry:
         self.store_used = 0
         self.store_spilled = 0
         self.checking = False
+
+    @property
+    def conn(self) -> Connection:
+        assert self._conn is not None, "a node loaded from storage has no connection"
+        return self._conn
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     @property
     def alive(self) -> bool:
@@ -57,6 +74,8 @@ class NodeManager:
         self.on_node_dead: list[Callable[[gcs_pb2.NodeInfo], None]] = []
         self.on_node_added: list[Callable[[gcs_pb2.NodeInfo], None]] = []
         self._view_dirty = False
+        # Nodes stored alive by an earlier GCS that have not registered again.
+        self.awaiting: dict[bytes, bool] = {}
 
     def start(self) -> None:
         self.loop.call_later(self.config.health_check_initial_delay_ms / 1000, self._health_round)
@@ -65,6 +84,21 @@ class NodeManager:
     # ---- membership ---------------------------------------------------------------------------
 
     def register(self, conn: Connection, info: gcs_pb2.NodeInfo) -> None:
+        """Raises RpcError("node_dead") for a node already declared dead."""
+        known = self.nodes.get(info.node_id)
+        decision = registration_decision(known is not None, known is not None and known.alive,
+                                         info.node_id in self.awaiting)
+        if decision is Registration.REFUSED:
+            assert known is not None
+            raise RpcError("node_dead", f"node {info.node_id.hex()} was declared dead "
+                                        f"({known.info.death_reason_message or known.info.death_reason}); "
+                                        "a dead node never rejoins: start a new raylet")
+        if decision is Registration.RETURNING:
+            self.awaiting.pop(info.node_id, None)
+            logger.info("node %s registered again", info.node_id.hex()[:8])
+            if known is not None and known.connected and known.conn is not conn:
+                old, known._conn = known.conn, None  # its closing must not declare the node dead
+                old.close("the node registered again on another connection")
         node = gcs_pb2.NodeInfo()
         node.CopyFrom(info)
         node.state = gcs_pb2.NodeInfo.ALIVE
@@ -79,12 +113,45 @@ class NodeManager:
         for cb in self.on_node_added:
             cb(node)
 
+    def restore(self, stored: list[gcs_pb2.NodeInfo]) -> None:
+        """Take the node records an earlier GCS stored (before ``start``).
+
+        A node alive then is listed as dead until its raylet registers again
+        (registering replaces the record); nothing is told of its death, so
+        the actors and groups on it keep their records, unless it has not
+        registered again when ``end_reregistration_grace`` runs.
+        """
+        for info in stored:
+            node = gcs_pb2.NodeInfo()
+            node.CopyFrom(info)
+            if node.state == gcs_pb2.NodeInfo.ALIVE:
+                node.state = gcs_pb2.NodeInfo.DEAD
+                node.death_reason = "UNEXPECTED_TERMINATION"
+                node.death_reason_message = "not registered again since the GCS restarted"
+                self.awaiting[node.node_id] = True
+            entry = NodeEntry(node, None)
+            entry.available = {}
+            self.nodes[node.node_id] = entry
+
+    def end_reregistration_grace(self) -> list[bytes]:
+        """Declare dead every node stored alive that has not registered
+        again since the GCS restarted, as if it died now; returns their ids."""
+        lost, self.awaiting = list(self.awaiting), {}
+        for node_id in lost:
+            entry = self.nodes[node_id]
+            entry.info.end_time_ms = int(time.time() * 1000)
+            entry.info.death_reason_message = (
+                f"did not register again within {self.config.gcs_reregister_grace_ms} ms after the GCS restarted")
+            logger.warning("node %s is dead: %s", node_id.hex()[:8], entry.info.death_reason_message)
+            self._announce_dead(entry)
+        return lost
+
     def unregister(self, node_id: bytes, reason: str) -> None:
         self.mark_dead(node_id, "EXPECTED_TERMINATION", reason or "the node was stopped")
 
     def _on_conn_closed(self, node_id: bytes, conn: Connection) -> None:
         entry = self.nodes.get(node_id)
-        if entry is not None and entry.conn is conn and entry.alive:
+        if entry is not None and entry.connected and entry.conn is conn and entry.alive:
             self.mark_dead(node_id, "UNEXPECTED_TERMINATION",
                            f"the raylet's connection closed ({conn.close_reason})")
 
@@ -98,6 +165,11 @@ class NodeManager:
         entry.info.death_reason_message = message
         entry.available = {}
         logger.warning("node %s is dead: %s (%s)", node_id.hex()[:8], reason, message)
+        self._announce_dead(entry)
+        if reason != "EXPECTED_TERMINATION" and entry.connected:
+            entry.conn.close("node declared dead")
+
+    def _announce_dead(self, entry: NodeEntry) -> None:
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.NODE, node=entry.info))
         self._view_dirty = True
         for cb in self.on_node_dead:
@@ -105,8 +177,6 @@ class NodeManager:
                 cb(entry.info)
             except Exception:
                 logger.exception("node death handler failed")
-        if reason != "EXPECTED_TERMINATION":
-            entry.conn.close("node declared dead")
 
     def alive(self) -> list[NodeEntry]:
         return [e for e in self.nodes.values() if e.alive]
@@ -161,7 +231,7 @@ class NodeManager:
     def _health_round(self) -> None:
         timeout = self.config.health_check_timeout_ms / 1000
         for entry in self.alive():
-            if entry.checking:
+            if entry.checking or not entry.connected:
                 continue
             entry.checking = True
             entry.conn.call(_HEALTH, common_pb2.Empty(), timeout_s=timeout,

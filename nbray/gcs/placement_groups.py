@@ -17,6 +17,7 @@ import collections
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nbray.common.config import Config
@@ -127,6 +128,8 @@ class PlacementGroupManager:
         self._scheduling: set[bytes] = set()
         self._retry_timer: Any = None
         self._removed: collections.deque[bytes] = collections.deque()
+        # Called with the id of each removed group dropped from the table.
+        self.on_forgotten: list[Callable[[bytes], None]] = []
         nodes.on_node_added.append(lambda info: self._retry_soon())
         nodes.on_node_dead.append(self._on_node_dead)
 
@@ -138,6 +141,11 @@ class PlacementGroupManager:
         for i, b in enumerate(pg.bundles):
             if not b.amounts or all(v == 0 for v in b.amounts.values()):
                 raise RpcError("invalid_argument", f"bundle {i} of the placement group is empty")
+        known = self.groups.get(pg.placement_group_id)
+        if known is not None:
+            # The same request again (sent anew after the GCS connection
+            # dropped): the group it created stands.
+            return gcs_pb2.CreatePlacementGroupReply(placement_group_id=known.placement_group_id)
         if pg.name and (pg.namespace, pg.name) in self.named:
             raise RpcError("already_exists", f"a placement group named {pg.name!r} already exists")
         info = gcs_pb2.PlacementGroupInfo()
@@ -167,8 +175,30 @@ class PlacementGroupManager:
         self._publish(info)
         self._answer_waiters(pg_id, ready=False, removed=True)
         self._removed.append(pg_id)
+        self._forget_oldest_removed()
+
+    def _forget_oldest_removed(self) -> None:
         while len(self._removed) > REMOVED_GROUPS_KEPT:
-            self.groups.pop(self._removed.popleft(), None)
+            pg_id = self._removed.popleft()
+            self.groups.pop(pg_id, None)
+            for cb in self.on_forgotten:
+                cb(pg_id)
+
+    def restore(self, stored: list[gcs_pb2.PlacementGroupInfo]) -> None:
+        """Take the groups an earlier GCS stored (before any request).
+
+        Created groups keep their bundle nodes; pending ones are placed once
+        nodes register. Removed ones stay listed, oldest first forgotten.
+        """
+        for pg in sorted(stored, key=lambda g: g.create_time_ms):
+            info = gcs_pb2.PlacementGroupInfo()
+            info.CopyFrom(pg)
+            self.groups[info.placement_group_id] = info
+            if info.state == _PG.REMOVED:
+                self._removed.append(info.placement_group_id)
+            elif info.name:
+                self.named[(info.namespace, info.name)] = info.placement_group_id
+        self._forget_oldest_removed()
 
     def get(self, pg_id: bytes) -> gcs_pb2.PlacementGroupInfo | None:
         return self.groups.get(pg_id)

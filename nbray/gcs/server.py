@@ -2,7 +2,11 @@
 
 Serves ``GcsService`` on TCP. The handlers here only translate messages;
 membership lives in node_manager, actors in actor_manager, task events in
-task_events, placement groups in placement_groups.
+task_events, placement groups in placement_groups. The tables (all but
+task events) are kept in storage (storage.py, persistence.py): changes of
+one loop turn are written in one transaction at the end of the turn,
+before that turn's replies and published messages leave, and a GCS that
+starts on storage an earlier one wrote loads its tables from it.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import time
 import uuid
 from typing import Any
 
+from nbray._version import __version__
 from nbray.common.config import Config, set_config
 from nbray.exceptions import RpcError
 from nbray.gcs.actor_manager import ActorManager
 from nbray.gcs.kv import KVStore
 from nbray.gcs.node_manager import NodeManager
+from nbray.gcs.persistence import TableWriter, load_tables, next_job_number
 from nbray.gcs.placement_groups import PlacementGroupManager
 from nbray.gcs.pubsub import Publisher
+from nbray.gcs.storage import GcsStorage, GcsStorageError, open_storage
 from nbray.gcs.task_events import ActorCreationEvents, TaskEventStore
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.raylet.scheduling import PolicyConfig, Scheduler
@@ -34,16 +41,23 @@ from nbray.rpc.pool import ConnectionPool
 logger = logging.getLogger(__name__)
 
 _Empty = common_pb2.Empty
+# Exit status of a GCS whose storage stopped taking writes: it must not
+# answer what it could not store, so it stops rather than go on.
+EXIT_STORAGE_FAILED = 3
 
 
 class _GcsPublisher(Publisher):
-    """The publisher, with the GCS's own task-event store watching actor state changes."""
+    """The publisher, with the GCS's own task-event store watching actor state
+    changes and the storage writer keeping every published table record."""
 
     def __init__(self, on_actor: Any) -> None:
         super().__init__()
         self._on_actor = on_actor
+        self.writer: TableWriter | None = None
 
     def publish(self, msg: gcs_pb2.PubMessage) -> int:
+        if self.writer is not None:
+            self.writer.on_published(msg)
         if msg.channel == gcs_pb2.ACTOR:
             self._on_actor(msg.actor)
         return super().publish(msg)
@@ -51,11 +65,19 @@ class _GcsPublisher(Publisher):
 
 class GcsServer:
     def __init__(self, *, host: str, port: int, config: Config, token: bytes, session_dir: str,
-                 listen_sock: Any = None) -> None:
+                 listen_sock: Any = None, storage: GcsStorage | None = None) -> None:
+        """Raises GcsStorageError (or ValueError for a malformed ``gcs_storage``)
+        when the storage cannot be used; nothing is listening then."""
         self.config = config
         self.token = token
         self.session_dir = session_dir
-        self.cluster_id = uuid.uuid4().bytes
+        self.storage = storage if storage is not None else open_storage(config.gcs_storage, session_dir)
+        try:
+            self.cluster_id = self.storage.open_identity(token, uuid.uuid4().bytes, __version__)
+            loaded = load_tables(self.storage)
+        except BaseException:
+            self.storage.close()
+            raise
         self.loop = EventLoop("gcs")
         self.dispatcher = Dispatcher()
         self.dispatcher.register_service("GcsService", self)
@@ -72,20 +94,62 @@ class GcsServer:
                                            config.scheduler_top_k_absolute))
         self.actors = ActorManager(self.loop, config, self.publisher, self.nodes, self.pool, scheduler)
         self.placement_groups = PlacementGroupManager(self.loop, config, self.publisher, self.nodes)
-        self.kv = KVStore()
+        self.kv = KVStore(self.storage)
         self.task_events = TaskEventStore(config.task_events_max_tasks_in_gcs)
         self.actor_creation_events = ActorCreationEvents(self.task_events)
-        self.jobs: dict[bytes, gcs_pb2.JobInfo] = {}
-        self._next_job = 1
+        self.jobs: dict[bytes, gcs_pb2.JobInfo] = {j.job_id: j for j in loaded.jobs}
+        # Jobs stored running whose driver has not reconnected since this GCS started.
+        self._jobs_awaiting = {j.job_id for j in loaded.jobs if not j.is_dead}
+        self._next_job = next_job_number(loaded.jobs)
         self._task_changes: list[gcs_pb2.TaskStateChange] = []
         self._task_flush_timer: Any = None
+        self.nodes.restore(loaded.nodes)
+        for info, spec, detached in loaded.actors:
+            self.actors.restore(info, spec, detached)
+        self.placement_groups.restore(loaded.placement_groups)
+        if any(loaded.counts().values()) or len(self.kv):
+            logger.info("loaded from %s: %s, %d KV entries", self.storage.location,
+                        loaded.counts(), len(self.kv))
+        writer = TableWriter(self.storage, self._actor_spec)
+        self.placement_groups.on_forgotten.append(writer.forget_placement_group)
+        assert isinstance(self.publisher, _GcsPublisher)
+        self.publisher.writer = writer
+        self.loop.add_end_of_iteration_hook_always(self._flush_storage)
+
+    def _actor_spec(self, actor_id: bytes) -> tuple[common_pb2.TaskSpec, bool] | None:
+        entry = self.actors.get(actor_id)
+        return (entry.spec, entry.detached) if entry is not None else None
+
+    def _flush_storage(self) -> None:
+        # Runs after each turn's callbacks and before the corked sends of
+        # that turn, so no reply leaves before what it reports is stored.
+        if not self.storage.has_pending():
+            return
+        try:
+            self.storage.flush()
+        except GcsStorageError:
+            logger.critical("the GCS storage failed; stopping the GCS before it answers what it could not "
+                            "store", exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_STORAGE_FAILED)
 
     def start(self) -> None:
         self.listener.start()
         self.nodes.start()
+        if self.nodes.awaiting or self._jobs_awaiting:
+            # Raylets and drivers of the cluster reconnect on their own; what
+            # has not come back by then is handled as dead.
+            self.loop.call_later(self.config.gcs_reregister_grace_ms / 1000, self._end_reregistration_grace)
 
     def run(self) -> None:
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                self.storage.flush()
+            except GcsStorageError:
+                logger.exception("the last changes could not be stored at shutdown")
+            self.storage.close()
 
     def _on_connection(self, conn: Connection) -> None:
         pass
@@ -126,6 +190,8 @@ class GcsServer:
     # ---- jobs ----------------------------------------------------------------------------------------
 
     def handle_AddJob(self, conn: Connection, req: gcs_pb2.AddJobRequest, rid: int) -> Any:
+        if req.job.job_id:
+            return self._reattach_job(conn, req.job)
         job = gcs_pb2.JobInfo()
         job.CopyFrom(req.job)
         job.job_id = self._next_job.to_bytes(4, "big")
@@ -137,6 +203,29 @@ class GcsServer:
         conn.add_close_callback(functools.partial(self._on_driver_closed, job.job_id))
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.JOB, key=job.job_id, job=job))
         return gcs_pb2.AddJobReply(job_id=job.job_id, namespace=job.namespace)
+
+    def _reattach_job(self, conn: Connection, info: gcs_pb2.JobInfo) -> Any:
+        """A driver that was running when the GCS restarted says its job still
+        runs: the job now ends when this connection closes."""
+        job = self.jobs.get(info.job_id)
+        if job is None:
+            raise RpcError("not_found", f"no job with id {info.job_id.hex()}")
+        if job.is_dead:
+            raise RpcError("job_finished", f"job {info.job_id.hex()} already finished (its driver did not "
+                                           "reconnect in time after the GCS restarted)")
+        self._jobs_awaiting.discard(job.job_id)
+        conn.add_close_callback(functools.partial(self._on_driver_closed, job.job_id))
+        return gcs_pb2.AddJobReply(job_id=job.job_id, namespace=job.namespace)
+
+    def _end_reregistration_grace(self) -> None:
+        lost_nodes = self.nodes.end_reregistration_grace()
+        lost_jobs, self._jobs_awaiting = sorted(self._jobs_awaiting), set()
+        for job_id in lost_jobs:
+            logger.warning("job %s finished: its driver did not reconnect after the GCS restarted", job_id.hex())
+            self._finish_job(job_id)
+        if lost_nodes or lost_jobs:
+            logger.warning("after the restart, %d nodes and %d drivers did not come back", len(lost_nodes),
+                           len(lost_jobs))
 
     def handle_MarkJobFinished(self, conn: Connection, req: gcs_pb2.MarkJobFinishedRequest, rid: int) -> Any:
         self._finish_job(req.job_id)
@@ -334,8 +423,15 @@ def main(argv: list[str] | None = None) -> None:
         import socket
 
         sock = socket.socket(fileno=args.listen_fd)
-    server = GcsServer(host=args.host, port=args.port, config=config, token=token,
-                       session_dir=args.session_dir, listen_sock=sock)
+    try:
+        server = GcsServer(host=args.host, port=args.port, config=config, token=token,
+                           session_dir=args.session_dir, listen_sock=sock)
+    except (GcsStorageError, ValueError) as exc:
+        logger.error("%s", exc)
+        if args.ready_fd >= 0:
+            os.write(args.ready_fd, (json.dumps({"error": str(exc)}) + "\n").encode())
+            os.close(args.ready_fd)
+        raise SystemExit(1) from None
     signal.signal(signal.SIGTERM, lambda *_: server.loop.post(server.shutdown))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.parent_pid:

@@ -152,6 +152,8 @@ def nbray_parser() -> _Parser:
     init.add_argument("--namespace")
     init.add_argument("--include-dashboard", action="store_true")
     init.add_argument("--no-log-to-driver", action="store_true", help="do not show worker output")
+    init.add_argument("--tls", action="store_true",
+                      help="connect to nbray://HOST:PORT over TLS (verified against NBRAY_TLS_CA_CERT)")
     sub.add_parser("status", add_help=False, help="nodes, resources and sessions")
     sub.add_parser("shutdown", add_help=False, help="close sessions and disconnect")
     sub.add_parser("sessions", add_help=False, help="list %%%%remote --session namespaces")

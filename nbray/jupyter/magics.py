@@ -99,6 +99,7 @@ Examples
     %nbray init                              # a cluster on this machine, or start one
     %nbray init 10.0.0.5:6379                # a cluster's GCS address
     %nbray init nbray://10.0.0.5:10001       # as a client, from outside the cluster
+    %nbray init nbray://head:10001 --tls     # as a client, over TLS
     %nbray init --num-cpus 4 --num-gpus 1    # start a local cluster of that size
     %nbray status                            # nodes, resources, sessions
     %nbray sessions                          # %%remote --session namespaces
@@ -163,6 +164,8 @@ class NbrayMagics(Magics):
             kwargs["include_dashboard"] = True
         if args.no_log_to_driver:
             kwargs["log_to_driver"] = False
+        if args.tls:
+            kwargs["tls"] = True
         if nbray.is_initialized():
             raise UsageError("already connected; run '%nbray shutdown' first to connect elsewhere")
         context = nbray.init(args.address, **kwargs)
@@ -250,6 +253,7 @@ class NbrayExtension:
         self.magics = NbrayMagics(shell, self)
         self._original_start_displayhook: Any = None
         self._runtime: Any = runtime_hooks.runtime()
+        self.progress_bars: Any = None  # tqdm_ray bars drawn as widgets, in a kernel
 
     def install_displayhook_flush(self) -> None:
         """Before a cell's result (Out[n]) is shown, let output its tasks
@@ -324,6 +328,10 @@ def load_ipython_extension(ipython: Any) -> None:
     # the cell running %load_ext already started: route its output too
     ext.router.begin_cell(None)
     ext.router.attach()
+    if ext.router.kernel is not None:  # an IPython terminal keeps the text bars
+        from nbray.widgets import tqdm_bars
+
+        ext.progress_bars = tqdm_bars.install(ext.router)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -337,6 +345,10 @@ def unload_ipython_extension(ipython: Any) -> None:
             pass
     ext.router.detach()
     ext.remove_displayhook_flush()
+    if ext.progress_bars is not None:
+        from nbray.widgets import tqdm_bars
+
+        tqdm_bars.uninstall(ext.progress_bars)
     for kind in ("line", "cell"):
         for name in ("nbray", "remote"):
             ipython.magics_manager.magics[kind].pop(name, None)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nbray.experimental import bar_display
 from nbray.jupyter import display_wire, runtime_hooks
 from nbray.jupyter.settings import get_settings
 
@@ -199,7 +200,9 @@ class CellOutputRouter:
     # ---- routing (I/O thread) -------------------------------------------------------------------------
 
     def handle_batch(self, batch: Any) -> None:
-        """``log_handler``: route each entry to its cell."""
+        """``log_handler``: route each entry to its cell (``tqdm_ray`` bars
+        go to the bar display instead)."""
+        batch = bar_display.take_bar_reports(batch)
         items: list[tuple[str, CellTarget | None, Any]] = []
         ended = False
         for entry in batch.entries:
@@ -240,8 +243,9 @@ class CellOutputRouter:
 
     def _publish_all(self, items: list[tuple[str, CellTarget | None, Any]]) -> None:
         if self.kernel is None:
-            for kind, _target, payload in items:
-                self._fallback(kind, payload)
+            with bar_display.bars_hidden():  # bars drawn in place in a terminal step aside
+                for kind, _target, payload in items:
+                    self._fallback(kind, payload)
             return
         current = self._current
         if any(target is current for _, target, _ in items):

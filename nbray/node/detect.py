@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,42 @@ def gpu_model() -> str:
             pynvml.nvmlShutdown()
     except Exception:
         return ""
+
+
+# The node label naming a node's accelerator type (as Ray labels nodes).
+ACCELERATOR_TYPE_LABEL = "ray.io/accelerator-type"
+# A node of accelerator type T carries one unit of this resource + T; the
+# accelerator_type=T option asks for a sliver of it.
+ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"
+# Words in NVIDIA device names that are brands or families, not the model.
+_GPU_NAME_BRANDS = frozenset({"NVIDIA", "TESLA", "QUADRO", "GEFORCE", "TITAN", "RTX", "GTX"})
+
+
+def accelerator_type_from_gpu_name(name: str) -> str:
+    """The accelerator type of an NVIDIA device name, as Ray names it:
+    "NVIDIA H100 80GB HBM3" -> "H100", "Tesla V100-SXM2-16GB" -> "V100",
+    "NVIDIA A100-SXM4-40GB" -> "A100"; "" when no model is recognizable."""
+    for word in re.split(r"[\s\-_]+", name.strip()):
+        if word.upper() in _GPU_NAME_BRANDS:
+            continue
+        model = re.match(r"[A-Z0-9]+", word)
+        return model.group(0) if model else ""
+    return ""
+
+
+def gpu_accelerator_type() -> str:
+    """This machine's GPU type from nvidia-ml-py ("" without one)."""
+    return accelerator_type_from_gpu_name(gpu_model())
+
+
+def accelerator_resources(detected_type: str, labels: Mapping[str, str] | None) -> dict[str, float]:
+    """The resources that tell the scheduler a node's accelerator type: the
+    detected GPU's, and the one its ``ray.io/accelerator-type`` label names."""
+    out: dict[str, float] = {}
+    for accelerator_type in (detected_type, (labels or {}).get(ACCELERATOR_TYPE_LABEL, "")):
+        if accelerator_type:
+            out[ACCELERATOR_RESOURCE_PREFIX + accelerator_type] = 1.0
+    return out
 
 
 def _meminfo() -> dict[str, int]:

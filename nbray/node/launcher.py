@@ -1,6 +1,7 @@
 """Starting and stopping the processes of a node.
 
-``start_head`` starts a GCS and a raylet (and, for the CLI, the client
+``start_head`` starts a GCS (under its supervisor, nbray/gcs/supervisor.py,
+which restarts it if it dies) and a raylet (and, for the CLI, the client
 server and dashboard); ``start_worker_node`` starts a raylet joining an
 existing head. The GCS's listening socket is bound here and handed over,
 so the raylet can connect before the GCS has finished importing: the two
@@ -8,7 +9,8 @@ start in parallel.
 
 Embedded clusters (``nbray.init()``) pass ``parent_pid``: their processes
 exit when the driver does, even if it is killed. CLI clusters run as
-daemons in their own session.
+daemons in their own session. Every head, and every node with a session
+directory of its own, is recorded in the user's registry until stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import logging
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -25,9 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbray.common.config import Config
-from nbray.node import detect, session
-from nbray.rpc import auth
+from nbray.common.config import Config, get_config
+from nbray.gcs import storage as gcs_storage
+from nbray.node import cluster_processes, detect, registry, session
+from nbray.node.cluster_processes import process_running as process_running  # re-exported
+from nbray.rpc import auth, tls
 from nbray.rpc.handshake import bind_listener
 
 logger = logging.getLogger(__name__)
@@ -51,31 +54,51 @@ class NodeProcesses:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     is_head: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    registry_entry: str = ""  # this node's entry in the user's cluster registry, if it has one
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items()}
 
-    def stop(self, timeout_s: float = 10.0, force: bool = False) -> None:
-        """Stop this node's processes (raylet first, then the GCS)."""
+    def stop(self, timeout_s: float | None = None, force: bool = False) -> None:
+        """Stop this node's processes and everything they started; return once none runs.
+
+        Services stop in order (head services, then the raylet, then the
+        GCS), each with SIGTERM; whatever runs after `timeout_s` (default:
+        the config's stop grace period), or everything with `force`, gets
+        SIGKILL. Raises RuntimeError naming the pids that outlive even that.
+        """
+        config = get_config()
+        grace_s = timeout_s if timeout_s is not None else config.stop_grace_period_ms / 1000
         order = ["client_server", "dashboard", "raylet", "gcs"]
-        for name in order + [n for n in self.processes if n not in order]:
-            proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
+        names = order + [n for n in self.processes if n not in order]
+        stages = [[self.processes[n].pid for n in group if n in self.processes]
+                  for group in (["client_server", "dashboard"], ["raylet"], ["gcs"], names[len(order):])]
+        # Every service was started as the leader of its own session (_spawn):
+        # its zygote, workers and their children are found by that session.
+        # The pids cannot be reused before they are reaped below.
+        leaders = [p.pid for p in self.processes.values()]
+        me, uid = os.getpid(), os.getuid()
+        find = cluster_processes.MemberTracker(
+            lambda table: cluster_processes.cluster_members(table, leader_pids=leaders, uid=uid, exclude=(me,)))
+        outcome = cluster_processes.stop_members(find, stages, force=force, grace_s=grace_s,
+                                                 kill_wait_s=config.stop_kill_wait_ms / 1000)
+        for proc in self.processes.values():
             try:
-                proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                proc.wait(timeout_s)
+                proc.wait(config.stop_kill_wait_ms / 1000)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                outcome.survivors.add(proc.pid)
+        if self.registry_entry:
+            registry.unregister(self.registry_entry)
+            self.registry_entry = ""
+        if outcome.survivors:
+            raise RuntimeError(f"processes of the node in {self.session_dir} still run after SIGKILL: "
+                               f"{sorted(outcome.survivors)}")
 
 
 def resolve_resources(num_cpus: float | None, num_gpus: float | None, resources: dict[str, float] | None,
                       object_store_memory: int | None, memory: int | None,
-                      config: Config) -> tuple[dict[str, float], list[str], int]:
+                      config: Config, labels: dict[str, str] | None = None
+                      ) -> tuple[dict[str, float], list[str], int]:
     """Totals for a new node: (resources, GPU ids, object store bytes)."""
     out: dict[str, float] = {}
     for name, value in (resources or {}).items():
@@ -92,9 +115,9 @@ def resolve_resources(num_cpus: float | None, num_gpus: float | None, resources:
         gpu_ids = detected[: int(num_gpus)] if len(detected) >= num_gpus else [str(i) for i in range(int(num_gpus))]
     if gpu_ids:
         out["GPU"] = float(len(gpu_ids))
-        model = detect.gpu_model()
-        if model:
-            out[f"accelerator_type:{model.replace(' ', '_')}"] = 1.0
+    gpu_type = detect.gpu_accelerator_type() if gpu_ids else ""
+    for name, amount in detect.accelerator_resources(gpu_type, labels).items():
+        out.setdefault(name, amount)
     store = int(object_store_memory) if object_store_memory else detect.default_object_store_bytes(
         config.object_store_memory_fraction)
     if store < config.min_object_store_bytes:
@@ -110,6 +133,11 @@ def _spawn(args: list[str], env: dict[str, str], log_base: str,
     # Always a new session: a Ctrl-C in the driver's terminal must not reach
     # the cluster; embedded clusters follow their driver through --parent-pid.
     # The child keeps its own copies of the log files' descriptors.
+    # Everything the service starts inherits the session directory in its
+    # environment, so a stop finds it even once nothing else links it to the cluster.
+    session_dir = cluster_processes.session_dir_argument(args)
+    if session_dir:
+        env = dict(env, **{cluster_processes.SESSION_DIR_ENV: session_dir})
     with open(log_base + ".out", "ab") as out, open(log_base + ".err", "ab") as err:
         return subprocess.Popen(
             [sys.executable, *args], env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
@@ -188,11 +216,14 @@ def start_head(
     client_server_host: str = "127.0.0.1",
 ) -> NodeProcesses:
     node_ip = node_ip or detect.node_ip_address()
+    tls.check_cluster_settings()  # a bad TLS setting fails here, before any process starts
     totals, gpu_ids, store_bytes = resolve_resources(num_cpus, num_gpus, resources, object_store_memory,
-                                                     memory, config)
+                                                     memory, config, labels)
     session_dir = session.new_session_dir(temp_dir)
     token = token or auth.token_from_environment() or auth.generate_token()
     auth.write_token_file(os.path.join(session_dir, auth.TOKEN_FILE_NAME), token)
+    # A storage the GCS could not use fails here, naming it, before any process starts.
+    gcs_storage.verify_storage(config.gcs_storage, session_dir, token)
     try:
         gcs_sock = bind_listener(f"{node_ip}:{port}")
     except OSError as exc:
@@ -203,8 +234,9 @@ def start_head(
     logs = os.path.join(session_dir, "logs")
     config_json = config.to_json()
     gcs_r, gcs_w = os.pipe()
-    gcs_args = ["-m", "nbray.gcs", "--listen-fd", str(gcs_sock.fileno()), "--session-dir", session_dir,
-                "--config-json", config_json, "--ready-fd", str(gcs_w)]
+    # The supervisor runs the GCS and starts it again if it dies (on the same socket).
+    gcs_args = ["-m", "nbray.gcs.supervisor", "--listen-fd", str(gcs_sock.fileno()), "--session-dir",
+                session_dir, "--config-json", config_json, "--ready-fd", str(gcs_w)]
     if parent_pid:
         gcs_args += ["--parent-pid", str(parent_pid)]
     try:
@@ -247,6 +279,9 @@ def start_head(
             "dashboard_url": node.extra.get("dashboard_url", ""),
             "client_server_address": node.extra.get("client_server_address", ""),
         })
+        node.registry_entry = registry.register(
+            gcs_address=gcs_address, session_dir=session_dir, pids=node.pids(),
+            role=registry.ROLE_LOCAL if parent_pid else registry.ROLE_HEAD)
     except BaseException:
         if gcs_r >= 0:
             os.close(gcs_r)
@@ -297,19 +332,30 @@ def start_worker_node(
     raylet_port: int = 0,
 ) -> NodeProcesses:
     node_ip = node_ip or detect.node_ip_address()
+    tls.check_cluster_settings()
+    tls.check_bind(node_ip)
     totals, gpu_ids, store_bytes = resolve_resources(num_cpus, num_gpus, resources, object_store_memory,
-                                                     memory, config)
+                                                     memory, config, labels)
+    own_session = session_dir is None
     session_dir = session_dir or session.new_session_dir(temp_dir)
     token_path = os.path.join(session_dir, auth.TOKEN_FILE_NAME)
     if not os.path.exists(token_path):
         auth.write_token_file(token_path, token)
     env = dict(os.environ)
     env["NBRAY_AUTH_TOKEN"] = token.hex()
-    return _start_raylet(
+    node = _start_raylet(
         config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
         totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=False, parent_pid=parent_pid,
         env=env, labels=labels, raylet_port=raylet_port,
     )
+    if own_session:  # a node sharing its head's session is found through the head's entry
+        try:
+            node.registry_entry = registry.register(gcs_address=gcs_address, session_dir=session_dir,
+                                                    pids=node.pids(), role=registry.ROLE_NODE)
+        except BaseException:
+            node.stop(force=True)
+            raise
+    return node
 
 
 def _start_raylet(*, config: Config, gcs_address: str, node_ip: str, session_dir: str, token: bytes,
@@ -369,15 +415,6 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-
-
-def process_running(pid: int) -> bool:
-    """The process exists and has not exited (an unreaped zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def local_raylet_for(nodes: list[Any], node_ip: str | None = None) -> Any | None:

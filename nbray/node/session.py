@@ -13,8 +13,9 @@
 ``stop``, ``status``, ...) or ``_temp_dir`` (``nbray.init``), as Ray's
 ``--temp-dir`` replaces ``/tmp/ray``; by default ``$NBRAY_TMPDIR/nbray``
 (the system temp directory when ``NBRAY_TMPDIR`` is unset). Every file of
-a cluster lives under the same root, so the same ``--temp-dir`` (or the
-same ``NBRAY_TMPDIR``) finds it again.
+a cluster lives under its root; the per-user registry (``registry.py``)
+records each running cluster, so a process of the same user finds it (and
+its token) by address or with "auto" whatever root it was started with.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import stat
 import tempfile
 from typing import Any
 
+from nbray.node import cluster_processes, registry
 from nbray.rpc import auth
 
 ADDRESS_ENV = "NBRAY_ADDRESS"
@@ -40,7 +43,8 @@ def resolve_temp_root(temp_dir: str | None = None) -> str:
 
 
 def new_session_dir(temp_root: str | None = None) -> str:
-    root = temp_root or default_temp_root()
+    # Absolute: processes are found by the --session-dir on their command line.
+    root = os.path.abspath(temp_root or default_temp_root())
     os.makedirs(root, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(2).hex()}")
@@ -113,9 +117,7 @@ def forget_current_cluster(session_dir: str, temp_root: str | None = None) -> No
         pass
 
 
-def find_current_cluster(temp_root: str | None = None) -> tuple[str, str] | None:
-    """(gcs address, session dir) of the newest running head on this machine."""
-    root = temp_root or default_temp_root()
+def _current_file(root: str) -> tuple[str, str] | None:
     try:
         with open(os.path.join(root, "nbray_current_cluster")) as f:
             lines = f.read().split()
@@ -126,36 +128,124 @@ def find_current_cluster(temp_root: str | None = None) -> tuple[str, str] | None
     return lines[0], lines[1]
 
 
+def session_pids(session_dir: str) -> dict[str, int]:
+    """Pids recorded in a session's files (the head's cluster.json and every node-*.json),
+    by "<file>:<process>"."""
+    pids: dict[str, int] = {}
+    try:
+        names = os.listdir(session_dir)
+    except OSError:
+        return pids
+    for name in names:
+        if name == "cluster.json" or (name.startswith("node-") and name.endswith(".json")):
+            try:
+                with open(os.path.join(session_dir, name)) as f:
+                    recorded = json.load(f).get("pids", {})
+                pids.update({f"{name}:{proc}": int(pid) for proc, pid in dict(recorded).items()})
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue
+    return pids
+
+
+def session_running(session_dir: str) -> bool:
+    """Some process recorded in the session's files still runs for it."""
+    return any(cluster_processes.runs_session(pid, session_dir) for pid in session_pids(session_dir).values())
+
+
+def find_current_cluster(temp_root: str | None = None) -> tuple[str, str] | None:
+    """(gcs address, session dir) of the newest running head on this machine.
+
+    With `temp_root`, only a head started under that root; without it, the
+    default root's newest head, else the newest head of the user's registry.
+    """
+    root = os.path.abspath(temp_root) if temp_root else default_temp_root()
+    current = _current_file(root)
+    if current is not None and session_running(current[1]):
+        return current
+    for entry in registry.entries():
+        if entry.role == registry.ROLE_HEAD and (temp_root is None or entry.temp_root == root):
+            return entry.gcs_address, entry.session_dir
+    # Its processes may run where this one cannot see them (another pid namespace).
+    return current
+
+
+def same_address(a: str, b: str) -> bool:
+    """Two HOST:PORT strings name the same listener (loopback spellings are equal)."""
+    if a == b:
+        return True
+    host_a, _, port_a = a.rpartition(":")
+    host_b, _, port_b = b.rpartition(":")
+    loopback = {"127.0.0.1", "localhost", "::1", "[::1]"}
+    return bool(port_a) and port_a == port_b and host_a in loopback and host_b in loopback
+
+
 def session_for_address(gcs_address: str, temp_root: str | None = None) -> str | None:
-    """The session dir of a cluster on this machine with this GCS address."""
-    found = find_current_cluster(temp_root)
-    if found and found[0] == gcs_address:
-        return found[1]
-    root = temp_root or default_temp_root()
+    """The session dir of a cluster on this machine with this GCS address.
+
+    A running cluster is preferred: first the registry (any root), then the
+    sessions under `temp_root` and the default root. A stopped session with
+    the address is returned only when no running one has it.
+    """
+    candidates = [e for e in registry.entries() if same_address(e.gcs_address, gcs_address)]
+    candidates.sort(key=lambda e: e.role == registry.ROLE_NODE)  # a head's own session first
+    if candidates:
+        return candidates[0].session_dir
+    roots = [default_temp_root()]
+    if temp_root and os.path.abspath(temp_root) != roots[0]:
+        roots.insert(0, os.path.abspath(temp_root))
+    stopped: str | None = None
+    for root in roots:
+        for path in _sessions_with_address(root, gcs_address):
+            if session_running(path):
+                return path
+            stopped = stopped or path
+    return stopped
+
+
+def _sessions_with_address(root: str, gcs_address: str) -> list[str]:
+    """Session dirs under `root` for this GCS address, the current one and then the newest first."""
+    out = []
+    current = _current_file(root)
+    if current and same_address(current[0], gcs_address):
+        out.append(current[1])
     try:
         names = sorted(os.listdir(root), reverse=True)
     except OSError:
-        return None
+        return out
     for name in names:
         path = os.path.join(root, name)
-        if not name.startswith("session_") or os.path.islink(path):
+        if not name.startswith("session_") or os.path.islink(path) or path in out:
             continue
         try:
             info = read_cluster_info(path)
         except (OSError, ValueError):
             continue
-        if info.get("gcs_address") == gcs_address:
-            return path
-    return None
+        if same_address(str(info.get("gcs_address", "")), gcs_address):
+            out.append(path)
+    return out
 
 
 def find_token(session_dir: str | None) -> bytes | None:
-    """Token from the environment, else from the session directory."""
+    """Token from the environment, else from the session directory.
+
+    A token file found on disk is used only if it is a regular file of this
+    user, not a link: a session directory under a shared root may hold
+    another user's files, and the token is sent to the address connected to.
+    """
     token = auth.token_from_environment()
     if token is not None:
         return token
     if session_dir:
         path = os.path.join(session_dir, auth.TOKEN_FILE_NAME)
-        if os.path.exists(path):
+        if own_regular_file(path):
             return auth.read_token_file(path)
     return None
+
+
+def own_regular_file(path: str) -> bool:
+    """`path` is a regular file (not a link) owned by this process's user."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid()

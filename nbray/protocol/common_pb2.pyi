@@ -164,7 +164,7 @@ class RuntimeEnv(_message.Message):
     def __init__(self, env_vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "type", "name", "function", "args_pickle", "ref_args", "nested_refs", "num_returns", "streaming_generator", "resources", "max_retries", "retry_exceptions", "retry_exception_types", "attempt_number", "caller", "actor_id", "sequence_number", "caller_handle_id", "max_concurrency", "is_async_actor", "runtime_env", "scheduling_strategy", "context_tag", "actor_name", "namespace", "method_name", "max_task_retries", "func_or_class_name", "disable_task_events", "return_base_id", "placement_resources")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "type", "name", "function", "args_pickle", "ref_args", "nested_refs", "num_returns", "streaming_generator", "resources", "max_retries", "retry_exceptions", "retry_exception_types", "attempt_number", "caller", "actor_id", "sequence_number", "caller_handle_id", "max_concurrency", "is_async_actor", "runtime_env", "scheduling_strategy", "context_tag", "actor_name", "namespace", "method_name", "max_task_retries", "func_or_class_name", "disable_task_events", "return_base_id", "placement_resources", "dynamic_returns")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +212,7 @@ class TaskSpec(_message.Message):
     DISABLE_TASK_EVENTS_FIELD_NUMBER: _ClassVar[int]
     RETURN_BASE_ID_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_RETURNS_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -245,7 +246,8 @@ class TaskSpec(_message.Message):
     disable_task_events: bool
     return_base_id: bytes
     placement_resources: _containers.ScalarMap[str, float]
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., type: _Optional[_Union[TaskType, str]] = ..., name: _Optional[str] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args_pickle: _Optional[bytes] = ..., ref_args: _Optional[_Iterable[_Union[RefArg, _Mapping]]] = ..., nested_refs: _Optional[_Iterable[_Union[ObjectReference, _Mapping]]] = ..., num_returns: _Optional[int] = ..., streaming_generator: _Optional[bool] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., actor_id: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., caller_handle_id: _Optional[bytes] = ..., max_concurrency: _Optional[int] = ..., is_async_actor: _Optional[bool] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., context_tag: _Optional[str] = ..., actor_name: _Optional[str] = ..., namespace: _Optional[str] = ..., method_name: _Optional[str] = ..., max_task_retries: _Optional[int] = ..., func_or_class_name: _Optional[str] = ..., disable_task_events: _Optional[bool] = ..., return_base_id: _Optional[bytes] = ..., placement_resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    dynamic_returns: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., type: _Optional[_Union[TaskType, str]] = ..., name: _Optional[str] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args_pickle: _Optional[bytes] = ..., ref_args: _Optional[_Iterable[_Union[RefArg, _Mapping]]] = ..., nested_refs: _Optional[_Iterable[_Union[ObjectReference, _Mapping]]] = ..., num_returns: _Optional[int] = ..., streaming_generator: _Optional[bool] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_types: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., caller: _Optional[_Union[Address, _Mapping]] = ..., actor_id: _Optional[bytes] = ..., sequence_number: _Optional[int] = ..., caller_handle_id: _Optional[bytes] = ..., max_concurrency: _Optional[int] = ..., is_async_actor: _Optional[bool] = ..., runtime_env: _Optional[_Union[RuntimeEnv, _Mapping]] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., context_tag: _Optional[str] = ..., actor_name: _Optional[str] = ..., namespace: _Optional[str] = ..., method_name: _Optional[str] = ..., max_task_retries: _Optional[int] = ..., func_or_class_name: _Optional[str] = ..., disable_task_events: _Optional[bool] = ..., return_base_id: _Optional[bytes] = ..., placement_resources: _Optional[_Mapping[str, float]] = ..., dynamic_returns: _Optional[bool] = ...) -> None: ...
 
 class ErrorInfo(_message.Message):
     __slots__ = ("type", "message")

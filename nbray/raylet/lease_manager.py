@@ -279,8 +279,12 @@ class LeaseManager:
         self.schedule()
 
     def on_owner_dead(self, owner_id: bytes) -> None:
-        """The owner of leases died: its workers run orphaned tasks; stop them."""
-        self.queue = [lr for lr in self.queue if lr.owner_id != owner_id]
+        """The owner of leases died: its workers run orphaned tasks; stop them.
+
+        Actor creation requests stay: the GCS sends those, and it alone
+        decides whether an actor shares its creator's fate (a detached
+        actor does not)."""
+        self.queue = [lr for lr in self.queue if lr.owner_id != owner_id or lr.req.is_actor_creation]
         for lease in list(self.leases.values()):
             if lease.owner_id == owner_id and not lease.is_actor:
                 self.return_lease(lease.lease_id, disconnect=True, reason="its owner died")

@@ -22,6 +22,7 @@ from typing import Any
 from nbray._version import __version__
 from nbray.common.config import Config
 from nbray.common.resources import NodeResources, bundle_resources, to_fixed, to_float
+from nbray.exceptions import ConnectionLostError
 from nbray.gcs.client import GcsClient
 from nbray.node import detect, session
 from nbray.object_store.store import ObjectStore
@@ -32,6 +33,7 @@ from nbray.raylet.object_manager import ObjectManager
 from nbray.raylet.puller import Puller
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
 from nbray.raylet.worker_pool import Worker, WorkerPool
+from nbray.rpc import tls
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener
@@ -113,6 +115,7 @@ class Raylet:
         self.port = int(self.tcp_listener.address.rsplit(":", 1)[1])
         self.view.local.port = self.port
         self.gcs: GcsClient | None = None
+        self.cluster_id = b""
         self.log_router = LogRouter(
             self.loop, session.socket_path(session_dir, f"logs-{short}.sock"), token,
             self.log_dir, node_ip, self._publish_logs, self._pid_of_token,
@@ -146,12 +149,14 @@ class Raylet:
             self.config, self.view, self.pool, self.scheduler, self.gpu_ids,
             on_resources_changed=self._schedule_report, warn_job=self._warn_job)
         self.gcs = GcsClient(self.loop, self.gcs_address, self.token, self.dispatcher, self.config,
-                             role="raylet")
-        self.gcs.conn.add_close_callback(self._on_gcs_lost)
+                             role="raylet", reconnect=True)
+        self.gcs.on_gave_up.append(self._on_gcs_gave_up)
+        self.gcs.on_reconnected.append(self._register_again)
         timeout_s = self.config.rpc_timeout_ms / 1000
-        self.loop.run_until_done(
+        reply = self.loop.run_until_done(
             self.gcs.call_async("RegisterNode", gcs_pb2.RegisterNodeRequest(node=self.node_info())),
             timeout_s)
+        self.cluster_id = reply.cluster_id  # type: ignore[attr-defined]
         self.gcs.subscribe(gcs_pb2.RESOURCE_VIEW, b"", self._on_resource_view)
         self.gcs.subscribe(gcs_pb2.NODE, b"", self._on_node_change)
         self.gcs.subscribe(gcs_pb2.WORKER_FAILURE, b"", self._on_worker_failure)
@@ -575,7 +580,8 @@ class Raylet:
             if view is None:
                 self.view.nodes[node.node_id] = NodeView(node.node_id, NodeResources(dict(node.resources_total)),
                                                          node.node_ip, node.raylet_port)
-            if node.host_key and node.host_key == self.host_key and node.raylet_socket:
+            if (node.host_key and node.host_key == self.host_key and node.raylet_socket
+                    and self.config.same_host_object_transfer_over_unix):
                 self.same_host_sockets[node.node_id] = node.raylet_socket
         if self.leases is not None:
             self.leases.schedule()
@@ -594,7 +600,7 @@ class Raylet:
     # ---- output -------------------------------------------------------------------------------------
 
     def _publish_logs(self, batch: gcs_pb2.LogBatch) -> None:
-        if self.gcs is not None and not self.gcs.conn.closed:
+        if self.gcs is not None and not self.gcs.gave_up_reason:
             self.gcs.send("PublishLogs", batch)
 
     def _warn_job(self, job_id: bytes, text: str) -> None:
@@ -609,10 +615,33 @@ class Raylet:
 
     # ---- shutdown ---------------------------------------------------------------------------------
 
-    def _on_gcs_lost(self, conn: Connection) -> None:
+    def _on_gcs_gave_up(self, reason: str) -> None:
         if not self._shutting_down:
-            logger.error("lost the connection to the GCS (%s); exiting", conn.close_reason)
-            self.shutdown("GCS connection lost")
+            logger.error("exiting: %s", reason)
+            self.shutdown(f"GCS unreachable: {reason}")
+
+    def _register_again(self) -> None:
+        """The GCS came back (restarted from its storage): register this node
+        again with its id and resources, then report its load at once."""
+        assert self.gcs is not None
+        self.gcs.call_async("RegisterNode", gcs_pb2.RegisterNodeRequest(node=self.node_info()),
+                            callback=self._on_registered_again)
+        self._report_resources()
+
+    def _on_registered_again(self, reply: Any, error: BaseException | None) -> None:
+        if self._shutting_down:
+            return
+        if error is not None:
+            if isinstance(error, ConnectionLostError):
+                return  # the GCS went away again; the next reconnection registers again
+            logger.error("the restarted GCS refused this node (%s); exiting", error)
+            self.shutdown(f"refused by the restarted GCS: {error}")
+        elif self.cluster_id and reply.cluster_id != self.cluster_id:
+            logger.error("the GCS at %s now belongs to another cluster (its state was not kept); exiting",
+                         self.gcs_address)
+            self.shutdown("the GCS restarted without its state")
+        else:
+            logger.info("registered again with the restarted GCS")
 
     def _on_zygote_lost(self) -> None:
         if not self._shutting_down:
@@ -679,13 +708,18 @@ def main(argv: list[str] | None = None) -> None:
 
     set_config(config)
     token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
-    raylet = Raylet(
-        node_id=bytes.fromhex(args.node_id), gcs_address=args.gcs_address, node_ip=args.node_ip,
-        port=args.port, session_dir=args.session_dir, resources=json.loads(args.resources_json),
-        gpu_ids=[g for g in args.gpu_ids.split(",") if g], object_store_bytes=args.object_store_bytes,
-        config=config, token=token, is_head=args.head, node_name=args.node_name,
-        labels=json.loads(args.labels_json),
-    )
+    try:
+        raylet = Raylet(
+            node_id=bytes.fromhex(args.node_id), gcs_address=args.gcs_address, node_ip=args.node_ip,
+            port=args.port, session_dir=args.session_dir, resources=json.loads(args.resources_json),
+            gpu_ids=[g for g in args.gpu_ids.split(",") if g], object_store_bytes=args.object_store_bytes,
+            config=config, token=token, is_head=args.head, node_name=args.node_name,
+            labels=json.loads(args.labels_json),
+        )
+    except (tls.InsecureNetworkError, tls.TlsConfigError) as exc:
+        # A setting the user must change: report it rather than a traceback.
+        _report_ready(args.ready_fd, {"error": str(exc)})
+        raise SystemExit(1) from None
     signal.signal(signal.SIGTERM, lambda *_: raylet.loop.post(raylet.shutdown, "SIGTERM"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.parent_pid:

@@ -9,6 +9,10 @@ socket through the handshake without blocking: it reads exactly the
 40-byte preface, compares the token with ``hmac.compare_digest``, and only
 then parses the Hello message. A wrong token gets one status byte and a
 closed socket; nothing the peer sent is deserialized.
+
+With TLS on (``nbray.rpc.tls``), TCP connections complete a TLS handshake
+first and the preface travels inside it; a peer that does not speak TLS is
+closed before any of its bytes is looked at. Unix sockets stay plain.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from nbray._version import __version__
 from nbray.exceptions import AuthenticationError, VersionMismatchError
 from nbray.protocol import common_pb2
+from nbray.rpc import tls
 from nbray.rpc.auth import TOKEN_BYTES, tokens_equal
 from nbray.rpc.connection import HEADER, HEADER_SIZE, KIND_ONEWAY, Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.tls_connection import make_connection
+from nbray.rpc.tls_socket import TlsSocket
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +100,26 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float, address: str) -> b
     return b"".join(chunks)
 
 
-def connect_socket(address: str, token: bytes, role: str, timeout_s: float) -> socket.socket:
+def connect_socket(address: str, token: bytes, role: str, timeout_s: float,
+                   tls_context: ssl.SSLContext | None | Literal["cluster"] = "cluster",
+                   server_hostname: str | None = None) -> socket.socket:
     """Connect and authenticate; returns a non-blocking socket ready for frames.
 
-    Raises ConnectionError (unreachable), AuthenticationError (token refused)
-    or VersionMismatchError.
+    ``tls_context``: "cluster" follows this process's TLS settings (mutual
+    TLS between cluster processes), None connects in plaintext, a context is
+    used as given (a notebook client's, with ``server_hostname`` checked).
+    Unix sockets are always plain. Over TLS the socket is a ``TlsSocket``.
+
+    Raises ConnectionError (unreachable, or TLS refused or unverifiable),
+    AuthenticationError (token refused) or VersionMismatchError.
     """
     family, sockaddr = parse_address(address)
+    if family == socket.AF_UNIX:
+        context = None
+    elif tls_context == "cluster":
+        context = tls.cluster_client_context()
+    else:
+        context = tls_context
     deadline = time.monotonic() + timeout_s
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -109,11 +130,21 @@ def connect_socket(address: str, token: bytes, role: str, timeout_s: float) -> s
             raise ConnectionError(f"could not connect to {address}: {exc}") from exc
         if family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            sock = TlsSocket(sock, context, server_side=False, server_hostname=server_hostname)
+            sock.handshake(max(0.001, deadline - time.monotonic()), address)
         nbray_version, py = local_versions()
         hello = common_pb2.Hello(nbray_version=nbray_version, python_version=py, role=role)
         body = hello.SerializeToString()
         sock.sendall(MAGIC + token + HEADER.pack(len(body), 0, 0, KIND_ONEWAY, 0) + body)
-        status = _recv_exact(sock, 1, deadline, address)[0]
+        try:
+            status = _recv_exact(sock, 1, deadline, address)[0]
+        except ConnectionError as exc:
+            if context is None and family != socket.AF_UNIX:
+                raise ConnectionError(
+                    f"{exc} (a cluster with TLS on closes plaintext connections: set {tls.USE_TLS_ENV}=1 "
+                    "and the NBRAY_TLS_* variables as on the cluster)") from None
+            raise
         if status == STATUS_BAD_TOKEN:
             raise AuthenticationError(
                 f"{address} refused the cluster token. Set NBRAY_AUTH_TOKEN (or "
@@ -132,9 +163,30 @@ def connect_socket(address: str, token: bytes, role: str, timeout_s: float) -> s
             raise VersionMismatchError(reply.error)
         sock.setblocking(False)
         return sock
+    except ssl.SSLError as exc:
+        sock.close()
+        raise ConnectionError(tls_failure_message(address, exc, cluster=tls_context == "cluster")) from exc
     except BaseException:
         sock.close()
         raise
+
+
+def tls_failure_message(address: str, exc: ssl.SSLError, *, cluster: bool) -> str:
+    """What went wrong in a TLS handshake with `address`, and what to do."""
+    reason = tls.describe_failure(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if cluster:
+            advice = (f"Every process of a cluster needs a certificate signed by the CA in {tls.CA_CERT_ENV}, "
+                      "the same CA on every machine.")
+        else:
+            advice = (f"Set {tls.CA_CERT_ENV} to the CA that signed the cluster's certificate (the ca.crt of "
+                      "'nbray tls init'), and connect with a host name or IP the certificate lists.")
+        return f"TLS: the certificate of {address} was not accepted: {reason}. {advice}"
+    if "alert" in reason:
+        return (f"TLS: {address} refused this process's certificate ({reason}). Use a certificate "
+                f"({tls.SERVER_CERT_ENV}) signed by the cluster's CA.")
+    return (f"TLS with {address} failed ({reason}). If that cluster runs without TLS, connect with "
+            f"{tls.USE_TLS_ENV}=0.")
 
 
 def connect(
@@ -151,15 +203,21 @@ def connect(
 ) -> Connection:
     """Open, authenticate and start an established Connection."""
     sock = connect_socket(address, token, role, timeout_s)
-    conn = Connection(loop, sock, dispatcher, name=name or address,
-                      max_frame_bytes=max_frame_bytes, max_trailer_bytes=max_trailer_bytes)
+    conn = make_connection(loop, sock, dispatcher, name=name or address,
+                           max_frame_bytes=max_frame_bytes, max_trailer_bytes=max_trailer_bytes)
     conn.start()
     return conn
 
 
 def bind_listener(address: str, backlog: int = 512) -> socket.socket:
-    """A listening socket for "host:port" (port 0 picks one) or "unix:/path"."""
+    """A listening socket for "host:port" (port 0 picks one) or "unix:/path".
+
+    Raises InsecureNetworkError for an address other machines can reach
+    while TLS is off (see ``nbray.rpc.tls.check_bind``), OSError when the
+    address cannot be bound."""
     family, sockaddr = parse_address(address)
+    if family != socket.AF_UNIX:
+        tls.check_bind(sockaddr[0])
     sock = socket.socket(family, socket.SOCK_STREAM)
     if family == socket.AF_UNIX:
         try:
@@ -183,7 +241,13 @@ def listener_address(sock: socket.socket) -> str:
 
 
 class Listener:
-    """Accepts connections on the loop and authenticates them."""
+    """Accepts connections on the loop and authenticates them.
+
+    ``tls_context``: "cluster" follows this process's TLS settings (mutual
+    TLS on TCP), None stays plain, a context is used as given (the client
+    server's, which asks clients for no certificate). Unix sockets are
+    always plain.
+    """
 
     def __init__(
         self,
@@ -197,6 +261,7 @@ class Listener:
         handshake_timeout_s: float = 5.0,
         max_frame_bytes: int = 512 << 20,
         max_trailer_bytes: int = 256 << 20,
+        tls_context: ssl.SSLContext | None | Literal["cluster"] = "cluster",
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -209,6 +274,12 @@ class Listener:
         self.max_trailer_bytes = max_trailer_bytes
         self.address = listener_address(sock)
         self.refused = 0
+        if sock.family == socket.AF_UNIX:
+            self.tls_context = None
+        elif tls_context == "cluster":
+            self.tls_context = tls.cluster_server_context()
+        else:
+            self.tls_context = tls_context
         sock.setblocking(False)
 
     def start(self) -> None:
@@ -232,6 +303,8 @@ class Listener:
             except OSError as exc:
                 logger.warning("accept failed on %s: %s", self.address, exc)
                 return
+            if self.tls_context is not None:
+                client = TlsSocket(client, self.tls_context, server_side=True)
             _ServerHandshake(self, client).start()
 
 
@@ -242,6 +315,7 @@ class _ServerHandshake:
         self.listener = listener
         self.sock = sock
         self.buf = bytearray()
+        self.tls_pending = isinstance(sock, TlsSocket)
         self.authenticated = False
         self.done = False
         self.timer: Any = None
@@ -261,7 +335,7 @@ class _ServerHandshake:
         self.listener.refused += 1
         if status is not None:
             try:
-                self.sock.send(bytes([status]))
+                self.sock.sendall(bytes([status]))
             except OSError:
                 pass
         logger.info("refused a connection on %s: %s", self.listener.address, reason)
@@ -271,18 +345,38 @@ class _ServerHandshake:
         self._fail(None, "handshake timed out")
 
     def _on_readable(self, mask: int) -> None:
-        need = PREFACE_SIZE if not self.authenticated else HEADER_SIZE + MAX_HELLO_BYTES
-        try:
-            data = self.sock.recv(max(1, need - len(self.buf)) if not self.authenticated else 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._fail(None, f"receive failed: {exc}")
-            return
-        if not data:
-            self._fail(None, "peer closed during the handshake")
-            return
-        self.buf += data
+        sock = self.sock
+        if self.tls_pending:
+            assert isinstance(sock, TlsSocket)
+            try:
+                if not sock.handshake_step(self.listener.handshake_timeout_s):
+                    return
+            except (ssl.SSLError, ConnectionError) as exc:
+                # A plaintext peer ends here too: its bytes are never parsed.
+                self._fail(None, f"TLS handshake failed: {tls.describe_failure(exc)}")
+                return
+            except OSError as exc:
+                self._fail(None, f"receive failed: {exc}")
+                return
+            self.tls_pending = False
+        # Over TLS, records already received may hold the whole preface and
+        # hello, and epoll will not report them: read until nothing is left.
+        while not self.done:
+            need = PREFACE_SIZE if not self.authenticated else HEADER_SIZE + MAX_HELLO_BYTES
+            try:
+                data = sock.recv(max(1, need - len(self.buf)) if not self.authenticated else 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fail(None, f"receive failed: {exc}")
+                return
+            if not data:
+                self._fail(None, "peer closed during the handshake")
+                return
+            self.buf += data
+            self._advance()
+
+    def _advance(self) -> None:
         if not self.authenticated:
             if len(self.buf) < PREFACE_SIZE:
                 return
@@ -331,7 +425,7 @@ class _ServerHandshake:
             logger.warning("refused a %s: %s", hello.role or "peer", error)
             self.sock.close()
             return
-        conn = Connection(
+        conn = make_connection(
             loop,
             self.sock,
             self.listener.dispatcher,

@@ -1,15 +1,17 @@
 """The ``nbray`` command line (flags named as in ``ray start``).
 
     nbray start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources JSON]
-                       [--object-store-memory BYTES] [--temp-dir DIR]
+                       [--object-store-memory BYTES] [--temp-dir DIR] [--storage URI]
     nbray start --address HOST:PORT [...]        join a cluster as a worker node
-    nbray stop [--force] [--temp-dir DIR]
+    nbray start ... --use-tls --tls-server-cert F --tls-server-key F --tls-ca-cert F   (or --allow-insecure-network)
+    nbray tls init DIR [--host NAME ...]         a CA and a certificate for a TLS cluster
+    nbray stop [--force] [--temp-dir DIR]        every cluster of the user on this machine (or under DIR)
     nbray status [--address HOST:PORT] [--temp-dir DIR]
     nbray list tasks|actors|objects|nodes|jobs|placement-groups|workers [--filter k=v] [--limit N] [--detail]
     nbray summary tasks|actors|objects
     nbray timeline [--output FILE]
-    nbray get-auth-token
-    nbray microbenchmark [--json]
+    nbray get-auth-token [--address HOST:PORT] [--temp-dir DIR]
+    nbray microbenchmark [--json] [--tls]
     nbray demo
 """
 
@@ -52,10 +54,19 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from nbray.node import launcher, session
+    from nbray.node import detect, launcher, session
     from nbray.rpc import auth
+    from nbray.scripts import tls_cli
 
+    listen_hosts = [args.node_ip_address or detect.node_ip_address()]
+    if args.head and args.include_dashboard:
+        listen_hosts.append(args.dashboard_host)
+    tls_cli.apply_start_flags(args, listen_hosts)
     config = _config(args)
+    if args.storage is not None:
+        if not args.head:
+            raise SystemExit("--storage belongs to the head node (nbray start --head --storage URI)")
+        config.gcs_storage = args.storage
     resources = _json_arg(args.resources, "--resources") if args.resources else None
     labels = _json_arg(args.labels, "--labels") if args.labels else None
     root = _temp_root(args)
@@ -76,13 +87,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     else:
         if not args.address:
             raise SystemExit("nbray start needs --head or --address HOST:PORT")
-        session_dir = session.session_for_address(args.address, temp_root=root)
+        session_dir = session.session_for_address(args.address, temp_root=_temp_dir(args))
         token = session.find_token(session_dir)
         if args.auth_token_file:
             token = auth.read_token_file(args.auth_token_file)
         if token is None:
             raise SystemExit(f"No cluster token for {args.address}: set NBRAY_AUTH_TOKEN to the output of "
                              "'nbray get-auth-token' on the head node.")
+        if args.temp_dir and session_dir is not None and os.path.dirname(session_dir) != root:
+            session_dir = None  # the head's files are elsewhere: this node keeps its own under --temp-dir
         node = launcher.start_worker_node(
             config=config, gcs_address=args.address, token=token, node_ip=args.node_ip_address,
             num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=resources,
@@ -116,14 +129,10 @@ def _print_head_started(node: Any, args: argparse.Namespace) -> None:
         print(f"  Dashboard: {node.extra['dashboard_url']}")
     if node.extra.get("client_server_address"):
         print(f"  Notebook clients: nbray.init('nbray://{node.extra['client_server_address']}')")
-    if args.temp_dir:
-        print(f"\nTo connect a driver on this machine:  nbray.init(address={node.gcs_address!r})")
-        print(f"    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token{temp}'")
-    else:
-        print("\nTo connect a driver on this machine:  nbray.init()  (or address='auto')")
+    print("\nTo connect a driver on this machine:  nbray.init()  (or address='auto')")
     print(f"To add a node from another machine:    nbray start --address {node.gcs_address}")
-    print(f"    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token{temp}'")
-    print(f"To stop:                              nbray stop{temp}")
+    print(f"    with NBRAY_AUTH_TOKEN set to the output of 'nbray get-auth-token --address {node.gcs_address}'")
+    print(f"To stop:                              nbray stop{temp}  (without --temp-dir: every cluster)")
 
 
 def _temp_root(args: argparse.Namespace) -> str:
@@ -131,6 +140,12 @@ def _temp_root(args: argparse.Namespace) -> str:
     from nbray.node import session
 
     return session.resolve_temp_root(getattr(args, "temp_dir", None))
+
+
+def _temp_dir(args: argparse.Namespace) -> str | None:
+    """--temp-dir as an absolute path, or None: then lookups cover every cluster of the user's registry."""
+    temp_dir = getattr(args, "temp_dir", None)
+    return os.path.abspath(temp_dir) if temp_dir else None
 
 
 def _block(node: Any) -> None:
@@ -150,72 +165,46 @@ def _block(node: Any) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from nbray.node import launcher, session
+    from nbray.node import stop
 
-    root = _temp_root(args)
-    pids: list[tuple[str, int]] = []
-    try:
-        names = os.listdir(root)
-    except OSError:
-        names = []
-    for name in names:
-        path = os.path.join(root, name)
-        if not name.startswith("session_") or os.path.islink(path):
-            continue
-        for file in os.listdir(path):
-            if file == "cluster.json" or (file.startswith("node-") and file.endswith(".json")):
-                try:
-                    with open(os.path.join(path, file)) as f:
-                        info = json.load(f)
-                except (OSError, ValueError):
-                    continue
-                for proc, pid in info.get("pids", {}).items():
-                    if launcher.pid_alive(int(pid)):
-                        pids.append((proc, int(pid)))
-        session.forget_current_cluster(path, temp_root=root)
-    # raylets first (they stop their workers), then services, then the GCS
-    order = {"raylet": 0, "client_server": 1, "dashboard": 1, "gcs": 2}
-    pids = sorted(set(pids), key=lambda p: order.get(p[0], 1))
-    sig = signal.SIGKILL if args.force else signal.SIGTERM
-    for _, pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + (1 if args.force else 10)
-    while time.monotonic() < deadline and any(launcher.process_running(p) for _, p in pids):
-        time.sleep(0.05)
-    for _, pid in pids:
-        if launcher.process_running(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    print(f"Stopped {len(pids)} nbray process(es)." if pids else "No nbray processes are running.")
+    report = stop.stop_clusters(_temp_dir(args), force=args.force)
+    if report.survivors:
+        print(f"nbray stop: processes still running after SIGKILL: {sorted(report.survivors)}", file=sys.stderr)
+        return 1
+    if not report.stopped_pids:
+        print("No nbray processes are running.")
+        return 0
+    killed = f" ({len(report.killed_pids)} needed SIGKILL)" if report.killed_pids and not args.force else ""
+    print(f"Stopped {len(report.stopped_pids)} nbray process(es){killed}.")
     return 0
 
 
 # ---- status ------------------------------------------------------------------------------------------------
 
 
-def _find_cluster(address: str | None, root: str) -> tuple[str, str | None]:
-    """(GCS address, session dir or None) of the cluster a command talks to."""
+def _find_cluster(address: str | None, temp_dir: str | None) -> tuple[str, str | None]:
+    """(GCS address, session dir or None) of the cluster a command talks to.
+
+    `temp_dir` None: any cluster of the user on this machine (the newest head
+    when no address is given); else only one started under that root.
+    """
     from nbray.node import session
 
     if address is None:
-        found = session.find_current_cluster(root)
+        found = session.find_current_cluster(temp_dir)
         if found is None:
-            raise SystemExit(f"No running nbray cluster found under {root}; pass --address HOST:PORT "
-                             "(or the --temp-dir the cluster was started with).")
+            where = f"under {temp_dir}" if temp_dir else "on this machine"
+            raise SystemExit(f"No running nbray cluster found {where}; start one with 'nbray start --head' "
+                             "or pass --address HOST:PORT.")
         return found
-    return address, session.session_for_address(address, temp_root=root)
+    return address, session.session_for_address(address, temp_root=temp_dir)
 
 
-def _gcs_client(address: str | None, root: str) -> Any:
+def _gcs_client(address: str | None, temp_dir: str | None) -> Any:
     from nbray.node import session
     from nbray.rpc.blocking import BlockingClient
 
-    address, session_dir = _find_cluster(address, root)
+    address, session_dir = _find_cluster(address, temp_dir)
     token = session.find_token(session_dir)
     if token is None:
         raise SystemExit(f"No cluster token for {address}; set NBRAY_AUTH_TOKEN.")
@@ -286,7 +275,7 @@ def format_status(status: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _gcs_client(args.address, _temp_root(args)) as client:
+    with _gcs_client(args.address, _temp_dir(args)) as client:
         status = client.call("GcsService.GetClusterStatus")
     print(format_status(status))
     return 0
@@ -327,7 +316,7 @@ def _state_address(args: argparse.Namespace) -> str | None:
         return args.address  # type: ignore[no-any-return]
     from nbray.rpc import auth
 
-    address, session_dir = _find_cluster(args.address, _temp_root(args))
+    address, session_dir = _find_cluster(args.address, _temp_dir(args))
     token_file = os.path.join(session_dir, auth.TOKEN_FILE_NAME) if session_dir else ""
     if os.path.exists(token_file) and auth.TOKEN_ENV not in os.environ:
         os.environ[auth.TOKEN_FILE_ENV] = token_file  # this command's own process only
@@ -396,10 +385,11 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
     from nbray.node import session
     from nbray.rpc import auth
 
-    found = session.find_current_cluster(_temp_root(args))
-    token = session.find_token(found[1] if found else None)
+    address, session_dir = _find_cluster(args.address, _temp_dir(args))
+    token = session.find_token(session_dir)
     if token is None:
-        raise SystemExit("No cluster token found: start a head node with 'nbray start --head' first.")
+        raise SystemExit(f"No cluster token found for {address}: it is kept by the head's machine; run "
+                         "'nbray get-auth-token' there.")
     print(auth.encode_token(token))
     return 0
 
@@ -408,7 +398,8 @@ def cmd_microbenchmark(args: argparse.Namespace) -> int:
     from nbray.scripts.microbenchmark import run
 
     return run(as_json=args.json, quick=args.quick, only=args.only,
-               compare_ray=args.compare_ray or bool(args.ray_python), ray_python=args.ray_python)
+               compare_ray=args.compare_ray or bool(args.ray_python), ray_python=args.ray_python,
+               tls=args.tls)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -417,8 +408,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
-_TEMP_DIR_HELP = ("root directory of session files (default: $NBRAY_TMPDIR/nbray); "
-                  "give the same one to every command about that cluster")
+_TEMP_DIR_HELP = ("root directory of session files (default: $NBRAY_TMPDIR/nbray); other commands "
+                  "find the cluster without it, or pass it to pick a cluster started under it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -444,12 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the notebook client server (-1 to disable)")
     p.add_argument("--system-config", default=None, help="JSON overrides of nbray's config")
     p.add_argument("--auth-token-file", default=None, help="file holding the cluster token")
+    p.add_argument("--storage", default=None, metavar="URI",
+                   help="where the head's GCS keeps its tables: sqlite:///PATH or a file path (a head "
+                        "started again on it resumes them), memory:// for nowhere (default: a SQLite "
+                        "file in the session directory)")
     p.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
+    from nbray.scripts import tls_cli
+    tls_cli.add_start_flags(p)
     p.set_defaults(func=cmd_start)
 
-    p = sub.add_parser("stop", help="stop every nbray process started under the temp dir")
+    p = sub.add_parser("stop", help="stop every nbray cluster of this user on this machine")
     p.add_argument("--force", action="store_true", help="SIGKILL instead of a graceful stop")
-    p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
+    p.add_argument("--temp-dir", default=None, help="stop only the clusters started under this root")
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("status", help="nodes, resource usage and pending demand")
@@ -479,7 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_timeline)
 
+    from nbray.scripts import memory_cli, tls_cli
+    memory_cli.add_parser(sub, _state_address, _TEMP_DIR_HELP)
+    tls_cli.add_parser(sub)
+
     p = sub.add_parser("get-auth-token", help="print the cluster token of the local head node")
+    p.add_argument("--address", default=None, help="GCS address HOST:PORT (default: the newest local head)")
     p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_get_auth_token)
 
@@ -488,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--only", default=None, help="comma-separated substrings of case names to run")
     p.add_argument("--compare-ray", action="store_true", help="also run the cases on Ray, if installed")
+    p.add_argument("--tls", action="store_true",
+                   help="run the network cases in plaintext and over TLS (certificates made in a temp dir)")
     p.add_argument("--ray-python", metavar="PYTHON",
                    help="run the Ray cases with this interpreter (a separate environment with ray, numpy, "
                         "cloudpickle, grpcio and pyarrow installed)")
@@ -501,9 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from nbray.exceptions import AuthenticationError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, AuthenticationError) as exc:
         print(f"nbray {args.command}: {exc}", file=sys.stderr)
         return 1
 

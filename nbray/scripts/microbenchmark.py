@@ -318,9 +318,21 @@ def ray_cases_elsewhere(python: str, quick: bool, only: list[str] | None) -> dic
 
 
 def run(as_json: bool = False, quick: bool = False, only: str | None = None, compare_ray: bool = False,
-        ray_python: str | None = None) -> int:
+        ray_python: str | None = None, tls: bool = False) -> int:
+    """``tls``: run the network cases (tasks, actors and transfers between
+    two nodes, client mode) in plaintext and over TLS, side by side, instead
+    of the usual cases."""
     os.environ.setdefault("NBRAY_TMPDIR", os.path.join("/tmp", f"nbray-bench-{os.getpid()}"))
     only_list = [o.strip() for o in only.split(",")] if only else None
+    if tls:
+        from nbray.scripts import microbenchmark_tls
+
+        figures = microbenchmark_tls.compare(quick, only_list)
+        if as_json:
+            print(json.dumps({"tls_comparison": figures}, indent=2))
+        else:
+            print(microbenchmark_tls.format_comparison(figures))
+        return 0
     results = run_cases("nbray", quick, only_list)
     ray_results: dict[str, float] = {}
     if ray_python:

@@ -75,6 +75,17 @@ def descendant_pids(root_pids: list[int]) -> set[int]:
     return out
 
 
+def processes_of_clusters_under(root: str) -> set[int]:
+    """Live processes of every cluster whose session directory is under `root`:
+    those with ``--session-dir`` there, their sessions and their children."""
+    from nbray.node import cluster_processes
+
+    prefix = os.path.abspath(root) + os.sep
+    table = cluster_processes.scan_processes()
+    dirs = {d for p in table.values() if (d := cluster_processes.session_dir_argument(p.argv)) and d.startswith(prefix)}
+    return cluster_processes.cluster_members(table, session_dirs=dirs, uid=os.getuid(), exclude=(os.getpid(),))
+
+
 def shm_files() -> list[str]:
     try:
         return sorted(f for f in os.listdir("/dev/shm") if "nbray" in f)
@@ -279,5 +290,5 @@ def shutdown_all(clusters: list[Cluster]) -> None:
         raise errors[0]
 
 
-__all__ = ["Cluster", "LeakError", "assert_no_leaks", "descendant_pids", "shm_files", "shutdown_all",
-           "wait_for_condition"]
+__all__ = ["Cluster", "LeakError", "assert_no_leaks", "descendant_pids", "processes_of_clusters_under", "shm_files",
+           "shutdown_all", "wait_for_condition"]

@@ -1,9 +1,14 @@
-"""Utilities with Ray-compatible names: placement groups, strategies, state API, ActorPool."""
+"""Utilities with Ray-compatible names: placement groups, strategies, state API, ActorPool.
+
+Submodules: ``queue`` (Queue), ``multiprocessing`` (Pool) and ``joblib``
+(a joblib backend, needs joblib installed).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from nbray.util import accelerators as accelerators  # ray.util.accelerators without an import
 from nbray.util import state
 from nbray.util.actor_pool import ActorPool
 from nbray.util.placement_group import (
@@ -28,6 +33,17 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     if all_namespaces:
         return [{"name": n, "namespace": s} for s, n in zip(reply.namespaces, reply.names)]
     return list(reply.names)
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, not with this package: they define actor classes,
+    # which needs nbray itself fully imported (nbray imports this package early);
+    # joblib's also needs joblib installed, and says so on import.
+    if name in ("queue", "multiprocessing", "joblib"):
+        import importlib
+
+        return importlib.import_module(f"nbray.util.{name}")
+    raise AttributeError(f"module 'nbray.util' has no attribute {name!r}")
 
 
 def get_node_ip_address() -> str:

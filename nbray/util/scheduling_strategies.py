@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nbray.common.ids import NodeID
+
 if TYPE_CHECKING:
     from nbray.util.placement_group import PlacementGroup
 
@@ -12,20 +14,18 @@ SPREAD_SCHEDULING_STRATEGY = "SPREAD"
 
 
 class NodeAffinitySchedulingStrategy:
-    """Run on the node with `node_id` (hex). With ``soft=True`` other nodes are
-    used when it is dead or unable to run the work; otherwise the task or
-    actor fails with Task/ActorUnschedulableError."""
+    """Run on the node `node_id`: a hex string (``get_runtime_context().
+    get_node_id()``) or a NodeID (``get_runtime_context().node_id``). With
+    ``soft=True`` other nodes are used when it is dead or unable to run the
+    work; otherwise the task or actor fails with Task/ActorUnschedulableError.
 
-    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
+    Raises TypeError for another type of id, ValueError for a string that is
+    not a node id in hex.
+    """
+
+    def __init__(self, node_id: str | NodeID, soft: bool, _spill_on_unavailable: bool = False,
                  _fail_on_unavailable: bool = False) -> None:
-        if not isinstance(node_id, str):
-            raise TypeError(f"node_id must be a hex string (as nbray.get_runtime_context().get_node_id() "
-                            f"returns), got {type(node_id).__name__}")
-        try:
-            bytes.fromhex(node_id)
-        except ValueError:
-            raise ValueError(f"node_id {node_id!r} is not a hex node id") from None
-        self.node_id = node_id
+        self.node_id = _node_id_hex(node_id)
         self.soft = soft
         self._spill_on_unavailable = _spill_on_unavailable
         self._fail_on_unavailable = _fail_on_unavailable
@@ -41,6 +41,22 @@ class NodeAffinitySchedulingStrategy:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+def _node_id_hex(node_id: Any) -> str:
+    if isinstance(node_id, NodeID):
+        return node_id.hex()
+    if not isinstance(node_id, str):
+        raise TypeError(f"node_id must be a NodeID or its hex string (as nbray.get_runtime_context()."
+                        f"get_node_id() returns), got {type(node_id).__name__}")
+    try:
+        size = len(bytes.fromhex(node_id))
+    except ValueError:
+        raise ValueError(f"node_id {node_id!r} is not a hex node id") from None
+    if size != NodeID.SIZE:
+        raise ValueError(f"node_id {node_id!r} has {size} bytes; a node id has {NodeID.SIZE} "
+                         f"({2 * NodeID.SIZE} hex digits)")
+    return node_id
 
 
 class PlacementGroupSchedulingStrategy:

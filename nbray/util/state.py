@@ -372,6 +372,8 @@ def list_objects(address: str | None = None, filters: list[Filter] | None = None
                         "pid": w.pid,
                         "ip": node.node_ip,
                         "node_id": node.node_id.hex(),
+                        "worker_id": w.worker_id.hex(),
+                        "owner_worker_id": r.owner.worker_id.hex(),
                         "owned": r.owned,
                         "in_plasma": r.in_plasma,
                         "where": stored.where if stored is not None else ("INLINE" if not r.in_plasma else ""),

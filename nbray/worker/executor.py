@@ -21,7 +21,6 @@ import inspect
 import io
 import logging
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -33,8 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from nbray.common.ids import return_object_id
-from nbray.common.serialization import deserialize, serialize
+from nbray.common.remote_traceback import capture
+from nbray.common.serialization import deserialize, dumps_exception, serialize
 from nbray.exceptions import ActorDiedError, RayError, RayTaskError, TaskCancelledError
+from nbray.object_ref import DynamicObjectRefGenerator, ObjectRef
 from nbray.protocol import common_pb2, core_worker_pb2, method
 from nbray.raylet.log_router import format_marker
 from nbray.rpc.connection import Connection
@@ -72,6 +73,10 @@ class Executor:
         self._bounce_armed = False
         self._task_started_at = 0.0
         self.num_running = 0
+        # Connections holding replies back to send several in one write.
+        # They must leave before anything can wait on them: a task that
+        # blocks may be waiting for exactly those results.
+        self._held_replies: set[Connection] = set()
 
     # ---- intake (I/O thread) --------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class Executor:
         self.functions.remember(req.spec.function)
         if req.spec.type == _ACTOR_TASK:
             if self.actor is None:
+                self.drop_registrations(req)
                 conn.reply_error(rid, _PUSH.id, "not_an_actor", "this worker does not run an actor")
                 return
             self.actor.submit(conn, req, rid)
@@ -114,12 +120,14 @@ class Executor:
         if recursive:
             self.core.cancel_children(task_id)
         with self._cond:
-            for item in self._queue:
-                if item[1].spec.task_id == task_id:
-                    self._queue.remove(item)
-                    conn, _req, rid = item
-                    conn.reply(rid, _PUSH, core_worker_pb2.PushTaskReply(was_cancelled=True))
-                    return True
+            queued = next((item for item in self._queue if item[1].spec.task_id == task_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+        if queued is not None:
+            conn, req, rid = queued
+            self.drop_registrations(req)
+            conn.reply(rid, _PUSH, core_worker_pb2.PushTaskReply(was_cancelled=True))
+            return True
         if self.actor is not None and self.actor.cancel(task_id):
             return True
         if self.current_task_id == task_id:
@@ -131,48 +139,65 @@ class Executor:
         return False
 
     def on_blocked(self) -> None:
-        """The running task blocks in get/wait: hand queued tasks back to
-        their owners so nothing queued behind it can deadlock it."""
+        """The running task blocks in get/wait (or runs long): send the
+        replies held back for batching, whose results it may be waiting
+        for, and hand queued tasks back to their owners so nothing queued
+        behind it can deadlock it."""
+        self.flush_held_replies()
         with self._cond:
-            keep: deque[tuple[Connection, Any, int]] = deque()
-            for conn, req, rid in self._queue:
-                if req.spec.type == common_pb2.NORMAL_TASK:
-                    conn.reply(rid, _PUSH, core_worker_pb2.PushTaskReply(requeued=True))
-                else:
-                    keep.append((conn, req, rid))
-            self._queue = keep
+            bounced = [item for item in self._queue if item[1].spec.type == common_pb2.NORMAL_TASK]
+            self._queue = deque(item for item in self._queue if item[1].spec.type != common_pb2.NORMAL_TASK)
+        for conn, req, rid in bounced:
+            self.drop_registrations(req)
+            conn.reply(rid, _PUSH, core_worker_pb2.PushTaskReply(requeued=True))
+
+    def drop_registrations(self, req: Any) -> None:
+        """A task handed back unrun: its sender registered this worker as a
+        borrower of the refs nested in it, and only this worker undoes that."""
+        self.core.release_if_unused(self.accept_nested(req))
+
+    def accept_nested(self, req: Any) -> list[bytes]:
+        """Count the borrower registrations made for this worker, before
+        anything can fail: the caller releases the ids returned in any case."""
+        if req.nested_refs_registered and req.spec.nested_refs:
+            self.core.receive_nested(req.spec.nested_refs)
+        return [r.object_id for r in req.spec.nested_refs]
+
+    def flush_held_replies(self) -> None:
+        """Any thread: send the replies held back for batching."""
+        with self._cond:
+            held, self._held_replies = self._held_replies, set()
+        for conn in held:
+            conn.flush()
 
     # ---- main loop (main thread) ----------------------------------------------------------------
 
     def run(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
-        unflushed: set[Any] = set()
         batched = 0
         while not self.exiting:
-            with self._cond:
+            with self._cond:  # (re-entrant)
                 if not self._queue:
-                    # About to wait: send replies held back for batching.
-                    for conn in unflushed:
-                        conn.flush()
-                    unflushed.clear()
-                    batched = 0
-                    while not self._queue and not self.exiting:
-                        self._cond.wait()
+                    self.flush_held_replies()  # about to wait: nothing stays behind
+                while not self._queue and not self.exiting:
+                    self._cond.wait()
                 if self.exiting:
                     return
                 conn, req, rid = self._queue.popleft()
-                more = bool(self._queue)
-            if more and batched < 32 and isinstance(conn, Connection):
-                self.execute(conn, req, rid, flush=False)
-                unflushed.add(conn)
+                # With tasks queued behind this one, its reply can wait to
+                # leave with theirs.
+                hold = bool(self._queue) and batched < 32 and isinstance(conn, Connection)
+            if hold:
                 batched += 1
             else:
-                self.execute(conn, req, rid)
-                if batched:
-                    for c in unflushed:
-                        c.flush()
-                    unflushed.clear()
-                    batched = 0
+                batched = 0
+                # This task may run long (or wait on earlier results): what
+                # finished before it must not wait for it to end.
+                self.flush_held_replies()
+            self.execute(conn, req, rid, flush=not hold)
+            if hold:
+                with self._cond:
+                    self._held_replies.add(conn)
             if self.actor is not None and self.actor.mode == "async":
                 self.actor.run_async_loop()  # takes over the main thread
                 return
@@ -196,6 +221,12 @@ class Executor:
             reply = self.run_task(conn, req, self.actor.lookup)
         else:
             reply = self.run_task(conn, req, self.functions.load)
+        # Receivers of refs this task handed on are registered with the
+        # owners before the caller learns the task finished: the caller may
+        # then drop its refs or kill this worker.
+        if not self.core.await_borrower_registrations(self.core.config.rpc_timeout_ms / 1000):
+            logger.warning("task %s: owners did not acknowledge the borrowers it registered in time; "
+                           "replying anyway", spec.task_id.hex())
         if not conn.closed:
             conn.reply(rid, _PUSH, reply, flush=flush or reply.worker_exiting)
         if reply.worker_exiting:
@@ -240,10 +271,10 @@ class Executor:
         self.num_running += 1
         core.events.running(spec.task_id, spec.attempt_number, core.node_id, core.worker_id, os.getpid(),
                             self.actor.repr_name if self.actor is not None else "")
-        nested: list[bytes] = []
+        nested = self.accept_nested(req)
         try:
             target = resolve(spec.function if spec.type != _ACTOR_TASK else spec)
-            args, kwargs, nested = self.load_args(spec, req.nested_refs_registered)
+            args, kwargs = self.load_args(spec)
             if spec.streaming_generator:
                 reply = self._run_generator(conn, spec, target(*args, **kwargs))
             else:
@@ -272,11 +303,9 @@ class Executor:
     def _was_cancelled(self, task_id: bytes) -> bool:
         return True  # a KeyboardInterrupt in a task only comes from a cancel
 
-    def load_args(self, spec: Any, registered: bool = True) -> tuple[list[Any], dict[str, Any], list[bytes]]:
+    def load_args(self, spec: Any) -> tuple[list[Any], dict[str, Any]]:
+        """The call's arguments (refs nested in them were accepted first)."""
         core = self.core
-        nested = [r.object_id for r in spec.nested_refs]
-        if nested and registered:
-            core.receive_nested(spec.nested_refs)
         args, kwargs = deserialize(spec.args_pickle)
         if spec.ref_args:
             args = list(args)
@@ -296,7 +325,7 @@ class Executor:
                                          for _, ra in plasma_refs])
                 for (slot, _), value in zip(plasma_refs, values):
                     _place(args, kwargs, slot, value)
-        return list(args), dict(kwargs), nested
+        return list(args), dict(kwargs)
 
     def store_returns(self, spec: Any, result: Any) -> list[core_worker_pb2.ReturnObject]:
         n = spec.num_returns
@@ -331,8 +360,26 @@ class Executor:
             self._report_item(conn, spec, index, core_worker_pb2.ReturnObject(
                 object_id=return_object_id(tid, index + 2), value=error))
             index += 1
-        done = self.core.make_return(return_object_id(tid, 1), None, spec.caller)
-        return core_worker_pb2.PushTaskReply(returns=[done], num_generator_items=index)
+        return core_worker_pb2.PushTaskReply(returns=[self.generator_done(spec, index)],
+                                             num_generator_items=index)
+
+    def generator_done(self, spec: Any, count: int) -> Any:
+        """The first return of a generator task that yielded `count` items:
+        None, or for num_returns="dynamic" a DynamicObjectRefGenerator of
+        refs to the items. The items were reported to the caller, which owns
+        them already: they are listed as nested refs of this value without
+        registering the caller as a borrower of its own objects."""
+        tid = spec.task_id
+        if not spec.dynamic_returns:
+            return self.core.make_return(return_object_id(tid, 1), None, spec.caller)
+        caller = spec.caller.SerializeToString()
+        item_ids = [return_object_id(tid, i + 2) for i in range(count)]
+        s = serialize(DynamicObjectRefGenerator(ObjectRef(oid, caller) for oid in item_ids))
+        s.nested_refs = []
+        ret = self.core.store_serialized(return_object_id(tid, 1), s, spec.caller)
+        for oid in item_ids:
+            ret.value.nested_refs.add(object_id=oid, owner=spec.caller)
+        return ret
 
     def _report_item(self, conn: Connection, spec: Any, index: int, item: Any) -> None:
         conn.call(_REPORT_ITEM, core_worker_pb2.GeneratorItemRequest(
@@ -342,15 +389,14 @@ class Executor:
         core = self.core
         tb = format_user_traceback(exc)
         actor_repr = self.actor.repr_name if self.actor is not None else None
-        err = RayTaskError(spec.name, tb, exc, pid=os.getpid(), ip=core.node_ip,
-                           actor_repr=actor_repr, actor_id=spec.actor_id.hex() if spec.actor_id else None)
-        try:
-            data = serialize(err, is_error=True).to_bytes()
-        except TypeError:
-            stand_in = RayError(f"{type(exc).__name__}: {exc}")
-            err = RayTaskError(spec.name, tb, stand_in, pid=os.getpid(), ip=core.node_ip,
-                               actor_repr=actor_repr)
-            data = serialize(err, is_error=True).to_bytes()
+        # The frames travel too: the reader renders them with its own sources
+        # (a notebook cell's lines exist only in the driver's line cache).
+        err = RayTaskError(spec.name, tb, exc, pid=os.getpid(), ip=core.node_ip, actor_repr=actor_repr,
+                           actor_id=spec.actor_id.hex() if spec.actor_id else None,
+                           remote_traceback=capture(exc, skip_prefix=_PKG_DIR))
+        # Never fails because of `exc`: RayTaskError pickles its cause on its
+        # own and stands in an UnserializableException when it cannot.
+        data = serialize(err, is_error=True).to_bytes()
         reply = core_worker_pb2.PushTaskReply(is_application_error=True)
         n = max(spec.num_returns, 1) if not spec.streaming_generator else 1
         for i in range(n):
@@ -358,11 +404,18 @@ class Executor:
                               value=common_pb2.SerializedValue(format=common_pb2.VALUE_ERROR, data=data))
         if spec.retry_exceptions:
             try:
-                reply.exception_pickle = pickle.dumps(exc)
-            except Exception:
-                pass
+                # Rebuilt without its __init__, so the owner can load it to
+                # match retry_exceptions whatever its constructor takes.
+                reply.exception_pickle = dumps_exception(exc)
+            except Exception:  # pickling runs user code: anything
+                # Left empty: the owner retries only on a listed type it can
+                # load, so an exception that cannot be pickled is not retried.
+                logger.debug("exception of task %s cannot be pickled for retry_exceptions", spec.name,
+                             exc_info=True)
+        # format_exception_only survives a user __str__ that raises.
+        summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         core.events.failed(spec.task_id, spec.attempt_number, common_pb2.TASK_EXECUTION_EXCEPTION,
-                           f"{type(exc).__name__}: {exc}"[:2000], tb[-8000:])
+                           summary[:2000], tb[-8000:])
         return reply
 
     def exit_reply(self, spec: Any) -> Any:
@@ -393,8 +446,12 @@ class Executor:
         try:
             cls = self.functions.load(spec.function)
             # the owner pins creation arguments for the actor's whole life
-            args, kwargs, nested = self.load_args(spec, registered=False)
-            instance = cls(*args, **kwargs)
+            args, kwargs = self.load_args(spec)
+            init_loop: asyncio.AbstractEventLoop | None = None
+            if spec.is_async_actor and inspect.iscoroutinefunction(getattr(cls, "__init__", None)):
+                instance, init_loop = _construct_on_own_loop(cls, args, kwargs)
+            else:
+                instance = cls(*args, **kwargs)
         except Exception as exc:
             reply = self.error_reply(spec, exc)
             # The GCS kills this worker as soon as it reads the reply: send the
@@ -404,7 +461,7 @@ class Executor:
         finally:
             context.set_thread_task(None)
             _flush_std()
-        self.actor = ActorRuntime(self, instance, spec, ctx.resource_ids)
+        self.actor = ActorRuntime(self, instance, spec, ctx.resource_ids, init_loop)
         core.events.finished(spec.task_id, spec.attempt_number)
         return core_worker_pb2.PushTaskReply(actor_repr_name=self.actor.repr_name)
 
@@ -419,7 +476,8 @@ class Executor:
 class ActorRuntime:
     """The actor instance and how its calls run (sync, threaded or async)."""
 
-    def __init__(self, executor: Executor, instance: Any, spec: Any, resource_ids: dict[str, list[str]]) -> None:
+    def __init__(self, executor: Executor, instance: Any, spec: Any, resource_ids: dict[str, list[str]],
+                 init_loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.executor = executor
         self.instance = instance
         self.actor_id = spec.actor_id
@@ -439,6 +497,8 @@ class ActorRuntime:
         if self.mode == "threaded":
             self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="nbray-actor")
         self._aloop: asyncio.AbstractEventLoop | None = None
+        # the loop an `async def __init__` ran on: the calls run on it too
+        self._init_loop = init_loop
         self._sema: asyncio.Semaphore | None = None
         self._async_ready = threading.Event()
         self._running: dict[bytes, Any] = {}
@@ -481,7 +541,7 @@ class ActorRuntime:
     # ---- async actors ----------------------------------------------------------------------------
 
     def run_async_loop(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = self._init_loop or asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._aloop = loop
         self._sema = asyncio.Semaphore(self.max_concurrency)
@@ -500,26 +560,32 @@ class ActorRuntime:
         ex = self.executor
         spec = req.spec
         assert self._sema is not None
-        async with self._sema:
+        nested = ex.accept_nested(req)
+        try:
+            await self._sema.acquire()
+        except asyncio.CancelledError:
+            ex.core.release_if_unused(nested)  # cancelled before it started
+            raise
+        try:
             t0 = time.perf_counter()
             ctx = ex.make_context(req)
             ctx.actor_id = self.actor_id
             token = context.set_async_task(ctx)
             ex.core.events.running(spec.task_id, spec.attempt_number, ex.core.node_id, ex.core.worker_id,
                                    os.getpid(), self.repr_name)
-            nested: list[bytes] = []
             try:
                 target = self.lookup(spec)
                 if spec.ref_args and any(not ra.has_inline_value or
                                          ra.inline_value.format == common_pb2.VALUE_IN_PLASMA
                                          for ra in spec.ref_args):
-                    args, kwargs, nested = await asyncio.get_running_loop().run_in_executor(
-                        None, ex.load_args, spec, req.nested_refs_registered)
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, ex.load_args, spec)
                 else:
-                    args, kwargs, nested = ex.load_args(spec, req.nested_refs_registered)
+                    args, kwargs = ex.load_args(spec)
                 result = target(*args, **kwargs)
                 if spec.streaming_generator and inspect.isasyncgen(result):
                     reply = await self._run_async_generator(conn, spec, result)
+                elif spec.streaming_generator and inspect.isgenerator(result):
+                    reply = ex._run_generator(conn, spec, result)  # a plain generator method
                 else:
                     if inspect.isawaitable(result):
                         result = await result
@@ -540,6 +606,8 @@ class ActorRuntime:
                 conn.reply(rid, _PUSH, reply)
             if reply.worker_exiting:
                 ex.core.exit_worker("the actor exited", intended=True)
+        finally:
+            self._sema.release()
 
     async def _run_async_generator(self, conn: Connection, spec: Any, agen: Any) -> Any:
         ex = self.executor
@@ -555,8 +623,8 @@ class ActorRuntime:
             ex._report_item(conn, spec, index, core_worker_pb2.ReturnObject(
                 object_id=return_object_id(tid, index + 2), value=error))
             index += 1
-        done = ex.core.make_return(return_object_id(tid, 1), None, spec.caller)
-        return core_worker_pb2.PushTaskReply(returns=[done], num_generator_items=index)
+        return core_worker_pb2.PushTaskReply(returns=[ex.generator_done(spec, index)],
+                                             num_generator_items=index)
 
     # ---- cancel / terminate --------------------------------------------------------------------------
 
@@ -593,6 +661,23 @@ class ActorRuntime:
             threading.Thread(target=drain_then_exit, daemon=True).start()
         else:
             core.exit_worker("the actor went out of scope", intended=True)
+
+
+def _construct_on_own_loop(cls: Any, args: list[Any], kwargs: dict[str, Any]
+                           ) -> tuple[Any, asyncio.AbstractEventLoop]:
+    """An actor with ``async def __init__``: run it on a new event loop that
+    then becomes the actor's, so what __init__ starts there (background
+    tasks, connections) lives on the loop its calls run on, as in Ray."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        instance = cls.__new__(cls)
+        loop.run_until_complete(instance.__init__(*args, **kwargs))
+    except BaseException:
+        asyncio.set_event_loop(None)
+        loop.close()
+        raise
+    return instance, loop
 
 
 class _NullConnection:

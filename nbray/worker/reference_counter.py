@@ -30,10 +30,15 @@ Methods return *actions* for the caller to carry out:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 Action = tuple[Any, ...]
+
+# How many dead borrowers an owner remembers, to ignore registrations for
+# them that arrive late (they come within moments of the death).
+DEAD_BORROWERS_REMEMBERED = 4096
 
 
 class Ref:
@@ -79,10 +84,15 @@ class Ref:
 
 
 class ReferenceCounter:
-    def __init__(self, my_worker_id: bytes, my_address: bytes) -> None:
+    def __init__(self, my_worker_id: bytes, my_address: bytes,
+                 dead_borrowers_remembered: int = DEAD_BORROWERS_REMEMBERED) -> None:
         self.my_worker_id = my_worker_id
         self.my_address = my_address
         self.refs: dict[bytes, Ref] = {}
+        # Borrowers known dead, oldest first: a registration made for one of
+        # them by a third process can arrive after its death was handled.
+        self._dead_borrowers: OrderedDict[bytes, None] = OrderedDict()
+        self._dead_borrowers_remembered = dead_borrowers_remembered
 
     # ---- creating ------------------------------------------------------------------------------
 
@@ -161,6 +171,11 @@ class ReferenceCounter:
             return []
         ref = self.refs.get(object_id)
         if ref is not None and ref.owned:
+            if receiver_id in self._dead_borrowers:
+                # A push to a cached worker whose death was already handled
+                # here: it will never unregister, so counting it would pin
+                # the object for good (the task is retried elsewhere).
+                return []
             if ref.borrowers is None:
                 ref.borrowers = {}
             ref.borrowers[receiver_id] = ref.borrowers.get(receiver_id, 0) + n
@@ -192,10 +207,17 @@ class ReferenceCounter:
         return actions
 
     def borrower_delta(self, object_id: bytes, borrower_id: bytes, delta: int) -> list[Action]:
-        """Owner side: a borrower was registered (+) or unregistered (-)."""
+        """Owner side: a borrower was registered (+) or unregistered (-).
+
+        A borrower that hands a ref back to its owner (returns it, say)
+        registers the owner as a receiver; the owner counts its own holds
+        locally and never unregisters itself, so that registration is
+        dropped here or it would pin the object forever."""
         ref = self.refs.get(object_id)
-        if ref is None or not ref.owned:
+        if ref is None or not ref.owned or borrower_id == self.my_worker_id:
             return []
+        if borrower_id in self._dead_borrowers:
+            return []  # it will never unregister: counting it would pin the object forever
         if ref.borrowers is None:
             ref.borrowers = {}
         count = ref.borrowers.get(borrower_id, 0) + delta
@@ -206,6 +228,12 @@ class ReferenceCounter:
         return self._maybe_release(object_id, ref)
 
     def borrower_died(self, borrower_id: bytes) -> list[Action]:
+        """Owner side: a process died; what it borrowed is released, and
+        registrations for it that arrive later are ignored."""
+        self._dead_borrowers[borrower_id] = None
+        self._dead_borrowers.move_to_end(borrower_id)
+        while len(self._dead_borrowers) > self._dead_borrowers_remembered:
+            self._dead_borrowers.popitem(last=False)
         actions: list[Action] = []
         for oid, ref in list(self.refs.items()):
             if ref.owned and ref.borrowers and borrower_id in ref.borrowers:

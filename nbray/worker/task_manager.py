@@ -6,7 +6,8 @@ borrows as arguments. When the executor replies, the returns are stored
 holds are dropped. A system failure (worker or node death) resubmits the
 task while retries remain; an application error only with
 ``retry_exceptions``; a cancelled task never. Streaming generators store
-each item as it is reported.
+each item as it is reported; a ``num_returns="dynamic"`` task's items are
+then held by its first return, which lists them.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class TaskManager:
                                               size=value.plasma_size)))
                 else:
                     stored.append((oid, Entry(value.data, is_error=value.format == _ERROR)))
+            if task.spec.dynamic_returns:
+                actions.extend(self._release_dynamic_items(task))
             lineage = core.lineage
             if lineage.holds(task.task_id):
                 # a rebuild finished: the arguments stay lineage pinned
@@ -223,6 +226,8 @@ class TaskManager:
             if self.pending.pop(task.task_id, None) is None:
                 return
             live = [oid for oid in task.return_ids if oid in core.refs.refs]
+            if task.spec.dynamic_returns:
+                actions.extend(self._release_dynamic_items(task))
             if core.lineage.holds(task.task_id):
                 core.lineage.rebuilt(task.task_id)  # a failed rebuild keeps its pins until freed
             elif task.pin_args:
@@ -272,6 +277,21 @@ class TaskManager:
 
     # ---- generators ----------------------------------------------------------------------------
 
+    def _release_dynamic_items(self, task: PendingTask) -> list[Any]:
+        """Caller holds core.lock. A num_returns="dynamic" task ended: its
+        first return now contains its items (or holds the error), so the
+        hold taken on each item as it arrived goes."""
+        gen = self.generators.pop(task.task_id, None)
+        if gen is None:
+            return []
+        with gen.cond:
+            gen.dropped = True
+            item_ids = list(gen.items.values())
+        actions: list[Any] = []
+        for oid in item_ids:
+            actions.extend(self.core.refs.remove_local(oid))
+        return actions
+
     def on_generator_item(self, task_id: bytes, index: int, item: Any) -> bool:
         """Store a reported item; returns False when nobody wants items anymore."""
         core = self.core
@@ -279,6 +299,8 @@ class TaskManager:
         if gen is None or gen.dropped:
             return False
         oid = item.object_id
+        if gen.items.get(index) == oid:
+            return True  # a retried attempt yields it again: objects never change, keep the first
         value = item.value
         with core.lock:
             core.refs.own(oid, local=1)

@@ -227,11 +227,15 @@ def test_temp_dir_holds_every_file_and_finds_the_cluster_again(tmp_path):
         assert started.returncode == 0, started.stderr
         address, session_dir = (temp / "nbray_current_cluster").read_text().split()
         assert os.path.dirname(session_dir) == str(temp)
-        assert not (tmp_path / "default").exists()  # nothing went to the default root
+        # No session file went to the default root: only the user's registry, which points at this root.
+        assert os.listdir(tmp_path / "default") == [f"nbray-clusters-{os.getuid()}"]
         pids = descendant_pids(list(recorded_pids(temp)))
         status = run_cli("status", "--temp-dir", str(temp), env=env)
         assert status.returncode == 0 and "1 node_" in status.stdout, status.stderr
-        assert run_cli("status", env=env).returncode != 0  # another root: not this cluster
+        elsewhere = run_cli("status", "--temp-dir", str(tmp_path / "elsewhere"), env=env)
+        assert elsewhere.returncode != 0 and "under" in elsewhere.stderr  # another root: not this cluster
+        found = run_cli("status", env=env)  # no root given: the registry finds it
+        assert found.returncode == 0 and "1 node_" in found.stdout, found.stderr
         token = run_cli("get-auth-token", "--temp-dir", str(temp), env=env)
         assert token.returncode == 0 and token.stdout.strip() == (Path(session_dir) / "auth_token").read_text().strip()
         listed = run_cli("list", "nodes", "--temp-dir", str(temp), env=env)

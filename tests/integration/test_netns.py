@@ -73,13 +73,14 @@ def cli(ns: str, temp: str, *args: str, env: dict[str, str] | None = None) -> su
     return in_ns(ns, temp, sys.executable, "-m", "nbray.scripts.cli", *args, env=env)
 
 
-@pytest.mark.skipif(REASON is not None, reason=REASON or "")
-def test_head_and_worker_in_separate_network_namespaces(namespaces):
+def run_two_hosts(namespaces, flags: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Start a head in one namespace and a worker node in the other with `flags`, run a driver (with `env`)
+    that moves tasks and large objects between them; returns `nbray start --head`'s result."""
     (ns_a, ip_a, temp_a), (ns_b, ip_b, temp_b) = namespaces
-    os.makedirs(temp_a)
-    os.makedirs(temp_b)
+    os.makedirs(temp_a, exist_ok=True)
+    os.makedirs(temp_b, exist_ok=True)
     started = cli(ns_a, temp_a, "start", "--head", "--node-ip-address", ip_a, "--port", "0", "--num-cpus", "1",
-                  "--no-include-dashboard", "--ray-client-server-port", "-1")
+                  "--no-include-dashboard", "--ray-client-server-port", "-1", *flags)
     assert started.returncode == 0, started.stderr
     root_a = os.path.join(temp_a, "nbray")
     address, session_dir = open(os.path.join(root_a, "nbray_current_cluster")).read().split()
@@ -87,7 +88,7 @@ def test_head_and_worker_in_separate_network_namespaces(namespaces):
     token = open(os.path.join(session_dir, "auth_token")).read().strip()
     try:
         joined = cli(ns_b, temp_b, "start", "--address", address, "--node-ip-address", ip_b, "--num-cpus", "1",
-                     "--resources", json.dumps({"host_b": 1}), env={"NBRAY_AUTH_TOKEN": token})
+                     "--resources", json.dumps({"host_b": 1}), *flags, env={"NBRAY_AUTH_TOKEN": token})
         assert joined.returncode == 0, joined.stderr
         driver = textwrap.dedent(f"""
             import numpy as np, nbray
@@ -106,7 +107,7 @@ def test_head_and_worker_in_separate_network_namespaces(namespaces):
             mine = nbray.get_runtime_context().get_node_id()
             print("DIFFERENT", node != mine)
         """)
-        result = in_ns(ns_a, temp_a, sys.executable, "-c", driver)
+        result = in_ns(ns_a, temp_a, sys.executable, "-c", driver, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"IPS ['{ip_a}', '{ip_b}']" in result.stdout
         assert "SUM 5000000.0 BACK 30000000.0" in result.stdout
@@ -114,5 +115,36 @@ def test_head_and_worker_in_separate_network_namespaces(namespaces):
         # the two hosts share no session files
         assert not os.path.exists(os.path.join(temp_b, "nbray", os.path.basename(session_dir)))
     finally:
-        cli(ns_b, temp_b, "stop")
-        cli(ns_a, temp_a, "stop")
+        cli(ns_b, temp_b, "stop", "--temp-dir", os.path.join(temp_b, "nbray"))
+        cli(ns_a, temp_a, "stop", "--temp-dir", root_a)
+    return started
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_head_and_worker_in_separate_network_namespaces_over_tls(namespaces, tmp_path):
+    (_, ip_a, _), (_, ip_b, _) = namespaces
+    certs = str(tmp_path / "certs")
+    made = subprocess.run([sys.executable, "-m", "nbray.scripts.cli", "tls", "init", certs, "--host", ip_a,
+                           "--host", ip_b], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    files = {name: os.path.join(certs, name) for name in ("ca.crt", "server.crt", "server.key")}
+    flags = ["--use-tls", "--tls-server-cert", files["server.crt"], "--tls-server-key", files["server.key"],
+             "--tls-ca-cert", files["ca.crt"]]
+    driver_env = {"NBRAY_USE_TLS": "1", "NBRAY_TLS_SERVER_CERT": files["server.crt"],
+                  "NBRAY_TLS_SERVER_KEY": files["server.key"], "NBRAY_TLS_CA_CERT": files["ca.crt"]}
+    started = run_two_hosts(namespaces, flags, env=driver_env)
+    assert "without TLS" not in started.stderr
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_head_and_worker_in_separate_network_namespaces(namespaces):
+    """Plaintext between hosts is refused unless explicitly allowed, and then warned about."""
+    (ns_a, ip_a, temp_a), _ = namespaces
+    refused = cli(ns_a, temp_a, "start", "--head", "--node-ip-address", ip_a, "--port", "0",
+                  "--no-include-dashboard", "--ray-client-server-port", "-1")
+    assert refused.returncode != 0
+    assert f"refusing to listen on {ip_a} without TLS" in refused.stderr
+    assert "--allow-insecure-network" in refused.stderr
+    # a driver binds its own port on the node's address: it needs the opt-out too
+    started = run_two_hosts(namespaces, ["--allow-insecure-network"], env={"NBRAY_ALLOW_INSECURE_NETWORK": "1"})
+    assert started.stderr.count("without TLS (NBRAY_ALLOW_INSECURE_NETWORK=1)") == 1, started.stderr

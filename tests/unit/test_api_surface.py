@@ -7,7 +7,7 @@ RAY_CORE_NAMES = {
     "method", "nodes", "cluster_resources", "available_resources", "get_runtime_context", "get_gpu_ids",
     "timeline", "ObjectRef", "ObjectRefGenerator", "exceptions", "actor", "JobID", "NodeID", "TaskID",
     "ActorID", "ObjectID", "WorkerID", "PlacementGroupID", "UniqueID", "FunctionID", "ActorClassID",
-    "exit_actor",
+    "exit_actor", "DynamicObjectRefGenerator",
 }
 
 
@@ -35,7 +35,38 @@ def test_util_and_exceptions_names():
         assert issubclass(getattr(e, name), e.RayError)
 
 
+def test_private_paths_ray_programs_import():
+    from nbray import cloudpickle
+    from nbray._private.internal_api import memory_summary
+    from nbray._raylet import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
+    from nbray.util.accelerators import NVIDIA_H100, NVIDIA_TESLA_V100
+
+    assert (ObjectRef, ObjectRefGenerator, DynamicObjectRefGenerator) == (
+        nbray.ObjectRef, nbray.ObjectRefGenerator, nbray.DynamicObjectRefGenerator)
+    assert callable(cloudpickle.dumps) and callable(memory_summary)
+    assert (NVIDIA_H100, NVIDIA_TESLA_V100) == ("H100", "V100")
+
+
 def test_remote_task_error_is_also_the_users_exception():
     err = nbray.exceptions.RayTaskError("f", "Traceback...", KeyError("k")).as_instanceof_cause()
     assert isinstance(err, KeyError) and isinstance(err, nbray.exceptions.RayTaskError)
     assert err.args == ("k",)
+
+
+def test_util_libraries_names():
+    import multiprocessing
+    import queue
+
+    import nbray.util as u
+    from nbray.util.multiprocessing import Pool, TimeoutError
+    from nbray.util.queue import Empty, Full, Queue
+
+    assert u.queue.Queue is Queue and u.multiprocessing.Pool is Pool
+    assert issubclass(Empty, queue.Empty) and issubclass(Full, queue.Full)
+    assert TimeoutError is multiprocessing.TimeoutError
+    for name in ("put", "get", "put_nowait", "put_nowait_batch", "get_nowait", "get_nowait_batch", "qsize",
+                 "size", "empty", "full", "put_async", "get_async", "shutdown"):
+        assert callable(getattr(Queue, name)), name
+    for name in ("map", "map_async", "imap", "imap_unordered", "starmap", "starmap_async", "apply",
+                 "apply_async", "close", "terminate", "join", "__enter__", "__exit__"):
+        assert callable(getattr(Pool, name)), name

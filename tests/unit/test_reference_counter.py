@@ -117,3 +117,76 @@ def test_lineage_pins_keep_metadata_but_free_the_value():
     assert rc.get(b"arg") is not None and rc.get(b"arg").value_freed
     assert frees(rc.release_lineage([b"arg"])) == [b"arg"]
     assert rc.get(b"arg") is None
+
+
+def test_ref_handed_back_to_its_owner_does_not_pin_it():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    # a borrower returns x to its owner and registers the owner as receiver
+    assert rc.borrower_delta(b"x", b"w-owner", +1) == []
+    assert frees(rc.remove_local(b"x")) == [b"x"]
+
+
+def test_registration_for_a_dead_borrower_arriving_late_is_ignored():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    assert rc.borrower_delta(b"x", b"w-a", +1) == []
+    assert rc.borrower_died(b"w-a") == []
+    # a third process registered w-a before it died; the message lands now
+    assert rc.borrower_delta(b"x", b"w-a", +1) == []
+    assert frees(rc.remove_local(b"x")) == [b"x"]
+
+
+def test_dead_borrowers_remembered_are_bounded():
+    rc = ReferenceCounter(b"w-owner", OWNER, dead_borrowers_remembered=2)
+    rc.own(b"x")
+    for wid in (b"w-a", b"w-b", b"w-c"):
+        rc.borrower_died(wid)
+    # the oldest is forgotten: its registration counts again
+    rc.borrower_delta(b"x", b"w-a", +1)
+    assert frees(rc.remove_local(b"x")) == []
+    rc.borrower_delta(b"x", b"w-c", +1)
+    assert frees(rc.borrower_delta(b"x", b"w-a", -1)) == [b"x"]
+
+
+def test_owner_ignores_a_receiver_it_already_knows_is_dead():
+    # A task is pushed to a cached worker whose death was handled already:
+    # the worker never unregisters, so the owner must not count it.
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    rc.borrower_died(b"w-dead")
+    assert rc.register_receiver(b"x", OWNER, b"w-dead", b"dead-addr") == []
+    assert not rc.get(b"x").borrowers
+    assert frees(rc.remove_local(b"x")) == [b"x"]
+
+
+def test_receiver_that_dies_after_its_registration_releases_it():
+    rc = ReferenceCounter(b"w-owner", OWNER)
+    rc.own(b"x")
+    assert rc.register_receiver(b"x", OWNER, b"w-r", b"r-addr") == []
+    assert rc.remove_local(b"x") == []
+    assert frees(rc.borrower_died(b"w-r")) == [b"x"]
+
+
+def test_registration_taken_and_dropped_unused_unregisters_at_once():
+    # A worker handed a task back unrun: it takes the sender's registration
+    # and, holding nothing, releases it; the owner's count returns to zero.
+    owner = ReferenceCounter(b"w-owner", OWNER)
+    owner.own(b"x")
+    owner.register_receiver(b"x", OWNER, b"w-me", ME)
+    worker = ReferenceCounter(b"w-me", ME)
+    worker.registered_for_us(b"x", OWNER, 1)
+    (delta,) = deltas(worker.check_release(b"x"))
+    assert delta == (OWNER, b"x", ME, -1)
+    assert worker.get(b"x") is None
+    assert owner.borrower_delta(b"x", b"w-me", delta[3]) == []
+    assert frees(owner.remove_local(b"x")) == [b"x"]
+
+
+def test_worker_still_using_a_ref_keeps_the_registration_it_takes_back():
+    worker = ReferenceCounter(b"w-me", ME)
+    worker.registered_for_us(b"x", OWNER, 1)    # the task it runs
+    worker.add_local(b"x", OWNER)
+    worker.registered_for_us(b"x", OWNER, 1)    # a task handed back unrun
+    assert worker.check_release(b"x") == []
+    assert deltas(worker.remove_local(b"x")) == [(OWNER, b"x", ME, -2)]

@@ -3,18 +3,21 @@
 Requests are built here from fixed route names and validated ids, never
 from a URL the browser sent, so the relay cannot be pointed elsewhere. They
 carry the cluster token and no browser headers (the dashboard lets only
-non-browser clients use POST).
+non-browser clients use POST). An ``https://`` dashboard (a cluster with
+TLS on) is verified against NBRAY_TLS_CA_CERT, else the system trust store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from nbray import __version__
+from nbray.rpc import tls
 
 USER_AGENT = f"nbray-jupyter/{__version__}"
 MAX_HEADER_BYTES = 64 * 1024
@@ -38,6 +41,10 @@ class Upstream:
         return {"Authorization": f"Bearer {self.token.hex()}", "User-Agent": USER_AGENT,
                 "Accept": "application/json"}
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """How to verify an HTTPS dashboard; None for plain HTTP."""
+        return tls.public_client_context() if self.url.startswith("https://") else None
+
 
 async def fetch(up: Upstream, method: str, path: str, query: str = "", timeout_s: float = 30.0) -> tuple[int, bytes]:
     """(status, body) of one call; UpstreamUnavailable when it cannot be made or the token is refused."""
@@ -45,7 +52,7 @@ async def fetch(up: Upstream, method: str, path: str, query: str = "", timeout_s
     url = up.url + path + (f"?{query}" if query else "")
     request = HTTPRequest(url, method=method, headers=up.headers(), body=b"" if method == "POST" else None,
                           connect_timeout=min(5.0, timeout_s), request_timeout=timeout_s, follow_redirects=False,
-                          decompress_response=False)
+                          decompress_response=False, ssl_options=up.ssl_context())
     response = await AsyncHTTPClient().fetch(request, raise_error=False)
     if response.code == 599:
         raise UpstreamUnavailable(f"the dashboard at {up.url} is not reachable: {response.error}")
@@ -64,10 +71,12 @@ class EventStream:
     @classmethod
     async def open(cls, up: Upstream, timeout_s: float = 5.0) -> EventStream:
         parts = urllib.parse.urlsplit(up.url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        context = up.ssl_context()
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if context is not None else 80)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES),
-                                                    timeout_s)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                host, port, limit=MAX_HEADER_BYTES, ssl=context, server_hostname=host if context else None),
+                timeout_s)
         except (OSError, asyncio.TimeoutError) as exc:
             raise UpstreamUnavailable(f"the dashboard at {up.url} is not reachable: {exc}") from None
         headers = "".join(f"{k}: {v}\r\n" for k, v in up.headers().items() if k != "Accept")

@@ -1,0 +1,1 @@
+"""Private module paths that Ray programs import (``ray._private.*``)."""

@@ -355,7 +355,10 @@ class LocalRayletDiedError(RayError):
 
 
 class OutOfMemoryError(RayError):
-    """The node ran low on memory and the worker was killed."""
+    """The raylet's memory monitor killed the worker running the task because
+    the node's memory use passed ``memory_usage_threshold``, and the task's
+    retries are used up (or it had none). The message names the node, the
+    memory used and total, the threshold and the task."""
 
 
 class ObjectStoreFullError(RayError):

@@ -2,13 +2,14 @@
 # Install everything nbray needs on a fresh Debian machine: the Python
 # package (editable) with its dev tools in .venv, the prebuilt JupyterLab
 # extension (built from labextension/ by the package build), and the
-# system packages the tests use (Debian's Chromium, iproute2).
+# system packages the tests use (Debian's Chromium, iproute2, redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq

@@ -33,6 +33,19 @@ class Config:
     rpc_timeout_ms: int = 60_000
     # How long a process retries connecting to the GCS at start-up.
     gcs_connect_retry_ms: int = 10_000
+    # Testing only (nbray/rpc/fault_injection.py): requests this process
+    # sends are lost or delayed. Entries are separated by ";":
+    # "Service.Method=PROB[:req,resp]" loses the request ("req": the handler
+    # never runs) or the reply ("resp": it ran) of that share of calls;
+    # "Service.*" and "*" match a whole service or everything. The caller
+    # sees InjectedRpcFailure (a ConnectionLostError) at once.
+    testing_rpc_failure: str = ""
+    # Testing only: "Service.Method=MIN[:MAX]" entries separated by ";"
+    # delay each request by a uniform random MIN..MAX milliseconds.
+    testing_rpc_delay_ms: str = ""
+    # Seed of the injected faults; each process draws from this seed and
+    # its pid (logged at start-up) so a run can be replayed.
+    testing_rpc_seed: int = 0
 
     # ---- objects -----------------------------------------------------------
     # Values up to this size travel inline and live in the owner's memory.
@@ -99,6 +112,19 @@ class Config:
     max_workers_per_node: int = 512
     # Warn when a task waits longer than this for resources no node has.
     infeasible_warning_delay_ms: int = 0
+
+    # ---- memory pressure ---------------------------------------------------
+    # Fraction of the node's memory in use above which the raylet kills a
+    # leased worker (retriable tasks first, newest first; actors last).
+    memory_usage_threshold: float = 0.95
+    # How often the raylet reads the node's memory use; 0 turns the monitor off.
+    memory_monitor_refresh_ms: int = 250
+    # Causes of worker kills a raylet remembers for owners that ask why
+    # their worker died (the oldest are forgotten first).
+    worker_failure_causes_max: int = 1_000
+    # How long an owner waits for a raylet to say why a worker died before
+    # reporting the death as unexpected.
+    worker_failure_cause_timeout_ms: int = 2_000
 
     # ---- actors ------------------------------------------------------------
     # Retry delay for actor calls while the actor restarts.

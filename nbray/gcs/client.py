@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,15 +40,31 @@ logger = logging.getLogger(__name__)
 _METHODS = {m.name: m for m in service_methods("GcsService")}
 _PUBLISH = method("SubscriberService.Publish")
 # Requests that may be sent again when the connection dropped with them in
-# flight: reads, writes of the same value, and creations the GCS recognises
-# by their id (RegisterActor, CreatePlacementGroup).
+# flight: reads, writes of the same value, changes that are no-ops the
+# second time (MarkJobFinished, KillActor, ReportActorOutOfScope,
+# RemovePlacementGroup), creations the GCS recognises by their id
+# (RegisterActor, CreatePlacementGroup), and KV writes, which carry a
+# request id the GCS answers from memory (_stamp_request_id). AddJob is
+# left out: each call makes a new job. tests/integration/test_gcs_idempotency.py
+# calls each of these twice.
 _RESENDABLE = frozenset({
     "GetAllNodeInfo", "GetClusterStatus", "GetAllJobInfo", "GetActorInfo", "GetNamedActor",
-    "ListNamedActors", "GetAllActorInfo", "KVGet", "KVKeys", "KVDel", "GetTaskEvents", "Subscribe",
+    "ListNamedActors", "GetAllActorInfo", "KVGet", "KVKeys", "KVPut", "KVDel", "GetTaskEvents", "Subscribe",
     "GetPlacementGroup", "GetNamedPlacementGroup", "GetAllPlacementGroup", "WaitPlacementGroupReady",
     "ReportActorOutOfScope", "MarkJobFinished", "KillActor", "RegisterActor", "CreatePlacementGroup",
+    "RemovePlacementGroup",
 })
+# Requests whose resends are recognised by a request id the client sets.
+_NEEDS_REQUEST_ID = frozenset({"KVPut", "KVDel"})
 _WAIT_SLICE_S = 0.05
+_REQUEST_ID_BYTES = 16
+
+
+def _stamp_request_id(request: Any) -> None:
+    """Give a write a random id (once: a resend keeps it) so the GCS can
+    answer a resend as it answered the first attempt."""
+    if not request.request_id:
+        request.request_id = os.urandom(_REQUEST_ID_BYTES)
 
 PubHandler = Callable[[gcs_pb2.PubMessage], None]
 
@@ -154,6 +171,8 @@ class GcsClient:
         """
         m = _METHODS[name]
         req = request if request is not None else m.request_cls()
+        if name in _NEEDS_REQUEST_ID:
+            _stamp_request_id(req)
         timeout = timeout_s if timeout_s is not None else self.config.rpc_timeout_ms / 1000
         if not self.reconnect:
             return self.conn.call_sync(m, req, timeout)
@@ -192,6 +211,8 @@ class GcsClient:
                    timeout_s: float | None = None) -> Future:
         m = _METHODS[name]
         req = request if request is not None else m.request_cls()
+        if name in _NEEDS_REQUEST_ID:
+            _stamp_request_id(req)
         if not self.reconnect or self.connected or self.gave_up_reason or self._closing:
             return self.conn.call(m, req, callback=callback, timeout_s=timeout_s)
         deadline = time.monotonic() + timeout_s if timeout_s is not None else None

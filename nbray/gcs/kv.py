@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import collections
+
 from nbray.gcs.storage import GcsStorage, Table, kv_key, split_kv_key
+
+# Replies remembered for resent puts and deletes (by request id), oldest
+# forgotten first: a resend comes within a call's deadline, long before
+# this many other writes.
+REMEMBERED_REQUESTS = 10_000
 
 
 class KVStore:
     def __init__(self, storage: GcsStorage | None = None) -> None:
         self._data: dict[tuple[str, bytes], bytes] = {}
         self._storage = storage
+        self._answered: collections.OrderedDict[bytes, bool | int] = collections.OrderedDict()
         if storage is not None:
             for stored, value in storage.scan(Table.KV).items():
                 self._data[split_kv_key(stored)] = value
@@ -19,7 +27,22 @@ class KVStore:
     def get(self, ns: str, key: bytes) -> bytes | None:
         return self._data.get((ns, key))
 
-    def put(self, ns: str, key: bytes, value: bytes, overwrite: bool) -> bool:
+    def _remember(self, request_id: bytes, answer: bool | int) -> None:
+        if request_id:
+            self._answered[request_id] = answer
+            while len(self._answered) > REMEMBERED_REQUESTS:
+                self._answered.popitem(last=False)
+
+    def put(self, ns: str, key: bytes, value: bytes, overwrite: bool, request_id: bytes = b"") -> bool:
+        """True when the key was added. A resend (same non-empty
+        `request_id`) changes nothing and gets the first answer."""
+        if request_id and request_id in self._answered:
+            return bool(self._answered[request_id])
+        added = self._put(ns, key, value, overwrite)
+        self._remember(request_id, added)
+        return added
+
+    def _put(self, ns: str, key: bytes, value: bytes, overwrite: bool) -> bool:
         k = (ns, key)
         if k in self._data and not overwrite:
             return False
@@ -29,7 +52,16 @@ class KVStore:
             self._storage.put(Table.KV, kv_key(ns, key), value)
         return added
 
-    def delete(self, ns: str, key: bytes, by_prefix: bool) -> int:
+    def delete(self, ns: str, key: bytes, by_prefix: bool, request_id: bytes = b"") -> int:
+        """Number of keys deleted. A resend (same non-empty `request_id`)
+        gets the first answer (a later put of the key is not undone)."""
+        if request_id and request_id in self._answered:
+            return int(self._answered[request_id])
+        deleted = self._delete(ns, key, by_prefix)
+        self._remember(request_id, deleted)
+        return deleted
+
+    def _delete(self, ns: str, key: bytes, by_prefix: bool) -> int:
         if not by_prefix:
             doomed = [(ns, key)] if (ns, key) in self._data else []
         else:

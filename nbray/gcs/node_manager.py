@@ -86,6 +86,10 @@ class NodeManager:
     def register(self, conn: Connection, info: gcs_pb2.NodeInfo) -> None:
         """Raises RpcError("node_dead") for a node already declared dead."""
         known = self.nodes.get(info.node_id)
+        if known is not None and known.alive and known.connected and known.conn is conn:
+            # The same registration again on the same connection (a resend):
+            # the node stands as registered.
+            return
         decision = registration_decision(known is not None, known is not None and known.alive,
                                          info.node_id in self.awaiting)
         if decision is Registration.REFUSED:

@@ -121,6 +121,25 @@ def _bad_record(storage: GcsStorage, table: Table, key: bytes, why: str) -> Stor
                                  f"damaged ({why}); the storage was not changed")
 
 
+def head_was_alive(nodes: list[gcs_pb2.NodeInfo]) -> bool:
+    """Some head node is stored alive: its head stopped without unregistering (it crashed,
+    or its machine went down), so a head started again there should resume the cluster."""
+    return any(n.is_head and n.state == gcs_pb2.NodeInfo.ALIVE for n in nodes)
+
+
+def stored_nodes(storage: GcsStorage) -> list[gcs_pb2.NodeInfo]:
+    """The node table alone; StorageCorruptedError names a record that does not parse."""
+    out = []
+    for key, value in storage.scan(Table.NODE).items():
+        node = gcs_pb2.NodeInfo()
+        try:
+            node.ParseFromString(value)
+        except DecodeError as exc:
+            raise _bad_record(storage, Table.NODE, key, str(exc)) from None
+        out.append(node)
+    return out
+
+
 def next_job_number(jobs: list[gcs_pb2.JobInfo]) -> int:
     """The number the next job gets: one past the highest stored (job ids are 4-byte counters)."""
     return max((int.from_bytes(j.job_id, "big") for j in jobs), default=0) + 1

@@ -29,7 +29,8 @@ from nbray.gcs.node_manager import NodeManager
 from nbray.gcs.persistence import TableWriter, load_tables, next_job_number
 from nbray.gcs.placement_groups import PlacementGroupManager
 from nbray.gcs.pubsub import Publisher
-from nbray.gcs.storage import GcsStorage, GcsStorageError, open_storage
+from nbray.gcs.storage import GcsStorage, GcsStorageError
+from nbray.gcs.storage_open import open_storage
 from nbray.gcs.task_events import ActorCreationEvents, TaskEventStore
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.raylet.scheduling import PolicyConfig, Scheduler
@@ -300,10 +301,10 @@ class GcsServer:
         return gcs_pb2.KVGetReply(found=value is not None, value=value or b"")
 
     def handle_KVPut(self, conn: Connection, req: gcs_pb2.KVPutRequest, rid: int) -> Any:
-        return gcs_pb2.KVPutReply(added=self.kv.put(req.ns, req.key, req.value, req.overwrite))
+        return gcs_pb2.KVPutReply(added=self.kv.put(req.ns, req.key, req.value, req.overwrite, req.request_id))
 
     def handle_KVDel(self, conn: Connection, req: gcs_pb2.KVDelRequest, rid: int) -> Any:
-        return gcs_pb2.KVDelReply(deleted=self.kv.delete(req.ns, req.key, req.by_prefix))
+        return gcs_pb2.KVDelReply(deleted=self.kv.delete(req.ns, req.key, req.by_prefix, req.request_id))
 
     def handle_KVKeys(self, conn: Connection, req: gcs_pb2.KVKeysRequest, rid: int) -> Any:
         return gcs_pb2.KVKeysReply(keys=self.kv.keys(req.ns, req.prefix))

@@ -7,11 +7,11 @@ transaction. The GCS flushes once per event-loop turn, before the replies
 of that turn leave (they are corked until the end of the turn), so a reply
 never tells a client about state the storage does not hold yet.
 
-Backends: SQLite in WAL mode (the default; a file in the head's session
-directory, nothing to install) and an in-memory one (no persistence, for
-tests). A Redis backend only has to implement ``_read``, ``_scan``,
-``_write_batch`` and ``close`` (a hash per table; a MULTI/EXEC pipeline
-per batch).
+Backends: SQLite in WAL mode (the default; a file kept by the head, see
+nbray/node/head_state.py, nothing to install), Redis (storage_redis.py: a
+hash per table, a MULTI/EXEC pipeline per batch; needs the ``redis``
+package) and an in-memory one (no persistence, for tests). A backend
+implements ``_read``, ``_scan``, ``_write_batch`` and ``close``.
 
 Error tree (all are ``RuntimeError``s, so ``nbray start`` prints them)::
 
@@ -31,14 +31,21 @@ import enum
 import fcntl
 import hashlib
 import os
+import re
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 
 # Version of the layout of the tables below. Raise it when a table's
 # encoding changes; a GCS refuses storage written with a newer version.
 SCHEMA_VERSION = 1
-# File name of the default SQLite storage inside the session directory.
+# File name of the default SQLite storage (in the head's state or session directory).
 DEFAULT_SQLITE_NAME = "gcs_storage.sqlite"
+# Redis URIs: the port, database, namespace and socket timeout when the URI omits them.
+REDIS_DEFAULT_PORT = 6379
+REDIS_DEFAULT_NAMESPACE = "default"
+REDIS_DEFAULT_TIMEOUT_MS = 5_000
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class GcsStorageError(RuntimeError):
@@ -83,12 +90,36 @@ META_TOKEN_SHA256 = b"token_sha256"
 
 
 @dataclasses.dataclass(frozen=True)
-class StorageLocation:
-    kind: str  # "sqlite" or "memory"
-    path: str = ""
+class RedisAddress:
+    """Where a Redis storage lives, and the namespace that keeps this cluster's keys apart."""
+
+    host: str
+    port: int = REDIS_DEFAULT_PORT
+    db: int = 0
+    namespace: str = REDIS_DEFAULT_NAMESPACE
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    timeout_ms: int = REDIS_DEFAULT_TIMEOUT_MS
 
     def describe(self) -> str:
-        return f"sqlite:///{self.path.lstrip('/')}" if self.kind == "sqlite" else "memory://"
+        """The URI without its credentials (it goes into messages and logs)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.namespace == REDIS_DEFAULT_NAMESPACE else f"?namespace={self.namespace}"
+        return f"redis://{host}:{self.port}/{self.db}{suffix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageLocation:
+    kind: str  # "sqlite", "redis" or "memory"
+    path: str = ""
+    redis: RedisAddress | None = None
+
+    def describe(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path.lstrip('/')}"
+        if self.kind == "redis" and self.redis is not None:
+            return self.redis.describe()
+        return "memory://"
 
 
 def parse_storage_uri(uri: str, session_dir: str) -> StorageLocation:
@@ -96,7 +127,8 @@ def parse_storage_uri(uri: str, session_dir: str) -> StorageLocation:
 
     ``""`` is SQLite in the session directory; ``sqlite:///abs/path`` or a
     plain path is SQLite at that path (relative paths are taken from the
-    current directory); ``memory://`` keeps nothing across restarts.
+    current directory); ``redis://HOST[:PORT][/DB]`` is a Redis server
+    (see ``parse_redis_uri``); ``memory://`` keeps nothing across restarts.
     Raises ValueError for any other scheme.
     """
     text = uri.strip()
@@ -104,6 +136,8 @@ def parse_storage_uri(uri: str, session_dir: str) -> StorageLocation:
         return StorageLocation("sqlite", os.path.join(os.path.abspath(session_dir), DEFAULT_SQLITE_NAME))
     if text == "memory://":
         return StorageLocation("memory")
+    if text.startswith("redis://"):
+        return StorageLocation("redis", redis=parse_redis_uri(text))
     if text.startswith("sqlite://"):
         path = text[len("sqlite://"):]
         if not path.startswith("/"):
@@ -113,8 +147,56 @@ def parse_storage_uri(uri: str, session_dir: str) -> StorageLocation:
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ValueError(f"GCS storage {uri!r}: the scheme {scheme!r} is not supported "
-                         "(use sqlite:///PATH, a file path, or memory://)")
+                         "(use sqlite:///PATH, a file path, redis://HOST:PORT/DB, or memory://)")
     return StorageLocation("sqlite", os.path.abspath(os.path.expanduser(text)))
+
+
+def parse_redis_uri(uri: str) -> RedisAddress:
+    """``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?namespace=NAME&timeout_ms=N]``.
+
+    The namespace (default ``default``) prefixes every key, so clusters with
+    different namespaces can share one database. Raises ValueError naming
+    what is wrong.
+    """
+    parts = urllib.parse.urlsplit(uri.strip())
+    if parts.scheme != "redis":
+        raise ValueError(f"GCS storage {_redact(uri)!r}: not a redis:// URI")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f"GCS storage {_redact(uri)!r}: {exc}") from None
+    if not host:
+        raise ValueError(f"GCS storage {_redact(uri)!r}: a Redis URI needs a host, as in redis://127.0.0.1:6379/0")
+    if port is None:
+        port = REDIS_DEFAULT_PORT
+    if not 0 < port < 65536:
+        raise ValueError(f"GCS storage {_redact(uri)!r}: port {port} is out of range")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"GCS storage {_redact(uri)!r}: the database must be a number (redis://HOST:PORT/0), "
+                         f"got {path!r}")
+    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    unknown = sorted(set(query) - {"namespace", "timeout_ms"})
+    if unknown:
+        raise ValueError(f"GCS storage {_redact(uri)!r}: unknown parameter(s) {unknown} "
+                         "(known: namespace, timeout_ms)")
+    namespace = query.get("namespace", [REDIS_DEFAULT_NAMESPACE])[-1]
+    if not _NAMESPACE_RE.fullmatch(namespace):
+        raise ValueError(f"GCS storage {_redact(uri)!r}: the namespace must be 1 to 64 letters, digits, "
+                         f"'_', '.' or '-', got {namespace!r}")
+    timeout_text = query.get("timeout_ms", [str(REDIS_DEFAULT_TIMEOUT_MS)])[-1]
+    if not timeout_text.isdigit() or int(timeout_text) <= 0:
+        raise ValueError(f"GCS storage {_redact(uri)!r}: timeout_ms must be a whole number of milliseconds "
+                         f"above 0, got {timeout_text!r}")
+    return RedisAddress(host=host, port=port, db=int(path or 0), namespace=namespace,
+                        username=urllib.parse.unquote(parts.username) if parts.username else None,
+                        password=urllib.parse.unquote(parts.password) if parts.password else None,
+                        timeout_ms=int(timeout_text))
+
+
+def _redact(uri: str) -> str:
+    """``uri`` with any password replaced, for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", uri)
 
 
 def check_schema_version(stored: int | None, supported: int, location: str, writer: str = "") -> None:
@@ -209,6 +291,21 @@ class GcsStorage(abc.ABC):
 
         A new storage takes ``new_cluster_id``; one written before keeps its own.
         """
+        stored = self.check_identity(token)
+        cluster_id = self.get(Table.META, META_CLUSTER_ID) or new_cluster_id
+        self.put(Table.META, META_SCHEMA_VERSION, str(max(stored or 0, SCHEMA_VERSION)).encode())
+        self.put(Table.META, META_WRITER_VERSION, nbray_version.encode())
+        self.put(Table.META, META_TOKEN_SHA256, token_fingerprint(token))
+        self.put(Table.META, META_CLUSTER_ID, cluster_id)
+        self.flush()
+        return cluster_id
+
+    def check_identity(self, token: bytes) -> int | None:
+        """Refuse a newer schema or another cluster's token; returns the stored schema version.
+
+        Changes nothing. Raises StorageSchemaError, StorageIdentityError, or
+        StorageCorruptedError when the version is not a number.
+        """
         raw = self.get(Table.META, META_SCHEMA_VERSION)
         try:
             stored = int(raw) if raw is not None else None
@@ -217,13 +314,7 @@ class GcsStorage(abc.ABC):
         writer = (self.get(Table.META, META_WRITER_VERSION) or b"").decode(errors="replace")
         check_schema_version(stored, SCHEMA_VERSION, self.location, writer)
         check_token(self.get(Table.META, META_TOKEN_SHA256), token, self.location)
-        cluster_id = self.get(Table.META, META_CLUSTER_ID) or new_cluster_id
-        self.put(Table.META, META_SCHEMA_VERSION, str(max(stored or 0, SCHEMA_VERSION)).encode())
-        self.put(Table.META, META_WRITER_VERSION, nbray_version.encode())
-        self.put(Table.META, META_TOKEN_SHA256, token_fingerprint(token))
-        self.put(Table.META, META_CLUSTER_ID, cluster_id)
-        self.flush()
-        return cluster_id
+        return stored
 
     @abc.abstractmethod
     def _read(self, table: Table, key: bytes) -> bytes | None: ...
@@ -392,32 +483,3 @@ class SqliteStorage(GcsStorage):
             self._conn.close()
         os.close(self._lock_fd)
         self._lock_fd = -1
-
-
-def open_storage(uri: str, session_dir: str) -> GcsStorage:
-    """The backend ``uri`` names (see ``parse_storage_uri``), opened and checked.
-
-    Raises ValueError for a malformed URI and GcsStorageError when the
-    storage cannot be used.
-    """
-    location = parse_storage_uri(uri, session_dir)
-    if location.kind == "memory":
-        return MemoryStorage()
-    return SqliteStorage(location.path)
-
-
-def verify_storage(uri: str, session_dir: str, token: bytes) -> None:
-    """Open the storage and check its schema and identity, then let it go.
-
-    Run before a head's processes start, so that a bad location fails the
-    start at once with a message naming it, rather than as a GCS that exits.
-    """
-    location = parse_storage_uri(uri, session_dir)
-    if location.kind == "memory":
-        return
-    with SqliteStorage(location.path) as storage:
-        raw = storage.get(Table.META, META_SCHEMA_VERSION)
-        stored = int(raw) if raw is not None and raw.isdigit() else None
-        writer = (storage.get(Table.META, META_WRITER_VERSION) or b"").decode(errors="replace")
-        check_schema_version(stored, SCHEMA_VERSION, storage.location, writer)
-        check_token(storage.get(Table.META, META_TOKEN_SHA256), token, storage.location)

@@ -15,6 +15,7 @@ directory of its own, is recorded in the user's registry until stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbray.common.config import Config, get_config
-from nbray.gcs import storage as gcs_storage
-from nbray.node import cluster_processes, detect, registry, session
+from nbray.gcs.storage_open import verify_storage
+from nbray.node import cluster_processes, detect, head_state, registry, session
 from nbray.node.cluster_processes import process_running as process_running  # re-exported
 from nbray.rpc import auth, tls
 from nbray.rpc.handshake import bind_listener
@@ -214,16 +215,34 @@ def start_head(
     dashboard_port: int = 8265,
     client_server_port: int | None = None,
     client_server_host: str = "127.0.0.1",
+    fresh: bool = False,
 ) -> NodeProcesses:
+    """Start a head node; returns its processes.
+
+    A CLI head (no ``parent_pid``) on a fixed ``port`` takes over the token
+    and tables the previous head on that port and ``temp_dir`` left if it
+    did not stop cleanly (head_state.py); ``fresh`` starts it empty anyway.
+    Raises ValueError for bad arguments, GcsStorageError for a storage the
+    GCS could not use, ConnectionError when the port is taken.
+    """
     node_ip = node_ip or detect.node_ip_address()
     tls.check_cluster_settings()  # a bad TLS setting fails here, before any process starts
     totals, gpu_ids, store_bytes = resolve_resources(num_cpus, num_gpus, resources, object_store_memory,
                                                      memory, config, labels)
+    token = token or auth.token_from_environment()
+    resumed = False
+    if port and not parent_pid:
+        state = head_state.prepare(temp_root=temp_dir, port=port, storage_uri=config.gcs_storage, token=token,
+                                   fresh=fresh)
+        config = dataclasses.replace(config, gcs_storage=state.storage_uri)
+        token, resumed = state.token, state.resumed
+    elif fresh:
+        raise ValueError("--fresh applies to a head started with a fixed --port")
     session_dir = session.new_session_dir(temp_dir)
-    token = token or auth.token_from_environment() or auth.generate_token()
+    token = token or auth.generate_token()
     auth.write_token_file(os.path.join(session_dir, auth.TOKEN_FILE_NAME), token)
     # A storage the GCS could not use fails here, naming it, before any process starts.
-    gcs_storage.verify_storage(config.gcs_storage, session_dir, token)
+    verify_storage(config.gcs_storage, session_dir, token)
     try:
         gcs_sock = bind_listener(f"{node_ip}:{port}")
     except OSError as exc:
@@ -259,6 +278,7 @@ def start_head(
         ready_fd, gcs_r = gcs_r, -1
         _read_ready(ready_fd, gcs, "GCS", os.path.join(logs, "gcs"))
         node.is_head = True
+        node.extra["resumed"] = resumed
         if include_dashboard and _module_exists("nbray.dashboard.__main__"):
             info = _start_service("dashboard", ["-m", "nbray.dashboard", "--host", dashboard_host,
                                                 "--port", str(dashboard_port)],

@@ -8,6 +8,8 @@
         spill/<node>/       spilled objects
     <root>/nbray_current_cluster   address of the newest head (for "auto")
     <root>/session_latest          link to the newest session
+    <root>/head-port-<port>/       token and GCS tables of the head on that port, kept
+                                   across its starts (head_state.py)
 
 ``<root>`` is the directory given as ``--temp-dir`` (``nbray start``,
 ``stop``, ``status``, ...) or ``_temp_dir`` (``nbray.init``), as Ray's

@@ -38,6 +38,7 @@ class ErrorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBJECT_RECONSTRUCTION_FAILED: _ClassVar[ErrorType]
     PLACEMENT_GROUP_REMOVED: _ClassVar[ErrorType]
     SYSTEM_ERROR: _ClassVar[ErrorType]
+    OUT_OF_MEMORY: _ClassVar[ErrorType]
 VALUE_PICKLE: ValueFormat
 VALUE_ERROR: ValueFormat
 VALUE_IN_PLASMA: ValueFormat
@@ -61,6 +62,7 @@ RUNTIME_ENV_SETUP_FAILED: ErrorType
 OBJECT_RECONSTRUCTION_FAILED: ErrorType
 PLACEMENT_GROUP_REMOVED: ErrorType
 SYSTEM_ERROR: ErrorType
+OUT_OF_MEMORY: ErrorType
 
 class Address(_message.Message):
     __slots__ = ("worker_id", "node_id", "host", "port", "unix_path")

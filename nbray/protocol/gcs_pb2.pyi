@@ -495,16 +495,18 @@ class KVGetReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ...) -> None: ...
 
 class KVPutRequest(_message.Message):
-    __slots__ = ("ns", "key", "value", "overwrite")
+    __slots__ = ("ns", "key", "value", "overwrite", "request_id")
     NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: bytes
     value: bytes
     overwrite: bool
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    request_id: bytes
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., overwrite: _Optional[bool] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class KVPutReply(_message.Message):
     __slots__ = ("added",)
@@ -513,14 +515,16 @@ class KVPutReply(_message.Message):
     def __init__(self, added: _Optional[bool] = ...) -> None: ...
 
 class KVDelRequest(_message.Message):
-    __slots__ = ("ns", "key", "by_prefix")
+    __slots__ = ("ns", "key", "by_prefix", "request_id")
     NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     BY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: bytes
     by_prefix: bool
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[bytes] = ..., by_prefix: _Optional[bool] = ...) -> None: ...
+    request_id: bytes
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[bytes] = ..., by_prefix: _Optional[bool] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class KVDelReply(_message.Message):
     __slots__ = ("deleted",)

@@ -46,7 +46,7 @@ class RegisterWorkerReply(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., node_ip: _Optional[str] = ..., gcs_address: _Optional[str] = ..., session_dir: _Optional[str] = ..., raylet_pid: _Optional[int] = ..., store_fd: _Optional[int] = ..., store_capacity_bytes: _Optional[int] = ..., raylet_port: _Optional[int] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class RequestWorkerLeaseRequest(_message.Message):
-    __slots__ = ("lease_request_id", "resources", "placement_resources", "scheduling_strategy", "runtime_env", "owner", "is_actor_creation", "actor_id", "backlog_size", "grant_or_reject", "job_id", "locality_node_ids", "locality_bytes", "task_name", "prefer_local")
+    __slots__ = ("lease_request_id", "resources", "placement_resources", "scheduling_strategy", "runtime_env", "owner", "is_actor_creation", "actor_id", "backlog_size", "grant_or_reject", "job_id", "locality_node_ids", "locality_bytes", "task_name", "prefer_local", "is_retriable")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class RequestWorkerLeaseRequest(_message.Message):
     LOCALITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     PREFER_LOCAL_FIELD_NUMBER: _ClassVar[int]
+    IS_RETRIABLE_FIELD_NUMBER: _ClassVar[int]
     lease_request_id: int
     resources: _containers.ScalarMap[str, float]
     placement_resources: _containers.ScalarMap[str, float]
@@ -91,7 +92,20 @@ class RequestWorkerLeaseRequest(_message.Message):
     locality_bytes: _containers.RepeatedScalarFieldContainer[int]
     task_name: str
     prefer_local: bool
-    def __init__(self, lease_request_id: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., placement_resources: _Optional[_Mapping[str, float]] = ..., scheduling_strategy: _Optional[_Union[_common_pb2.SchedulingStrategy, _Mapping]] = ..., runtime_env: _Optional[_Union[_common_pb2.RuntimeEnv, _Mapping]] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., is_actor_creation: _Optional[bool] = ..., actor_id: _Optional[bytes] = ..., backlog_size: _Optional[int] = ..., grant_or_reject: _Optional[bool] = ..., job_id: _Optional[bytes] = ..., locality_node_ids: _Optional[_Iterable[bytes]] = ..., locality_bytes: _Optional[_Iterable[int]] = ..., task_name: _Optional[str] = ..., prefer_local: _Optional[bool] = ...) -> None: ...
+    is_retriable: bool
+    def __init__(self, lease_request_id: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., placement_resources: _Optional[_Mapping[str, float]] = ..., scheduling_strategy: _Optional[_Union[_common_pb2.SchedulingStrategy, _Mapping]] = ..., runtime_env: _Optional[_Union[_common_pb2.RuntimeEnv, _Mapping]] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., is_actor_creation: _Optional[bool] = ..., actor_id: _Optional[bytes] = ..., backlog_size: _Optional[int] = ..., grant_or_reject: _Optional[bool] = ..., job_id: _Optional[bytes] = ..., locality_node_ids: _Optional[_Iterable[bytes]] = ..., locality_bytes: _Optional[_Iterable[int]] = ..., task_name: _Optional[str] = ..., prefer_local: _Optional[bool] = ..., is_retriable: _Optional[bool] = ...) -> None: ...
+
+class GetWorkerFailureCauseRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: bytes
+    def __init__(self, worker_id: _Optional[bytes] = ...) -> None: ...
+
+class GetWorkerFailureCauseReply(_message.Message):
+    __slots__ = ("failure",)
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    failure: _common_pb2.ErrorInfo
+    def __init__(self, failure: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
 
 class RequestWorkerLeaseReply(_message.Message):
     __slots__ = ("status", "worker_address", "lease_id", "resource_ids", "retry_at_node_id", "retry_at_host", "retry_at_port", "message", "node_id", "worker_pid")

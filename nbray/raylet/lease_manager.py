@@ -53,10 +53,11 @@ class LeaseRequest:
 
 class Lease:
     __slots__ = ("lease_id", "worker", "owner_id", "owner", "allocation", "blocked", "is_actor",
-                 "owner_conn", "job_id")
+                 "owner_conn", "job_id", "is_retriable", "name", "granted_at")
 
     def __init__(self, lease_id: int, worker: Worker, owner: Any, allocation: Allocation,
-                 is_actor: bool, owner_conn: Connection, job_id: bytes) -> None:
+                 is_actor: bool, owner_conn: Connection, job_id: bytes, is_retriable: bool = False,
+                 name: str = "") -> None:
         self.lease_id = lease_id
         self.worker = worker
         self.owner = owner
@@ -66,6 +67,10 @@ class Lease:
         self.is_actor = is_actor
         self.owner_conn = owner_conn
         self.job_id = job_id
+        # for the memory monitor: retriable and newest leases are killed first
+        self.is_retriable = is_retriable
+        self.name = name
+        self.granted_at = time.monotonic()
 
 
 class LeaseManager:
@@ -156,6 +161,11 @@ class LeaseManager:
             )
             decision = placement.decision
             if decision == Decision.LOCAL:
+                if not resources.is_available(lr.placement):
+                    # Hard node affinity places a request here even while the
+                    # resources are held: it waits for them, not for a worker.
+                    remaining.append(lr)
+                    continue
                 worker = self.pool.pop_idle(lr.env_key)
                 if worker is None:
                     # Hold the resources for this pass so later requests do not
@@ -167,7 +177,9 @@ class LeaseManager:
                     env_of[lr.env_key] = lr.env_vars
                     remaining.append(lr)
                     continue
-                self._grant(lr, worker)
+                if not self._grant(lr, worker):
+                    remaining.append(lr)
+                    continue
                 changed = True
             elif decision == Decision.SPILLBACK:
                 target = self.view.nodes[placement.node_id]
@@ -211,13 +223,14 @@ class LeaseManager:
         self._warn_timer_set = False
         self.schedule()
 
-    def _grant(self, lr: LeaseRequest, worker: Worker) -> None:
+    def _grant(self, lr: LeaseRequest, worker: Worker) -> bool:
+        """Lease `worker` to the request; False (request kept) if its resources are not free."""
         alloc = self.resources.allocate(lr.demand)
-        if alloc is None:  # placement fit but the held amount does not (cannot happen today)
+        if alloc is None:  # never drop it: its owner counts it as pending until it hears back
             self.pool.push_idle(worker)
-            return
+            return False
         lease = Lease(next(self._lease_ids), worker, lr.req.owner, alloc, lr.req.is_actor_creation,
-                      lr.conn, lr.req.job_id)
+                      lr.conn, lr.req.job_id, lr.req.is_retriable, lr.req.task_name)
         self.leases[lease.lease_id] = lease
         worker.lease = lease
         worker.job_id = lr.req.job_id
@@ -231,6 +244,7 @@ class LeaseManager:
             names = self.gpu_names if name == "GPU" else []
             reply.resource_ids[name] = ",".join(names[i] if i < len(names) else str(i) for i in idxs)
         self._reply(lr, reply)
+        return True
 
     # ---- returning ----------------------------------------------------------------------------
 

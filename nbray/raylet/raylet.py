@@ -29,6 +29,7 @@ from nbray.object_store.store import ObjectStore
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.raylet.lease_manager import LeaseManager
 from nbray.raylet.log_router import LogRouter
+from nbray.raylet.memory_monitor import MemoryMonitor
 from nbray.raylet.object_manager import ObjectManager
 from nbray.raylet.puller import Puller
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
@@ -124,6 +125,7 @@ class Raylet:
         self.zygote_proc: subprocess.Popen[bytes] | None = None
         self.pool: WorkerPool | None = None
         self.leases: LeaseManager | None = None
+        self.memory_monitor: MemoryMonitor | None = None
         self._report_timer: Any = None
         self._report_version = 0
         self._shutting_down = False
@@ -148,6 +150,7 @@ class Raylet:
         self.leases = LeaseManager(
             self.config, self.view, self.pool, self.scheduler, self.gpu_ids,
             on_resources_changed=self._schedule_report, warn_job=self._warn_job)
+        self.memory_monitor = MemoryMonitor(self.loop, self.config, self.node_id, self.node_ip, self.leases, self.pool)
         self.gcs = GcsClient(self.loop, self.gcs_address, self.token, self.dispatcher, self.config,
                              role="raylet", reconnect=True)
         self.gcs.on_gave_up.append(self._on_gcs_gave_up)
@@ -161,6 +164,7 @@ class Raylet:
         self.gcs.subscribe(gcs_pb2.NODE, b"", self._on_node_change)
         self.gcs.subscribe(gcs_pb2.WORKER_FAILURE, b"", self._on_worker_failure)
         self.pool.prestart()
+        self.memory_monitor.start()
         self.loop.call_later(1.0, self._periodic)
         self._schedule_report()
 
@@ -427,14 +431,16 @@ class Raylet:
     def handle_PrepareBundles(self, conn: Connection, req: raylet_pb2.PrepareBundlesRequest,
                               rid: int) -> raylet_pb2.PrepareBundlesReply:
         res = self.view.local.resources
+        # A resent prepare (the GCS retries a group) holds each bundle once.
+        fresh = [b for b in req.bundles if b.bundle_index not in self._bundles.get(b.placement_group_id, {})]
         need: dict[str, int] = {}
-        for b in req.bundles:
+        for b in fresh:
             for name, amount in to_fixed(b.resources).items():
                 need[name] = need.get(name, 0) + amount
         if not res.is_available(need):
             return raylet_pb2.PrepareBundlesReply(success=False)
         res.take(need)
-        for b in req.bundles:
+        for b in fresh:
             self._bundles.setdefault(b.placement_group_id, {})[b.bundle_index] = [b, False]
         if req.commit:
             self._commit_bundles(req.bundles)
@@ -497,6 +503,11 @@ class Raylet:
                 if worker.address is not None:
                     failure.address.CopyFrom(worker.address)
                 self.gcs.send("ReportWorkerFailure", failure)
+
+    def handle_GetWorkerFailureCause(self, conn: Connection, req: raylet_pb2.GetWorkerFailureCauseRequest,
+                                     rid: int) -> raylet_pb2.GetWorkerFailureCauseReply:
+        assert self.memory_monitor is not None
+        return self.memory_monitor.failure_cause(req.worker_id)
 
     def _free_objects_owned_by(self, worker_id: bytes) -> None:
         self._owners_died(lambda owner: owner is not None and owner.worker_id == worker_id)
@@ -666,6 +677,7 @@ class Raylet:
                 self.gcs.conn.flush()
 
         steps = [
+            ("memory monitor", lambda: self.memory_monitor.stop() if self.memory_monitor else None),
             ("workers", lambda: self.pool.shutdown() if self.pool is not None else None),
             ("worker factory", stop_zygote),
             ("log router", self.log_router.close),

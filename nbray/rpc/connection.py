@@ -23,8 +23,10 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
+from nbray.common.config import get_config
 from nbray.exceptions import ConnectionLostError, RpcError
 from nbray.protocol import METHODS, Method, common_pb2
+from nbray.rpc import fault_injection
 from nbray.rpc.eventloop import EventLoop, Future
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,9 @@ class Connection:
         self.max_trailer_bytes = max_trailer_bytes
         # Free-form slot owners use to attach their per-peer state.
         self.context: Any = None
+        # Testing only: None (one check per sent request) unless the
+        # process config asks for injected RPC faults.
+        self._faults = fault_injection.injector_for(get_config())
         self.closed = False
         self.close_reason = ""
         self.current_trailer: memoryview | None = None
@@ -222,6 +227,9 @@ class Connection:
             self._complete(pending, None, ConnectionLostError(
                 f"connection to {self.name or 'peer'} is closed: {self.close_reason}"))
             return future
+        if self._faults is not None and self._faults.active(method.id):
+            self._call_with_faults(rid, pending, request, trailer, timeout_s)
+            return future
         self._pending[rid] = pending
         body = request.SerializeToString()
         self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid),
@@ -229,6 +237,40 @@ class Connection:
         if timeout_s is not None:
             self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
         return future
+
+    def _call_with_faults(self, rid: int, pending: _PendingCall, request: Message, trailer: Any,
+                          timeout_s: float | None) -> None:
+        """``call`` under an injected fault (testing only; see fault_injection)."""
+        assert self._faults is not None
+        method = pending.method
+        fault = self._faults.decide(method.id)
+        peer = self.name or "peer"
+        if fault.drop_request:
+            error = fault_injection.InjectedRpcFailure(
+                f"{method.full_name} to {peer}: the request was dropped (injected fault)")
+            # Fail on the loop thread, after call() returned, as a real loss would.
+            self.loop.call_later_threadsafe(fault.delay_s, self._complete, pending, None, error)
+            return
+        if fault.drop_reply:
+            # The handler runs; its reply completes a stand-in call and is
+            # thrown away, and the caller hears of a lost connection.
+            error = fault_injection.InjectedRpcFailure(
+                f"{method.full_name} to {peer}: the reply was dropped (injected fault)")
+            user = pending
+
+            def discard(reply: Any, exc: BaseException | None) -> None:
+                self._complete(user, None, exc if exc is not None else error)
+
+            pending = _PendingCall(Future(), method, pending.trailer_into, discard)
+        self._pending[rid] = pending
+        body = request.SerializeToString()
+        header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid)
+        if fault.delay_s > 0:
+            self.loop.call_later_threadsafe(fault.delay_s, self._send, header, body, trailer)
+        else:
+            self._send(header, body, trailer)
+        if timeout_s is not None:
+            self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
 
     def call_sync(self, method: Method, request: Message, timeout_s: float | None = None) -> Any:
         """Send a request and wait for the reply (never from the loop thread)."""
@@ -242,8 +284,15 @@ class Connection:
 
     def send_oneway(self, method: Method, request: Message, trailer: Any = None) -> None:
         body = request.SerializeToString()
-        self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_ONEWAY, 0),
-                   body, trailer)
+        header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_ONEWAY, 0)
+        if self._faults is not None and self._faults.active(method.id):
+            fault = self._faults.decide(method.id, oneway=True)
+            if fault.drop_request:
+                return
+            if fault.delay_s > 0:
+                self.loop.call_later_threadsafe(fault.delay_s, self._send, header, body, trailer)
+                return
+        self._send(header, body, trailer)
 
     def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None,
               flush: bool = True, on_sent: Callable[[], None] | None = None) -> None:

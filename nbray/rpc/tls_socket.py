@@ -45,6 +45,12 @@ class TlsSocket(socket.socket):
         self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
                                      server_hostname=server_hostname)
         self._ssl_lock = threading.Lock()
+        # Ciphertext lands here before it is handed to OpenSSL: a fresh
+        # RAW_READ_BYTES bytes object per recv() costs an mmap, an mremap and
+        # a munmap (it is above malloc's mmap threshold), several times the
+        # price of the read itself for a small RPC.
+        self._raw = bytearray(RAW_READ_BYTES)
+        self._raw_view = memoryview(self._raw)
         # Ciphertext made but not yet taken by the socket.
         self._cipher: collections.deque[Any] = collections.deque()
         # Set by recv_into when it filled the caller's buffer: more plaintext
@@ -90,28 +96,26 @@ class TlsSocket(socket.socket):
             except ssl.SSLError:
                 self._send_alert(deadline)
                 raise
-            try:
-                data = socket.socket.recv(self, RAW_READ_BYTES)
-            except (BlockingIOError, InterruptedError):
-                return False
-            if not data:
-                raise ConnectionError("the peer closed the connection during the TLS handshake")
             with self._ssl_lock:
-                self._incoming.write(data)
+                try:
+                    received = self._receive_into_bio()
+                except (BlockingIOError, InterruptedError):
+                    return False
+            if not received:
+                raise ConnectionError("the peer closed the connection during the TLS handshake")
 
     def _receive_raw(self, deadline: float, peer: str) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ConnectionError(f"the TLS handshake with {peer} timed out")
         self.settimeout(remaining)
-        try:
-            data = socket.socket.recv(self, RAW_READ_BYTES)
-        except TimeoutError:
-            raise ConnectionError(f"the TLS handshake with {peer} timed out") from None
-        if not data:
-            raise ConnectionError(f"{peer} closed the connection during the TLS handshake")
         with self._ssl_lock:
-            self._incoming.write(data)
+            try:
+                received = self._receive_into_bio()
+            except TimeoutError:
+                raise ConnectionError(f"the TLS handshake with {peer} timed out") from None
+        if not received:
+            raise ConnectionError(f"{peer} closed the connection during the TLS handshake")
 
     def _send_pending(self, deadline: float) -> None:
         """Send what the SSL object produced, waiting at most until `deadline`
@@ -157,14 +161,20 @@ class TlsSocket(socket.socket):
         view = memoryview(buffer).cast("B")
         want = nbytes or view.nbytes
         got = 0
-        self.more = False
         read = self._ssl.read
         incoming = self._incoming
         with self._ssl_lock:
+            # Decrypted bytes can only be left inside OpenSSL when the last
+            # call filled its buffer mid-record (self.more). Tracking that
+            # here spares SSLObject.pending(), which, like every OpenSSL
+            # call from Python, drops and retakes the GIL: with a second
+            # thread waiting for it, each one is a thread switch.
+            plain_left = self.more
+            self.more = False
             while got < want:
-                # Go to the socket when nothing is buffered (cheaper than
-                # letting read() raise SSLWantReadError), or only part of a record.
-                if not incoming.pending and not self._ssl.pending():
+                if not incoming.pending and not plain_left:
+                    # Nothing buffered (a read would raise SSLWantReadError,
+                    # which costs more than asking the socket).
                     if got:
                         return got
                     if not self._receive_into_bio():
@@ -173,6 +183,8 @@ class TlsSocket(socket.socket):
                     # With a buffer, read() returns the count (typeshed says bytes).
                     n: int = read(want - got, view[got:])  # type: ignore[assignment]
                 except ssl.SSLWantReadError:
+                    # Only part of a record is here.
+                    plain_left = False
                     if got:
                         return got
                     if not self._receive_into_bio():
@@ -180,17 +192,20 @@ class TlsSocket(socket.socket):
                     continue
                 if n == 0:  # the peer ended TLS (close_notify)
                     return got
+                # Asked for more than it gave: that record is used up.
+                plain_left = False
                 got += n
-        self.more = True
+            self.more = True
         return got
 
     def _receive_into_bio(self) -> bool:
         """Move what the kernel holds into the TLS buffer; False at the end
-        of the stream. Raises BlockingIOError (non-blocking, nothing there)."""
-        data = socket.socket.recv(self, RAW_READ_BYTES)
-        if not data:
+        of the stream. Raises BlockingIOError (non-blocking, nothing there).
+        Caller holds _ssl_lock (which also guards the raw buffer)."""
+        n = socket.socket.recv_into(self, self._raw_view)
+        if not n:
             return False
-        self._incoming.write(data)
+        self._incoming.write(self._raw_view[:n])
         return True
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

@@ -1,7 +1,7 @@
 """The ``nbray`` command line (flags named as in ``ray start``).
 
     nbray start --head [--port 6379] [--num-cpus N] [--num-gpus N] [--resources JSON]
-                       [--object-store-memory BYTES] [--temp-dir DIR] [--storage URI]
+                       [--object-store-memory BYTES] [--temp-dir DIR] [--storage URI] [--fresh]
     nbray start --address HOST:PORT [...]        join a cluster as a worker node
     nbray start ... --use-tls --tls-server-cert F --tls-server-key F --tls-ca-cert F   (or --allow-insecure-network)
     nbray tls init DIR [--host NAME ...]         a CA and a certificate for a TLS cluster
@@ -67,6 +67,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         if not args.head:
             raise SystemExit("--storage belongs to the head node (nbray start --head --storage URI)")
         config.gcs_storage = args.storage
+    if args.fresh and not args.head:
+        raise SystemExit("--fresh belongs to the head node (nbray start --head --fresh)")
     resources = _json_arg(args.resources, "--resources") if args.resources else None
     labels = _json_arg(args.labels, "--labels") if args.labels else None
     root = _temp_root(args)
@@ -79,7 +81,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             include_dashboard=args.include_dashboard, dashboard_host=args.dashboard_host,
             dashboard_port=args.dashboard_port,
             client_server_port=args.ray_client_server_port if args.ray_client_server_port >= 0 else None,
-            client_server_host=args.node_ip_address or "127.0.0.1",
+            client_server_host=args.node_ip_address or "127.0.0.1", fresh=args.fresh,
         )
         with _stop_on_failure(node):
             session.publish_current_cluster(node.session_dir, node.gcs_address, temp_root=root)
@@ -124,6 +126,9 @@ def _stop_on_failure(node: Any) -> Iterator[None]:
 def _print_head_started(node: Any, args: argparse.Namespace) -> None:
     temp = f" --temp-dir {shlex.quote(args.temp_dir)}" if args.temp_dir else ""
     print(f"Started an nbray head node at {node.gcs_address} (node {node.node_id.hex()[:12]}).")
+    if node.extra.get("resumed"):
+        print("  It resumed the cluster of the previous head on this port, which did not stop cleanly "
+              "(start with --fresh to start empty).")
     print(f"  Session directory: {node.session_dir}")
     if node.extra.get("dashboard_url"):
         print(f"  Dashboard: {node.extra['dashboard_url']}")
@@ -436,9 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system-config", default=None, help="JSON overrides of nbray's config")
     p.add_argument("--auth-token-file", default=None, help="file holding the cluster token")
     p.add_argument("--storage", default=None, metavar="URI",
-                   help="where the head's GCS keeps its tables: sqlite:///PATH or a file path (a head "
-                        "started again on it resumes them), memory:// for nowhere (default: a SQLite "
-                        "file in the session directory)")
+                   help="where the head's GCS keeps its tables: sqlite:///PATH or a file path, "
+                        "redis://[:PASSWORD@]HOST:PORT/DB[?namespace=NAME] (needs nbray[redis]); a head "
+                        "started again on it resumes them; memory:// for nowhere (default: a SQLite file "
+                        "under --temp-dir kept per --port, resumed by the next head on that port if this "
+                        "one did not stop cleanly)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the head empty even if the previous head on this --port and --temp-dir "
+                        "did not stop cleanly (its tables and token are discarded)")
     p.add_argument("--block", action="store_true", help="stay in the foreground until interrupted")
     from nbray.scripts import tls_cli
     tls_cli.add_start_flags(p)

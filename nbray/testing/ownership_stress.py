@@ -535,9 +535,16 @@ def _await_refs_released(run: _Run, baseline: int, baseline_ids: set[bytes]) -> 
         # borrowers' releases travel between processes before the table shrinks
         wait_for_condition(lambda: _driver_refs() <= baseline, timeout=run.get_timeout_s)
     except TimeoutError:
-        left = {oid.hex(): ref for oid, ref in _driver_ref_table().items() if oid not in baseline_ids}
+        left = [_leftover(oid, ref) for oid, ref in _driver_ref_table().items() if oid not in baseline_ids]
         run.fail(f"{len(left)} reference(s) still held by the driver after every ref was dropped: "
-                 f"{_short(left)}")
+                 + "; ".join(left[:10]))
+
+
+def _leftover(object_id: bytes, ref: Any) -> str:
+    """One leftover entry, with the borrowers (worker ids) still counted."""
+    borrowers = {wid.hex()[:12]: n for wid, n in (ref.borrowers or {}).items()}
+    return (f"{object_id.hex()} (owned={ref.owned}, local={ref.local}, submitted={ref.submitted}, "
+            f"contained={ref.contained}, lineage_pins={ref.lineage_pins}, borrowers={borrowers})")
 
 
 def _describe(value: Any, errors: tuple[type[BaseException], ...]) -> str:

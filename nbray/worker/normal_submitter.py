@@ -36,6 +36,7 @@ _CANCEL = method("CoreWorkerService.CancelTask")
 _LEASE = method("RayletService.RequestWorkerLease")
 _RETURN = method("RayletService.ReturnWorker")
 _KILL = method("RayletService.KillWorker")
+_FAILURE_CAUSE = method("RayletService.GetWorkerFailureCause")
 _LeaseReply = raylet_pb2.RequestWorkerLeaseReply
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -288,7 +289,7 @@ class NormalTaskSubmitter:
         req = raylet_pb2.RequestWorkerLeaseRequest(
             lease_request_id=self._lease_seq, job_id=core.job_id, task_name=spec.name,
             backlog_size=len(cq.tasks), grant_or_reject=grant_or_reject,
-            prefer_local=bool(cq.locality) and raylet is not core.raylet)
+            prefer_local=bool(cq.locality) and raylet is not core.raylet, is_retriable=spec.max_retries != 0)
         req.resources.update(spec.resources)
         req.scheduling_strategy.CopyFrom(spec.scheduling_strategy)
         req.runtime_env.CopyFrom(spec.runtime_env)
@@ -406,8 +407,7 @@ class NormalTaskSubmitter:
             if task.cancelled:
                 tm.fail(task, _cancelled(task), common_pb2.TASK_CANCELLED)
             else:
-                tm.on_system_failure(task, common_pb2.WORKER_DIED,
-                                     f"its worker (node {lw.node_id.hex()[:8]}) exited unexpectedly")
+                self._on_worker_lost(lw, task)
         elif reply.requeued:
             # The worker is busy with a slow (or blocked) task: stop
             # pipelining this class and run the task elsewhere.
@@ -423,6 +423,22 @@ class NormalTaskSubmitter:
             if reply.worker_exiting:
                 self._drop_worker(cq, lw)
         self._dispatch(cq)
+
+    def _on_worker_lost(self, lw: LeasedWorker, task: PendingTask) -> None:
+        """Ask the worker's raylet why it died (its memory monitor may have
+        killed it), then retry the task or fail it with that cause."""
+        tm = self.core.task_manager
+
+        def on_cause(reply: Any, error: BaseException | None) -> None:
+            with self._lock:
+                if error is None and reply.failure.type != common_pb2.ERROR_NONE:
+                    tm.on_system_failure(task, reply.failure.type, reply.failure.message)
+                else:
+                    tm.on_system_failure(task, common_pb2.WORKER_DIED,
+                                         f"its worker (node {lw.node_id.hex()[:8]}) exited unexpectedly")
+
+        lw.raylet.call(_FAILURE_CAUSE, raylet_pb2.GetWorkerFailureCauseRequest(worker_id=lw.worker_id),
+                       callback=on_cause, timeout_s=self.core.config.worker_failure_cause_timeout_ms / 1000)
 
     def _drop_worker(self, cq: ClassQueue, lw: LeasedWorker) -> None:
         if lw.dead:

@@ -18,7 +18,9 @@ sees a registration before the sender's release; the receiver's own
 unregistration may overtake a registration made for it, which is why the
 counts are signed. A process that reads refs out of shared memory (no
 sender involved) registers itself, and the caller keeps the containing
-object pinned until the owner acknowledges.
+object pinned until the owner acknowledges. An owner never counts a
+registration for a borrower whose death it has already handled, whichever
+way the registration reaches it: that borrower can never unregister.
 
 Methods return *actions* for the caller to carry out:
 

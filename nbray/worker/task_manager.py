@@ -24,6 +24,7 @@ from nbray.exceptions import (
     ActorUnavailableError,
     ActorUnschedulableError,
     ObjectLostError,
+    OutOfMemoryError,
     OwnerDiedError,
     RayError,
     RaySystemError,
@@ -267,6 +268,15 @@ class TaskManager:
             return ObjectLostError(message=message)
         if error_type == common_pb2.PLACEMENT_GROUP_REMOVED:
             return TaskPlacementGroupRemoved(message)
+        if error_type == common_pb2.OUT_OF_MEMORY:
+            attempts = task.spec.max_retries if not task.is_actor else task.spec.max_task_retries
+            return OutOfMemoryError(
+                f"Task {task.name} (task id {task.task_id.hex()}) was killed because its node ran low on "
+                f"memory. {message} The task was tried {max(0, attempts) + 1} time(s) (max_retries={attempts}). "
+                "To avoid this, lower the task's memory use or run fewer such tasks at once (ask for more "
+                "CPUs or memory per task); to change when workers are killed, set memory_usage_threshold "
+                "(NBRAY_MEMORY_USAGE_THRESHOLD, now the fraction above), or turn the monitor off with "
+                "NBRAY_MEMORY_MONITOR_REFRESH_MS=0.")
         if error_type == common_pb2.WORKER_DIED or error_type == common_pb2.NODE_DIED:
             attempts = (task.spec.max_retries if not task.is_actor else task.spec.max_task_retries)
             return WorkerCrashedError(

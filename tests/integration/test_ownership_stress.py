@@ -27,10 +27,7 @@ SLOW_ROUNDS = 1200
 def test_ownership_stress_seeded(shared_cluster):
     seed = seed_from_env()
     print(f"ownership stress: {SEED_ENV}={seed}")  # shown with a failure, for a replay
-    # The end-of-run leak check is off here: a long run can leave one
-    # driver-owned object with a live borrower registered (seed 7 shows
-    # it); that leak is tracked on its own, apart from these hang checks.
-    report = run_ownership_stress(seed, SLOW_ROUNDS, get_timeout_s=30.0, check_leaks=False)
+    report = run_ownership_stress(seed, SLOW_ROUNDS, get_timeout_s=30.0, check_leaks=True)
     assert set(report.scenarios) == set(SCENARIOS), report.scenarios
     assert report.checks >= SLOW_ROUNDS
 

@@ -28,3 +28,18 @@ def test_the_microbenchmark_command_reports_every_case_it_runs() -> None:
     figures = json.loads(out.stdout)["nbray"]
     assert set(figures) == {"put small (/s)", "%%remote cell round trip (ms)"}
     assert all(value > 0 for value in figures.values()), figures
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_tls_comparison_measures_both_sides() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "nbray.scripts.cli", "microbenchmark", "--tls", "--quick", "--json",
+                          "--only", "client: tasks sync"], capture_output=True, text=True, timeout=280)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout)["tls_comparison"]
+    assert set(figures) == {"client: tasks sync (/s)"}
+    assert figures["client: tasks sync (/s)"]["plain"] > 0 and figures["client: tasks sync (/s)"]["tls"] > 0

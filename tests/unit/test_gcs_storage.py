@@ -17,17 +17,28 @@ from nbray.gcs.persistence import (
     load_tables,
     next_job_number,
 )
+from nbray.gcs.storage_open import open_storage, verify_storage
 from nbray.protocol import common_pb2, gcs_pb2
+from tests.redis_server import redis_server
 
 TOKEN = b"t" * 32
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="module")
+def redis_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(str(tmp_path_factory.mktemp("redis"))) as uri:
+        yield uri
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: os.PathLike) -> Iterator[st.GcsStorage]:
     if request.param == "memory":
         s: st.GcsStorage = st.MemoryStorage()
-    else:
+    elif request.param == "sqlite":
         s = st.SqliteStorage(os.path.join(tmp_path, "gcs.sqlite"))
+    else:  # a namespace of its own per test: the server is shared by the module
+        uri = f"{request.getfixturevalue('redis_uri')}?namespace=t{os.urandom(6).hex()}"
+        s = open_storage(uri, str(tmp_path))
     try:
         yield s
     finally:
@@ -47,8 +58,9 @@ def test_parse_storage_uri_forms(tmp_path: os.PathLike) -> None:
     assert st.parse_storage_uri("memory://", session).kind == "memory"
     with pytest.raises(ValueError, match="absolute path"):
         st.parse_storage_uri("sqlite://relative.db", session)
-    with pytest.raises(ValueError, match="'redis' is not supported"):
-        st.parse_storage_uri("redis://host:6379", session)
+    assert st.parse_storage_uri("redis://host:6379", session).kind == "redis"
+    with pytest.raises(ValueError, match="'postgres' is not supported"):
+        st.parse_storage_uri("postgres://host:5432", session)
 
 
 def test_kv_key_round_trip_keeps_namespaces_apart() -> None:
@@ -205,7 +217,7 @@ def test_sqlite_unusable_directory_is_named(tmp_path: os.PathLike) -> None:
     open(not_a_dir, "w").close()
     for path in (os.path.join(tmp_path, "missing", "gcs.sqlite"), os.path.join(not_a_dir, "gcs.sqlite")):
         with pytest.raises(st.StorageUnavailableError) as err:
-            st.open_storage(path, str(tmp_path))
+            open_storage(path, str(tmp_path))
         assert os.path.dirname(path) in str(err.value)
 
 
@@ -221,7 +233,7 @@ def test_sqlite_newer_schema_is_refused_with_both_versions(tmp_path: os.PathLike
     assert f"schema version {st.SCHEMA_VERSION + 1}" in text and f"schema version {st.SCHEMA_VERSION}" in text
     assert "99.0" in text and path.lstrip("/") in text
     with pytest.raises(st.StorageSchemaError):
-        st.verify_storage(path, str(tmp_path), TOKEN)
+        verify_storage(path, str(tmp_path), TOKEN)
 
 
 def test_sqlite_file_that_is_not_a_database_is_reported_untouched(tmp_path: os.PathLike) -> None:

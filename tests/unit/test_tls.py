@@ -143,7 +143,9 @@ def test_check_bind_refuses_and_warns_once(monkeypatch: pytest.MonkeyPatch, capl
 @pytest.fixture
 def clean_tls_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in TLS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)  # restored afterwards, even if the code sets it
+        # setenv records the original value (or its absence), so whatever the code under test sets is undone
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     yield
 
 

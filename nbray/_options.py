@@ -87,15 +87,9 @@ def _check_value(key: str, value: Any, what: str) -> None:
         if value not in ("detached", "non_detached"):
             raise ValueError(f"lifetime of {what} must be 'detached' or None, got {value!r}")
     elif key == "runtime_env":
-        if not isinstance(value, dict):
-            raise TypeError(f"runtime_env of {what} must be a dict, got {type(value).__name__}")
-        unsupported = set(value) - {"env_vars"}
-        if unsupported:
-            raise ValueError(f"runtime_env field(s) {sorted(unsupported)} of {what} are not supported; "
-                             "nbray supports runtime_env={'env_vars': {...}}")
-        env = value.get("env_vars") or {}
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-            raise TypeError(f"runtime_env['env_vars'] of {what} must map strings to strings")
+        from nbray.runtime_env.spec import validate as validate_runtime_env
+
+        validate_runtime_env(value, what)
     elif key == "scheduling_strategy":
         if not (value in ("DEFAULT", "SPREAD") or isinstance(
                 value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy))):
@@ -174,11 +168,23 @@ def apply_scheduling(spec: common_pb2.TaskSpec, options: dict[str, Any],
 
 def apply_runtime_env(spec: common_pb2.TaskSpec, options: dict[str, Any],
                       inherited: dict[str, Any] | None = None) -> None:
+    """Put the task's own runtime environment into its spec (the job's or
+    parent's is merged in at submission). Local directories and files are
+    packed and uploaded here, once per options value."""
     env: dict[str, str] = {}
     if inherited and inherited.get("env_vars"):
         env.update(inherited["env_vars"])
-    runtime_env = options.get("runtime_env") or {}
-    env.update(runtime_env.get("env_vars") or {})
+    runtime_env = options.get("runtime_env")
+    if runtime_env:
+        from nbray.runtime_env import resolve
+
+        if resolve.needs_setup(runtime_env):
+            from nbray.api import core_or_init
+
+            resolved = resolve.prepare(runtime_env, core_or_init().gcs, "the task or actor")
+            env.update(resolve.encode(resolved))
+        else:
+            env.update(runtime_env.get("env_vars") or {})
     if env:
         spec.runtime_env.env_vars.update(env)
 

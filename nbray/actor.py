@@ -116,7 +116,7 @@ class ActorClass:
 
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> ActorHandle:
         core = _core()
-        if self._exported is None:
+        if self._exported is None or self._exported.outdated():
             self._exported = ExportedFunction(self._cls)
         core.register_function(self._exported)
         cls = self._cls

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbray.cluster_context import RayContext
+from nbray.common import module_shipping
 from nbray.common.config import Config, set_config
 from nbray.exceptions import AuthenticationError, RpcError
 from nbray.node import launcher, session
@@ -155,6 +156,7 @@ def init(
         if log_to_driver is not None:
             config.log_to_driver = log_to_driver
         set_config(config)
+        module_shipping.configure(mode=config.ship_local_modules, cluster_is_remote=False)
         if job_config is not None:
             namespace = namespace or getattr(job_config, "ray_namespace", None) or getattr(job_config, "namespace", None)
             runtime_env = runtime_env or getattr(job_config, "runtime_env", None)
@@ -162,6 +164,9 @@ def init(
             from nbray import _options
 
             _options.validate({"runtime_env": runtime_env}, {"runtime_env"}, "init()")
+            from nbray.runtime_env import resolve
+
+            resolve.pack(runtime_env, "init()")  # a bad working_dir fails here, before any cluster starts
         if address is None:
             address = os.environ.get(session.ADDRESS_ENV) or None
         if address is not None and (address.startswith("nbray://") or address.startswith("ray://")):
@@ -190,6 +195,8 @@ def init(
                 raise ValueError(
                     "When connecting to an existing cluster, num_cpus, num_gpus, resources and "
                     "object_store_memory must not be provided; set them with 'nbray start'.")
+            # Its workers run elsewhere (another directory, maybe another machine).
+            module_shipping.configure(cluster_is_remote=True)
             return _connect_driver(found[0], found[1], config, namespace, runtime_env,
                                    kwargs.get("_auth_token"))
         token = auth.token_from_environment()
@@ -263,12 +270,22 @@ def _probe(address: str, timeout_s: float) -> None:
 def _start_core(gcs_address: str, token: bytes, raylet_socket: str, node_id: bytes, node_ip: str,
                 session_dir: str, config: Config, namespace: str | None,
                 runtime_env: dict[str, Any] | None) -> RayContext:
+    from nbray.runtime_env import resolve
     from nbray.worker.core_worker import CoreWorker
 
+    uploads: dict[str, bytes] = {}
+    if runtime_env:
+        resolved, uploads = resolve.pack(runtime_env, "init()")
+        runtime_env = resolve.job_env(resolved)
     core = CoreWorker(
         is_worker=False, config=config, token=token, gcs_address=gcs_address, raylet_socket=raylet_socket,
         node_id=node_id, node_ip=node_ip, session_dir=session_dir, namespace=namespace or "",
         job_runtime_env=runtime_env)
+    try:
+        resolve.upload(core.gcs, uploads, config.runtime_env_package_chunk_bytes)
+    except BaseException:
+        core.shutdown()
+        raise
     _state.core = core
     _state.context = RayContext(core, _state.node)
     atexit.register(_shutdown_at_exit)

@@ -58,7 +58,7 @@ class RemoteFunction:
         raise NotImplementedError("nbray does not implement Ray DAGs (.bind)")
 
     def _export(self, core: Any) -> ExportedFunction:
-        if self._exported is None:
+        if self._exported is None or self._exported.outdated():
             self._exported = ExportedFunction(self._function)
         core.register_function(self._exported)
         return self._exported
@@ -66,6 +66,9 @@ class RemoteFunction:
     def _template(self, core: Any, options: dict[str, Any], key: Any) -> common_pb2.TaskSpec:
         """The spec shared by calls with these options (cached by their value)."""
         cache_key = (id(core), key)
+        exported = self._exported
+        if exported is not None and exported.local_modules and exported.outdated():
+            self._templates.clear()  # a module it carries was reloaded: export the new code
         spec = self._templates.get(cache_key) if key is not None else None
         if spec is not None:
             return spec

@@ -74,6 +74,7 @@ def connect_client(address: str, *, namespace: str | None, runtime_env: dict[str
     a token."""
     from nbray import api
     from nbray.client.core import ClientCore
+    from nbray.common import module_shipping
     from nbray.common.config import get_config
     from nbray.exceptions import AuthenticationError
     from nbray.object_ref import _core
@@ -99,8 +100,21 @@ def connect_client(address: str, *, namespace: str | None, runtime_env: dict[str
         logging.getLogger("nbray").warning(
             "client mode: %s apply to the cluster, not to a client; set them with 'nbray start'",
             ", ".join(ignored))
+    uploads: dict[str, bytes] = {}
+    if runtime_env:
+        from nbray.runtime_env import resolve
+
+        # Local paths name files on this machine: pack them here, send the
+        # session their URIs, and store the packages before any task runs.
+        runtime_env, uploads = resolve.pack(runtime_env, "init()")
     client = ClientCore(server, key, get_config(), namespace=namespace, runtime_env=runtime_env,
                         tls_context=tls_context)
+    if uploads:
+        from nbray.runtime_env import resolve
+
+        resolve.upload(client.gcs, uploads, get_config().runtime_env_package_chunk_bytes)
+    # The cluster cannot import this process's own modules: they travel by value.
+    module_shipping.configure(cluster_is_remote=True)
     _core[0] = client  # type: ignore[call-overload]
     api._state.client = client
     context = RayContext(client)

@@ -126,6 +126,14 @@ class Config:
     # reporting the death as unexpected.
     worker_failure_cause_timeout_ms: int = 2_000
 
+    # ---- runtime environments ----------------------------------------------
+    # Packages (working_dir, py_modules) are stored in the GCS internal KV in
+    # chunks of at most this size (well under max_frame_bytes).
+    runtime_env_package_chunk_bytes: int = 4 * MIB
+    # A node keeps at most this many environments (unpacked packages, pip
+    # venvs) that no live worker uses; older ones are deleted.
+    runtime_env_max_unused: int = 8
+
     # ---- actors ------------------------------------------------------------
     # Retry delay for actor calls while the actor restarts.
     actor_unavailable_retry_ms: int = 100
@@ -247,10 +255,17 @@ class Config:
     dashboard_gcs_reconnect_timeout_ms: int = 60_000
     # Time between attempts to reach a lost GCS.
     dashboard_gcs_reconnect_period_ms: int = 1_000
+    # Host names (comma-separated) the dashboard answers to besides IP addresses, localhost,
+    # this machine's names and its bind address; "*" turns the DNS-rebinding guard off.
+    dashboard_allowed_hosts: str = ""
 
     # ---- client server -----------------------------------------------------
     # A disconnected notebook client may resume its session within this time.
     client_reconnect_grace_ms: int = 60_000
+    # Modules of the driver's own (not installed: the notebook's directory,
+    # a path put on sys.path) travel with the work by value: "auto" (for a
+    # client, or a driver of a cluster it did not start), "always", "never".
+    ship_local_modules: str = "auto"
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -23,7 +23,10 @@ their real file name (cloudpickle 3.1 writes ``<dynamic-code>``), so
 remote tracebacks name the user's file and line. Exceptions (task errors)
 are pickled by ``dumps_exception``, which rebuilds them without calling
 their ``__init__``: an exception whose constructor takes other arguments
-than it passes to ``Exception.__init__`` still comes back.
+than it passes to ``Exception.__init__`` still comes back. Modules of the
+process's own that a cluster cannot import are pickled by value while
+``nbray.common.module_shipping`` says so (notebook clients, drivers of
+remote clusters).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, cast
 
 import cloudpickle
+
+from nbray.common import module_shipping
 
 FLAG_BUFFERS = 1
 FLAG_ERROR = 2
@@ -137,10 +142,24 @@ class Pickler(cloudpickle.Pickler):
         *_flat_maps(cloudpickle.Pickler.dispatch_table))
 
 
+class _ShippingPickler(Pickler):
+    """``Pickler`` that first lets ``module_shipping`` decide whether the
+    module of each function, class or module met must travel by value.
+    Used only while shipping is active, so that ordinary pickling pays
+    nothing for it."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, type, types.ModuleType)):
+            module_shipping.note(obj)
+        return super().reducer_override(obj)
+
+
 def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> bytes:
-    """Pickle `value` with ``Pickler`` (protocol 5)."""
+    """Pickle `value` with ``Pickler`` (protocol 5); the process's own
+    modules travel by value while ``module_shipping`` is active."""
+    pickler = _ShippingPickler if module_shipping.is_active() else Pickler
     with io.BytesIO() as file:
-        Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
         return file.getvalue()
 
 
@@ -335,10 +354,18 @@ def serialize(value: Any, is_error: bool = False) -> Serialized:
 
 def dumps_function(fn: Any) -> bytes:
     """Pickle a function or class by value where needed (cloudpickle)."""
+    return dumps_function_with_modules(fn)[0]
+
+
+def dumps_function_with_modules(fn: Any) -> tuple[bytes, module_shipping.LocalModules]:
+    """Pickle a function or class, and say which of this process's own
+    modules went into the pickle by value (to notice their reload)."""
     try:
-        return dumps(fn)
+        with module_shipping.collect() as modules:
+            data = dumps(fn)
     except Exception as exc:
         raise TypeError(f"Could not serialize the function {_describe(fn)}: {exc}") from exc
+    return data, module_shipping.LocalModules(modules.values())
 
 
 def loads_function(data: bytes) -> Any:

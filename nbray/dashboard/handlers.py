@@ -34,7 +34,7 @@ from nbray import __version__
 from nbray.common.config import Config
 from nbray.dashboard import params
 from nbray.dashboard.events import EventHub, Subscriber, frame
-from nbray.dashboard.security import RequestRefused, check_request
+from nbray.dashboard.security import RequestRefused, allowed_host_names, check_request
 from nbray.dashboard.source import ClusterSource, GcsUnavailable
 from nbray.dashboard.tasks import TaskFilter
 from nbray.exceptions import RpcError
@@ -48,8 +48,10 @@ class ApiContext:
     """What every handler needs; one per server."""
 
     def __init__(self, token: bytes, source: ClusterSource, hub: EventHub, config: Config,
-                 info: dict[str, Any]) -> None:
+                 info: dict[str, Any], bind_host: str = "127.0.0.1") -> None:
         self.token = token
+        # Host header values answered to (security.check_host).
+        self.allowed_hosts = allowed_host_names(bind_host, config.dashboard_allowed_hosts)
         self.source = source
         self.hub = hub
         self.config = config  # the dashboard_* fields bound and time the handlers
@@ -75,7 +77,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         try:
-            check_request(self.request.method or "", self.request.path, self.request.headers, self.ctx.token)
+            check_request(self.request.method or "", self.request.path, self.request.headers, self.ctx.token,
+                          self.ctx.allowed_hosts)
         except RequestRefused as exc:
             self._refuse(exc)
             return

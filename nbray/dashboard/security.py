@@ -10,20 +10,27 @@ Order of the checks, and why:
 1. The path: only printable ASCII, no ``..``, ``//``, backslashes or
    percent-encoded dots/slashes. Routes are fixed patterns anyway; this
    turns traversal attempts into a plain 400 before routing.
-2. The browser guard: a request that looks like it comes from a browser
+2. The Host header (DNS rebinding): a page on ``evil.example`` whose name
+   is made to resolve to this machine sends ``Host: evil.example``. Only
+   IP addresses, ``localhost``, this machine's names, the bind address and
+   the names in ``dashboard_allowed_hosts`` are answered (403 otherwise).
+   A request without a Host header (HTTP/1.0) does not come from a browser.
+3. The browser guard: a request that looks like it comes from a browser
    (a ``Mozilla`` user agent, or ``Origin``, ``Referer``, ``Sec-Fetch-*``
    or CORS headers) may only use GET, HEAD and OPTIONS. An allow-list, not
    a deny-list: Ray's guard blocked POST and PUT but forgot DELETE
    (CVE-2026-27482).
-3. The token: ``Authorization: Bearer <hex>``, compared in constant time.
+4. The token: ``Authorization: Bearer <hex>``, compared in constant time.
    Missing: 401; present but wrong: 403.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Iterable, Mapping
 
 BROWSER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})
@@ -32,6 +39,7 @@ _BROWSER_HEADERS = ("origin", "referer", "sec-fetch-site", "sec-fetch-mode", "se
 _PATH_OK = re.compile(r"/[A-Za-z0-9_\-./]*")
 _BAD_PATH_PARTS = ("..", "//", "\\", "/./")
 MAX_PATH_CHARS = 256
+LOCAL_HOST_NAMES = frozenset({"localhost"})
 
 
 class RequestRefused(Exception):
@@ -66,6 +74,32 @@ def check_path(path: str) -> None:
         raise RequestRefused(400, "invalid path")
 
 
+def allowed_host_names(bind_host: str, configured: str = "") -> frozenset[str]:
+    """Names the dashboard answers to (``configured``: comma-separated, "*" for any)."""
+    names = {*LOCAL_HOST_NAMES, bind_host, socket.gethostname(), socket.getfqdn(), *configured.split(",")}
+    return frozenset(n.strip().strip("[]").lower() for n in names if n.strip())
+
+
+def check_host(host: str | None, allowed: frozenset[str] = LOCAL_HOST_NAMES) -> None:
+    """Refuse a Host header naming this server by a name it does not know (403)."""
+    if not host or "*" in allowed:
+        return
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    try:
+        ipaddress.ip_address(name)
+        return  # a page served from an IP address cannot rebind it to another host
+    except ValueError:
+        pass
+    if name in allowed or name.endswith(".localhost"):
+        return
+    raise RequestRefused(403, "unknown Host header (DNS-rebinding guard): use an IP address, localhost or a "
+                              "name listed in NBRAY_DASHBOARD_ALLOWED_HOSTS")
+
+
 def check_method(method: str, headers: Mapping[str, str]) -> None:
     if method not in ALLOWED_METHODS:
         raise RequestRefused(405, f"method {method} is not allowed")
@@ -87,8 +121,10 @@ def check_token(authorization: str | None, token: bytes) -> None:
         raise RequestRefused(403, "invalid cluster token")
 
 
-def check_request(method: str, path: str, headers: Mapping[str, str], token: bytes) -> None:
+def check_request(method: str, path: str, headers: Mapping[str, str], token: bytes,
+                  allowed_hosts: frozenset[str] = LOCAL_HOST_NAMES) -> None:
     """Every check a request must pass before a handler runs (see module docstring)."""
     check_path(path)
+    check_host(headers.get("Host"), allowed_hosts)
     check_method(method, headers)
     check_token(headers.get("Authorization"), token)

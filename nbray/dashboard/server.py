@@ -38,6 +38,8 @@ import tornado.web
 from nbray.common.config import Config, set_config
 from nbray.dashboard.events import EventHub
 from nbray.dashboard.handlers import ApiContext, NotFoundHandler, routes
+from nbray.dashboard.job_manager import JobManager
+from nbray.dashboard.jobs import routes as job_routes
 from nbray.dashboard.source import ClusterModel, ClusterSource
 from nbray.protocol import gcs_pb2
 from nbray.rpc import auth, tls
@@ -48,9 +50,10 @@ KV_NAMESPACE = "dashboard"
 KV_URL_KEY = b"url"
 
 
-def make_app(ctx: ApiContext) -> tornado.web.Application:
+def make_app(ctx: ApiContext, jobs: JobManager | None = None) -> tornado.web.Application:
+    table = routes(ctx) + (job_routes(ctx, jobs) if jobs is not None else [])
     return tornado.web.Application(
-        routes(ctx), default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
+        table, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
         compress_response=False, serve_traceback=False, xsrf_cookies=False)
 
 
@@ -75,7 +78,8 @@ class Dashboard:
         self.source = ClusterSource(gcs_address, token, config, self.model, self.hub)
         self.info: dict[str, Any] = {"gcs_address": gcs_address, "session_dir": session_dir,
                                      "session_name": os.path.basename(session_dir.rstrip("/"))}
-        self.ctx = ApiContext(token, self.source, self.hub, config, self.info)
+        self.ctx = ApiContext(token, self.source, self.hub, config, self.info, bind_host=host)
+        self.jobs = JobManager(self.source, token, session_dir)
         self.url = ""
         self._server: tornado.httpserver.HTTPServer | None = None
         self._stopped = asyncio.Event()
@@ -87,7 +91,7 @@ class Dashboard:
         ssl_context = tls.public_server_context()
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host, family=socket.AF_UNSPEC)
         self._server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), max_body_size=self.config.dashboard_max_body_bytes, idle_connection_timeout=60,
+            make_app(self.ctx, self.jobs), max_body_size=self.config.dashboard_max_body_bytes, idle_connection_timeout=60,
             body_timeout=10, ssl_options=ssl_context)
         self._server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
@@ -104,6 +108,7 @@ class Dashboard:
         if self._server is not None:
             self._server.stop()
         self.hub.close()
+        self.jobs.close()
         self.source.close()
         self._stopped.set()
 

@@ -199,6 +199,9 @@ class ActorManager:
         elif reply.status == _LEASE_REPLY.UNSCHEDULABLE:
             self._die(entry, common_pb2.ErrorInfo(type=common_pb2.ACTOR_UNSCHEDULABLE,
                                                   message=reply.message))
+        elif reply.status == _LEASE_REPLY.RUNTIME_ENV_SETUP_FAILED:
+            self._die(entry, common_pb2.ErrorInfo(type=common_pb2.RUNTIME_ENV_SETUP_FAILED,
+                                                  message=reply.message))
         else:  # rejected or cancelled: try again
             self.loop.call_later(0.05, self._schedule, entry)
 

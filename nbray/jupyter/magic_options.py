@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -37,6 +38,31 @@ def parse_resources(text: str) -> dict[str, float]:
     if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
         raise ValueError("--resources must be a JSON object of numbers, e.g. '{\"accel\": 1}'")
     return {str(k): float(v) for k, v in value.items()}
+
+
+def parse_runtime_env(text: str | None, working_dir: str | None) -> dict[str, Any] | None:
+    """``--runtime-env JSON`` and ``--working-dir PATH`` as one runtime_env
+    dict (None when neither is given). A local working_dir is made absolute
+    against the kernel's directory; a URI (``s3://...``) is kept as is.
+    Raises ValueError naming the option at fault."""
+    env: dict[str, Any] = {}
+    if text:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(
+                f"--runtime-env must be a JSON object like '{{\"env_vars\": {{\"A\": \"1\"}}}}': {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"--runtime-env must be a JSON object, not {type(value).__name__}")
+        env.update(value)
+    if working_dir:
+        if "://" not in working_dir:
+            path = os.path.abspath(os.path.expanduser(working_dir))
+            if not os.path.exists(path):
+                raise ValueError(f"--working-dir: {working_dir!r} does not exist (looked at {path})")
+            working_dir = path
+        env["working_dir"] = working_dir
+    return env or None
 
 
 def parse_names(text: str | None) -> list[str]:
@@ -152,6 +178,11 @@ def nbray_parser() -> _Parser:
     init.add_argument("--namespace")
     init.add_argument("--include-dashboard", action="store_true")
     init.add_argument("--no-log-to-driver", action="store_true", help="do not show worker output")
+    init.add_argument("--working-dir", metavar="PATH",
+                      help="files for the cluster's workers (runtime_env working_dir; the notebook's own "
+                           "modules travel without it)")
+    init.add_argument("--runtime-env", metavar="JSON",
+                      help="the job's runtime_env as JSON, e.g. '{\"env_vars\": {\"A\": \"1\"}}'")
     init.add_argument("--tls", action="store_true",
                       help="connect to nbray://HOST:PORT over TLS (verified against NBRAY_TLS_CA_CERT)")
     sub.add_parser("status", add_help=False, help="nodes, resources and sessions")

@@ -25,6 +25,7 @@ from nbray.jupyter.magic_options import (
     parse_bytes,
     parse_remote_args,
     parse_resources,
+    parse_runtime_env,
     remote_parser,
 )
 from nbray.jupyter.output import CellOutputRouter
@@ -101,6 +102,8 @@ Examples
     %nbray init nbray://10.0.0.5:10001       # as a client, from outside the cluster
     %nbray init nbray://head:10001 --tls     # as a client, over TLS
     %nbray init --num-cpus 4 --num-gpus 1    # start a local cluster of that size
+    %nbray init nbray://head:10001 --working-dir ./data   # files for the workers
+    %nbray init HOST:6379 --runtime-env '{"env_vars": {"MODE": "test"}}'
     %nbray status                            # nodes, resources, sessions
     %nbray sessions                          # %%remote --session namespaces
     %nbray close gpu                         # end a session (%nbray close --all)
@@ -156,6 +159,9 @@ class NbrayMagics(Magics):
                 kwargs["resources"] = parse_resources(args.resources)
             if args.object_store_memory:
                 kwargs["object_store_memory"] = parse_bytes(args.object_store_memory)
+            runtime_env = parse_runtime_env(args.runtime_env, args.working_dir)
+            if runtime_env is not None:
+                kwargs["runtime_env"] = runtime_env
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if args.namespace:

@@ -116,11 +116,13 @@ class RequestWorkerLeaseReply(_message.Message):
         REJECTED: _ClassVar[RequestWorkerLeaseReply.Status]
         CANCELED: _ClassVar[RequestWorkerLeaseReply.Status]
         UNSCHEDULABLE: _ClassVar[RequestWorkerLeaseReply.Status]
+        RUNTIME_ENV_SETUP_FAILED: _ClassVar[RequestWorkerLeaseReply.Status]
     GRANTED: RequestWorkerLeaseReply.Status
     SPILLBACK: RequestWorkerLeaseReply.Status
     REJECTED: RequestWorkerLeaseReply.Status
     CANCELED: RequestWorkerLeaseReply.Status
     UNSCHEDULABLE: RequestWorkerLeaseReply.Status
+    RUNTIME_ENV_SETUP_FAILED: RequestWorkerLeaseReply.Status
     class ResourceIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]

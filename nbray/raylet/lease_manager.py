@@ -219,6 +219,17 @@ class LeaseManager:
         if changed:
             self.on_resources_changed()
 
+    def fail_runtime_env(self, key: str, message: str) -> None:
+        """Answer the queued requests for a runtime environment that could
+        not be set up on this node (their owners raise RuntimeEnvSetupError)."""
+        remaining = []
+        for lr in self.queue:
+            if lr.env_key == key:
+                self._reply(lr, _Reply(status=_Reply.RUNTIME_ENV_SETUP_FAILED, message=message))
+            else:
+                remaining.append(lr)
+        self.queue = remaining
+
     def _recheck_warnings(self) -> None:
         self._warn_timer_set = False
         self.schedule()

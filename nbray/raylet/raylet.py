@@ -39,6 +39,7 @@ from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener
 from nbray.rpc.pool import ConnectionPool
+from nbray.runtime_env.node_agent import RuntimeEnvAgent
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,12 @@ class Raylet:
             on_idle=lambda w: self.leases.schedule() if self.leases else None,
             on_dead=self._on_worker_dead,
             num_prestart=num_cpus,
+            runtime_envs=RuntimeEnvAgent(
+                os.path.join(self.session_dir, "runtime_resources", self.node_id.hex()[:8]),
+                lambda: self.gcs, self.loop.post, self.config.runtime_env_max_unused),
+            on_env_failed=lambda key, error: self.leases.fail_runtime_env(key, (
+                f"The runtime_env could not be set up on node {self.node_ip} "
+                f"({self.node_id.hex()[:8]}): {error}")) if self.leases else None,
         )
         self.leases = LeaseManager(
             self.config, self.view, self.pool, self.scheduler, self.gpu_ids,

@@ -21,6 +21,8 @@ from nbray.common.config import Config
 from nbray.protocol import common_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.rpc.eventloop import EventLoop
+from nbray.runtime_env.node_agent import RuntimeEnvAgent
+from nbray.runtime_env.resolve import RUNTIME_ENV_VAR
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class WorkerPool:
         on_idle: Callable[[Worker], None],
         on_dead: Callable[[Worker, str, bool], None],
         num_prestart: int,
+        runtime_envs: RuntimeEnvAgent | None = None,
+        on_env_failed: Callable[[str, str], None] | None = None,
     ) -> None:
         self.loop = loop
         self.config = config
@@ -93,6 +97,8 @@ class WorkerPool:
         self._idle: dict[str, list[Worker]] = {}
         self._starting: dict[str, int] = {}
         self._env_vars: dict[str, dict[str, str]] = {"": {}}
+        self.runtime_envs = runtime_envs
+        self.on_env_failed = on_env_failed
 
     # ---- starting -------------------------------------------------------------------
 
@@ -117,7 +123,30 @@ class WorkerPool:
         worker = Worker(token, key)
         self.by_token[token] = worker
         self._starting[key] = self._starting.get(key, 0) + 1
-        request = raylet_pb2.SpawnWorkerRequest(startup_token=token, env=self._env_vars.get(key, {}))
+        env = self._env_vars.get(key, {})
+        if self.runtime_envs is not None and RUNTIME_ENV_VAR in env:
+            # set the environment up on this node first (once; later workers reuse it)
+            self.runtime_envs.prepare(env[RUNTIME_ENV_VAR],
+                                      lambda extra, error: self._on_env_ready(worker, env, extra, error))
+        else:
+            self._spawn(worker, env)
+        return worker
+
+    def _on_env_ready(self, worker: Worker, env: dict[str, str], extra: dict[str, str] | None,
+                      error: str) -> None:
+        if worker.state != STARTING:
+            return
+        if extra is None:
+            self._starting[worker.env_key] = max(0, self._starting.get(worker.env_key, 1) - 1)
+            worker.state = DEAD
+            self.by_token.pop(worker.startup_token, None)
+            if self.on_env_failed is not None:
+                self.on_env_failed(worker.env_key, error)
+            return
+        self._spawn(worker, {**env, **extra})
+
+    def _spawn(self, worker: Worker, env: dict[str, str]) -> None:
+        request = raylet_pb2.SpawnWorkerRequest(startup_token=worker.startup_token, env=env)
 
         def on_spawned(reply: Any, error: BaseException | None) -> None:
             if error is not None:
@@ -130,7 +159,6 @@ class WorkerPool:
         self.zygote.call(_SPAWN, request, callback=on_spawned)
         worker.register_timer = self.loop.call_later(self.config.worker_register_timeout_ms / 1000,
                                                      self._check_registered, worker)
-        return worker
 
     @staticmethod
     def _stop_register_timer(worker: Worker) -> None:
@@ -210,6 +238,14 @@ class WorkerPool:
                 if now - w.idle_since > limit:
                     self.kill(w, "idle", force=False)
                     excess -= 1
+        if self.runtime_envs is not None:
+            self.runtime_envs.collect(self.envs_in_use())
+
+    def envs_in_use(self) -> set[str]:
+        """The resolved runtime environments of the node's live workers."""
+        keys = {w.env_key for w in self.by_token.values() if w.state != DEAD and w.env_key}
+        return {env[RUNTIME_ENV_VAR] for k in keys
+                if RUNTIME_ENV_VAR in (env := self._env_vars.get(k, {}))}
 
     # ---- death --------------------------------------------------------------------------
 

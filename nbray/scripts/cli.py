@@ -13,6 +13,7 @@
     nbray get-auth-token [--address HOST:PORT] [--temp-dir DIR]
     nbray microbenchmark [--json] [--tls]
     nbray demo
+    nbray job submit|status|logs|stop|list|delete ...   (see nbray/scripts/job_cli.py)
 """
 
 from __future__ import annotations
@@ -486,9 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_timeline)
 
-    from nbray.scripts import memory_cli, tls_cli
+    from nbray.scripts import job_cli, memory_cli, tls_cli
     memory_cli.add_parser(sub, _state_address, _TEMP_DIR_HELP)
     tls_cli.add_parser(sub)
+    job_cli.add_parser(sub)
 
     p = sub.add_parser("get-auth-token", help="print the cluster token of the local head node")
     p.add_argument("--address", default=None, help="GCS address HOST:PORT (default: the newest local head)")

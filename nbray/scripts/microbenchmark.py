@@ -273,6 +273,15 @@ def run_cases(rt_name: str, quick: bool, only: list[str] | None) -> dict[str, fl
                 results.update({k: v for k, v in client_cases(quick).items() if want(k)})
             except ImportError:
                 pass
+        if only and any("transport" in o.lower() for o in only):
+            # Only when asked for by name: it compares two transports, gRPC
+            # among them, rather than measuring nbray's own paths.
+            from nbray.scripts import microbenchmark_transport as transport
+
+            try:
+                results.update(transport.medians(transport.compare(quick, want)))
+            except transport.GrpcMissingError as exc:
+                print(exc, file=sys.stderr)
         if want(REMOTE_CELL_CASE):
             try:
                 from nbray.jupyter.bench import measure_remote_cell_roundtrip

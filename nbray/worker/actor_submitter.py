@@ -300,6 +300,10 @@ def _death_error(info: gcs_pb2.ActorInfo) -> BaseException:
         from nbray.exceptions import ActorUnschedulableError
 
         return ActorUnschedulableError(message)
+    if info.death_cause.type == common_pb2.RUNTIME_ENV_SETUP_FAILED:
+        from nbray.exceptions import RuntimeEnvSetupError
+
+        return RuntimeEnvSetupError(message)
     init_failed = bool(info.init_error)
     if init_failed:
         try:

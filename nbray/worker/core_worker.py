@@ -31,6 +31,7 @@ from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener, connect
 from nbray.rpc.pool import ConnectionPool
+from nbray.runtime_env.resolve import RUNTIME_ENV_VAR, merge_encoded
 from nbray.worker import context
 from nbray.worker.actor_submitter import ActorTaskSubmitter
 from nbray.worker.context import TaskContext
@@ -282,10 +283,15 @@ class CoreWorker(Ownership):
         them) and runtime environment. Returns True if the spec changed."""
         changed = False
         if ctx.runtime_env and ctx.runtime_env.get("env_vars"):
+            own = spec.runtime_env.env_vars
             for k, v in ctx.runtime_env["env_vars"].items():
-                if k not in spec.runtime_env.env_vars:
-                    spec.runtime_env.env_vars[k] = v
+                if k not in own:
+                    own[k] = v
                     changed = True
+                elif k == RUNTIME_ENV_VAR and own[k] != v:  # fields merge one by one
+                    merged = merge_encoded(v, own[k])
+                    changed = changed or merged != own[k]
+                    own[k] = merged
         s = spec.scheduling_strategy
         if not (ctx.capture_child_tasks and ctx.placement_group_id):
             return changed

@@ -2,7 +2,10 @@
 
 The submitter pickles a function (or actor class) once per definition and
 sends the bytes only the first time it pushes that function over a
-connection; receivers cache the unpickled object by function id.
+connection; receivers cache the unpickled object by function id. A
+function that carries the driver's own modules by value (see
+``nbray.common.module_shipping``) is exported again after one of them is
+reloaded: its new pickle has a new id.
 """
 
 from __future__ import annotations
@@ -11,21 +14,27 @@ import hashlib
 import threading
 from typing import Any
 
-from nbray.common.serialization import dumps_function, loads_function
+from nbray.common.serialization import dumps_function_with_modules, loads_function
 from nbray.protocol import common_pb2
 
 
 class ExportedFunction:
     """A function or class as it travels: id, names and pickled body."""
 
-    __slots__ = ("function_id", "module_name", "qualname", "pickled", "_descriptor")
+    __slots__ = ("function_id", "module_name", "qualname", "pickled", "local_modules", "_descriptor")
 
     def __init__(self, obj: Any) -> None:
-        self.pickled = dumps_function(obj)
+        self.pickled, self.local_modules = dumps_function_with_modules(obj)
         self.function_id = hashlib.blake2b(self.pickled, digest_size=28).digest()
         self.module_name = getattr(obj, "__module__", "") or ""
         self.qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", "")) or ""
         self._descriptor: common_pb2.FunctionDescriptor | None = None
+
+    def outdated(self) -> bool:
+        """True when a module this pickle carries by value was reloaded
+        since: the function must be exported again (callers test
+        ``local_modules`` first, so ordinary functions pay one truth test)."""
+        return bool(self.local_modules) and self.local_modules.reloaded()
 
     def descriptor(self, include_body: bool) -> common_pb2.FunctionDescriptor:
         return common_pb2.FunctionDescriptor(

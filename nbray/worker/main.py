@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--startup-token", type=int, required=True)
     args = parser.parse_args(argv)
+    from nbray.runtime_env.worker_setup import enter
+
+    enter(os.environ.get("NBRAY_RUNTIME_ENV_CONTEXT"))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
     config = Config.from_json(os.environ.get("NBRAY_CONFIG_JSON", ""))
     set_config(config)

@@ -330,6 +330,8 @@ class NormalTaskSubmitter:
             self.core.pool.get(target, on_raylet)
         elif status == _LeaseReply.UNSCHEDULABLE:
             self._fail_queue(cq, common_pb2.TASK_UNSCHEDULABLE, reply.message)
+        elif status == _LeaseReply.RUNTIME_ENV_SETUP_FAILED:
+            self._fail_queue(cq, common_pb2.RUNTIME_ENV_SETUP_FAILED, reply.message)
         else:  # rejected (resources vanished) or cancelled
             self._retry_later(cq)
 

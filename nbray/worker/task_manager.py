@@ -28,6 +28,7 @@ from nbray.exceptions import (
     OwnerDiedError,
     RayError,
     RaySystemError,
+    RuntimeEnvSetupError,
     TaskCancelledError,
     TaskPlacementGroupRemoved,
     TaskUnschedulableError,
@@ -262,6 +263,8 @@ class TaskManager:
             return TaskUnschedulableError(message)
         if error_type == common_pb2.ACTOR_UNSCHEDULABLE:
             return ActorUnschedulableError(message)
+        if error_type == common_pb2.RUNTIME_ENV_SETUP_FAILED:
+            return RuntimeEnvSetupError(message)
         if error_type == common_pb2.OWNER_DIED:
             return OwnerDiedError(message=message)
         if error_type == common_pb2.OBJECT_LOST:

@@ -1,6 +1,7 @@
-"""Chaos and soak: work keeps its results while processes and nodes die
-around it, and a long run leaves nothing growing behind. Slow (separate CI
-step): ``pytest -m slow``."""
+"""Chaos and soak: work keeps its results while workers die at random around
+it, and a long run leaves nothing growing behind. Slow (separate CI step):
+``pytest -m slow``. The seeded scenarios (actor restarts, lineage after node
+loss, GCS kills, RPC loss, ...) are in test_chaos_suite.py."""
 
 from __future__ import annotations
 
@@ -16,29 +17,9 @@ import pytest
 
 import nbray
 from nbray.testing import Cluster, wait_for_condition
+from nbray.testing.chaos import FAST_DETECTION, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-FAST_DETECTION = {"health_check_period_ms": 200, "health_check_timeout_ms": 500,
-                  "health_check_failure_threshold": 3}
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def worker_pids(cluster: Cluster) -> list[int]:
-    """Worker processes: the children of each node's zygote."""
-    pids = []
-    for node in cluster.list_all_nodes():
-        for zygote in children(node.processes["raylet"].pid):
-            pids.extend(children(zygote))
-    return pids
-
 
 class Killer:
     """Kills a random worker every `every_s` seconds until stopped."""
@@ -107,61 +88,6 @@ def test_tasks_keep_their_results_while_workers_are_killed(two_nodes: Cluster) -
         assert sum(nbray.get(sums, timeout=400)) == sum(i * i for i in range(400))
     assert killer.kills >= 5
     resources_settle()
-
-
-def test_an_actor_keeps_serving_across_restarts(two_nodes: Cluster) -> None:
-    @nbray.remote(max_restarts=-1, max_task_retries=-1)
-    class Echo:
-        def __init__(self) -> None:
-            self.pid = os.getpid()
-
-        def echo(self, x: int) -> tuple[int, int]:
-            return x, self.pid
-
-    actor = Echo.remote()
-    first_pid = nbray.get(actor.echo.remote(0))[1]
-
-    pids_seen = {first_pid}
-    calls = 0
-    # call without pause while the actor's process is killed again and again:
-    # every call returns its own value, from a restarted actor
-    with Killer(two_nodes, every_s=0.3, pick=lambda: list(pids_seen)):
-        while len(pids_seen) < 4:
-            value, pid = nbray.get(actor.echo.remote(calls), timeout=120)
-            assert value == calls
-            pids_seen.add(pid)
-            calls += 1
-    assert calls > 10
-
-
-def test_objects_survive_repeated_node_loss() -> None:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1}, system_config=FAST_DETECTION)
-    try:
-        nbray.init(address=cluster.address)
-
-        @nbray.remote(max_retries=-1)
-        def block(seed: int) -> Any:
-            import numpy as np
-
-            return np.full(2_000_000, seed, dtype=np.int64)
-
-        for round_ in range(3):
-            node = cluster.add_node(num_cpus=2, resources={f"churn{round_}": 1})
-            cluster.wait_for_nodes()
-            refs = [block.options(resources={f"churn{round_}": 0.01}).remote(round_ * 10 + k) for k in range(4)]
-            nbray.wait(refs, num_returns=len(refs), timeout=120, fetch_local=False)
-            # let the work rebuild on a node that stays: give it the resource too
-            survivor = cluster.add_node(num_cpus=2, resources={f"churn{round_}": 1})
-            cluster.kill_raylet(node)
-            values = nbray.get(refs, timeout=300)
-            assert [int(v[0]) for v in values] == [round_ * 10 + k for k in range(4)]
-            assert all(int(v.sum()) == int(v[0]) * 2_000_000 for v in values)
-            del values, refs
-            cluster.remove_node(survivor)
-        nbray.shutdown()
-    finally:
-        nbray.shutdown()
-        cluster.shutdown()
 
 
 def _fds(pid: int) -> int:

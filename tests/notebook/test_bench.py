@@ -43,3 +43,21 @@ def test_the_tls_comparison_measures_both_sides() -> None:
     figures = json.loads(out.stdout)["tls_comparison"]
     assert set(figures) == {"client: tasks sync (/s)"}
     assert figures["client: tasks sync (/s)"]["plain"] > 0 and figures["client: tasks sync (/s)"]["tls"] > 0
+
+
+@pytest.mark.timeout(90)
+def test_the_client_transport_comparison_measures_both_transports() -> None:
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("grpc", reason="the transport comparison needs grpcio (the dev extra)")
+    out = subprocess.run([sys.executable, "-m", "nbray.scripts.cli", "microbenchmark", "--quick", "--json",
+                          "--only", "client transport: actor calls sync,client transport: put"],
+                         capture_output=True, text=True, timeout=80)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout)["nbray"]
+    assert set(figures) == {f"client transport: {case}, {transport} ({unit})"
+                            for case, unit in (("actor calls sync", "/s"), ("put 100 MB", "GB/s"))
+                            for transport in ("nbray framing", "gRPC")}
+    assert all(value > 0 for value in figures.values()), figures

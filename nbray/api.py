@@ -160,6 +160,10 @@ def init(
         if job_config is not None:
             namespace = namespace or getattr(job_config, "ray_namespace", None) or getattr(job_config, "namespace", None)
             runtime_env = runtime_env or getattr(job_config, "runtime_env", None)
+        from nbray.job_submission.common import JOB_RUNTIME_ENV_VAR, with_job_runtime_env
+
+        # A driver run as a submitted job takes the job's runtime_env as its default.
+        runtime_env = with_job_runtime_env(runtime_env, os.environ.get(JOB_RUNTIME_ENV_VAR))
         if runtime_env is not None:
             from nbray import _options
 

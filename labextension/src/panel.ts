@@ -11,6 +11,7 @@ import { Widget } from '@lumino/widgets';
 import { ChangeKind, ClusterClient } from './client';
 import { amount, bytes, h, objectId, short } from './format';
 import { GraphSection, killActor } from './graphsection';
+import { JobsSection } from './jobssection';
 import { IActorRow, INodeRow, IUsage } from './types';
 
 export const PANEL_ID = 'nbray-panel';
@@ -46,6 +47,8 @@ export class NbrayPanel extends Widget {
   private _actors = section('Actors', 'nbray-actors-section');
   private _graphSection = section('Task graph', 'nbray-graph-section');
   private _graphBox: GraphSection;
+  private _jobs = section('Jobs', 'nbray-jobs-section');
+  private _jobsBox: JobsSection;
   private _pending = new Set<ChangeKind>();
   private _frame: number | null = null;
 
@@ -69,7 +72,17 @@ export class NbrayPanel extends Widget {
     this._graphBox = new GraphSection(client, { popOut: options.popOut }, () => this._schedule('tasks'));
     this._graphSection.body.append(this._graphBox.node);
 
-    this.node.append(header, this._nodes.root, this._store.root, this._actors.root, this._graphSection.root);
+    this._jobsBox = new JobsSection(client.api, text => (this._jobs.title.textContent = text));
+    this._jobs.body.append(this._jobsBox.node);
+
+    this.node.append(
+      header,
+      this._nodes.root,
+      this._store.root,
+      this._actors.root,
+      this._jobs.root,
+      this._graphSection.root
+    );
     client.changed.connect(this._onChanged, this);
     for (const kind of ['status', 'clusters', 'nodes', 'objects', 'actors', 'tasks'] as ChangeKind[]) {
       this._pending.add(kind);
@@ -78,6 +91,11 @@ export class NbrayPanel extends Widget {
 
   protected onAfterAttach(): void {
     this._schedule('status');
+    this._jobsBox.start();
+  }
+
+  protected onBeforeDetach(): void {
+    this._jobsBox.stop();
   }
 
   protected onAfterShow(): void {
@@ -90,6 +108,7 @@ export class NbrayPanel extends Widget {
       cancelAnimationFrame(this._frame);
     }
     this.client.changed.disconnect(this._onChanged, this);
+    this._jobsBox.stop();
     super.dispose();
   }
 

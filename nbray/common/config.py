@@ -57,6 +57,11 @@ class Config:
     # How long an allocation waits for readers to release space before
     # failing with ObjectStoreFullError.
     object_store_full_timeout_ms: int = 2_000
+    # A reading process keeps views (and pins) of objects it has read while
+    # it holds references to them, so reading again needs no round trip;
+    # bounded by this fraction of the store and this many objects.
+    object_mapping_cache_fraction: float = 0.1
+    object_mapping_cache_max_objects: int = 10_000
     # Spill least recently used objects to disk when the store is full.
     object_spilling_enabled: bool = True
     # Directory for spilled objects ("" = <session>/spill).

@@ -22,11 +22,12 @@ from nbray.dashboard.source import ClusterSource
 from nbray.job_submission import common
 from nbray.job_submission.common import JobDetails, JobStatus
 from nbray.protocol import gcs_pb2
+from nbray.runtime_env import packaging
 
 logger = logging.getLogger(__name__)
 
 MAX_LOG_READ_BYTES = 1024 * 1024
-MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+MAX_PACKAGE_BYTES = common.MAX_PACKAGE_BYTES
 TAIL_POLL_S = 0.1
 ACTOR_CALL_TIMEOUT_S = 30.0
 
@@ -136,12 +137,14 @@ class JobManager:
             options["resources"] = req["entrypoint_resources"]
         if req["runtime_env"]:
             options["runtime_env"] = req["runtime_env"]
-        if not (req["entrypoint_num_cpus"] or req["entrypoint_num_gpus"] or req["entrypoint_resources"]):
+        on_head = not (req["entrypoint_num_cpus"] or req["entrypoint_num_gpus"] or req["entrypoint_resources"])
+        if on_head:
             # No resources asked for: run on the head, where this process reads the log.
             core = _worker_core()
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=core.node_id.hex(), soft=False)
         env_vars = dict((req["runtime_env"] or {}).get("env_vars") or {})
-        actor = nbray.remote(JobSupervisor).options(**options).remote(sid, req["entrypoint"], env_vars)
+        actor = nbray.remote(JobSupervisor).options(**options).remote(sid, req["entrypoint"], env_vars,
+                                                                      req["runtime_env"], not on_head)
         started = actor.start.remote()
 
         def wait_started() -> None:
@@ -193,8 +196,8 @@ class JobManager:
         details = await self._get(submission_id)
         if not details.status.is_terminal():
             raise JobConflict(f"job {submission_id} is {details.status}; stop it before deleting it")
-        await self._source.gcs_call("KVDel", gcs_pb2.KVDelRequest(ns=common.JOB_KV_NAMESPACE,
-                                                                  key=submission_id.encode()))
+        for ns in (common.JOB_KV_NAMESPACE, common.JOB_LOG_KV_NAMESPACE):
+            await self._source.gcs_call("KVDel", gcs_pb2.KVDelRequest(ns=ns, key=submission_id.encode()))
         path = details.log_path
         if path and self._is_local_log(path):
             try:
@@ -213,14 +216,40 @@ class JobManager:
                         max_bytes: int = MAX_LOG_READ_BYTES) -> tuple[bytes, JobDetails]:
         details = await self._get(submission_id)
         path = details.log_path
-        if not path or not self._is_local_log(path):
+        if not path:
             return b"", details
+        if not self._is_local_log(path):
+            return await self._read_remote_log(details, offset, max_bytes), details
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
                 return f.read(max_bytes), details
         except FileNotFoundError:
             return b"", details
+
+    async def _read_remote_log(self, details: JobDetails, offset: int, max_bytes: int) -> bytes:
+        """A log on another node: from its supervisor while the job runs, then from the copy it left."""
+        if not details.status.is_terminal():
+            loop = asyncio.get_running_loop()
+            data = await loop.run_in_executor(self._driver_thread, self._read_from_supervisor,
+                                              details.submission_id, offset, max_bytes)
+            if data is not None:
+                return data
+        reply = await self._source.gcs_call("KVGet", gcs_pb2.KVGetRequest(ns=common.JOB_LOG_KV_NAMESPACE,
+                                                                          key=details.submission_id.encode()))
+        return bytes(reply.value[offset:offset + max_bytes]) if reply.found else b""
+
+    def _read_from_supervisor(self, submission_id: str, offset: int, max_bytes: int) -> bytes | None:
+        """None when there is no live supervisor to ask."""
+        import nbray
+        from nbray.exceptions import RayError
+
+        self._connect()
+        try:
+            actor = nbray.get_actor(common.supervisor_name(submission_id), common.SUPERVISOR_NAMESPACE)
+            return bytes(nbray.get(actor.read_logs.remote(offset, max_bytes), timeout=ACTOR_CALL_TIMEOUT_S))
+        except (ValueError, RayError):
+            return None
 
     async def tail(self, submission_id: str, offset: int, wait_s: float) -> tuple[bytes, bool]:
         """New log bytes from ``offset``, waiting up to ``wait_s`` for some; and whether the log is complete."""
@@ -237,12 +266,17 @@ class JobManager:
     # ---- packages -----------------------------------------------------------------------------------------
 
     async def package_exists(self, protocol: str, name: str) -> bool:
-        key = common.validate_package(protocol, name)
-        reply = await self._source.gcs_call("KVKeys", gcs_pb2.KVKeysRequest(ns=common.PACKAGE_KV_NAMESPACE,
-                                                                            prefix=key.encode()))
-        return key.encode() in reply.keys
+        uri = common.validate_package(protocol, name)
+        reply = await self._source.gcs_call("KVGet", packaging.kv_meta_request(uri))
+        return bool(reply.found)
 
     async def put_package(self, protocol: str, name: str, data: bytes) -> None:
-        key = common.validate_package(protocol, name)
-        await self._source.gcs_call("KVPut", gcs_pb2.KVPutRequest(ns=common.PACKAGE_KV_NAMESPACE, key=key.encode(),
-                                                                  value=data, overwrite=True))
+        """Store an uploaded package where drivers store theirs (packaging.store_package),
+        so the node agents fetch it by the same URI. Only content-addressed names
+        are taken, and the content must match: PackageError (a ValueError) otherwise."""
+        uri = common.validate_package(protocol, name)
+        requests = packaging.kv_put_requests(uri, data)
+        if await self.package_exists(protocol, name):
+            return
+        for request in requests:
+            await self._source.gcs_call("KVPut", request)

@@ -10,7 +10,10 @@
     GET    /api/jobs/<id>/logs                  the whole log (up to 1 MiB from ?offset=)
     GET    /api/jobs/<id>/logs/tail             long poll: ?offset=N&wait_ms=M -> {logs, offset, done}
     GET    /api/packages/<protocol>/<name>      200 if the package was uploaded, else 404
-    PUT    /api/packages/<protocol>/<name>      upload (a working_dir or py_modules zip; 100 MiB at most)
+    PUT    /api/packages/<protocol>/<name>      upload a working_dir or py_modules zip (100 MiB at most), named
+                                                by its content (``gcs/_nbray_pkg_<hash>.zip``, see
+                                                ``nbray.runtime_env.packaging``) and stored where drivers
+                                                store theirs; a name or content that does not match -> 400
 
 The same checks as every dashboard route run first, in the same order
 (``security``: path, Host, then the browser guard, then the token); the only
@@ -31,8 +34,14 @@ from nbray import __version__
 from nbray.dashboard import params
 from nbray.dashboard.handlers import ApiContext, BaseHandler
 from nbray.dashboard.job_manager import MAX_PACKAGE_BYTES, JobConflict, JobManager, JobNotFound
-from nbray.dashboard.security import (BROWSER_METHODS, RequestRefused, check_host, check_path, check_token,
-                                      is_browser_request)
+from nbray.dashboard.security import (
+    BROWSER_METHODS,
+    RequestRefused,
+    check_host,
+    check_path,
+    check_token,
+    is_browser_request,
+)
 from nbray.dashboard.source import GcsUnavailable
 from nbray.exceptions import RpcError
 from nbray.job_submission.common import InvalidJobId

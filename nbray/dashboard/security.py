@@ -30,7 +30,7 @@ import hmac
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 BROWSER_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})

@@ -54,7 +54,16 @@ def make_app(ctx: ApiContext, jobs: JobManager | None = None) -> tornado.web.App
     table = routes(ctx) + (job_routes(ctx, jobs) if jobs is not None else [])
     return tornado.web.Application(
         table, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
-        compress_response=False, serve_traceback=False, xsrf_cookies=False)
+        compress_response=False, serve_traceback=False, xsrf_cookies=False, log_function=log_request)
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access log line, without the query string: a token pasted into a URL must not reach a log."""
+    status = handler.get_status()
+    log = logger.info if status < 400 else logger.warning if status < 500 else logger.error
+    request = handler.request
+    log("%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
+        1000 * request.request_time())
 
 
 def public_url(host: str, port: int, gcs_address: str, scheme: str = "http") -> str:

@@ -10,7 +10,10 @@ exits unexpectedly is started again from its storage after a backoff, at
 most ``gcs_max_restarts_per_minute`` times a minute (``RestartBudget``);
 one without storage is never restarted, as it would come back empty.
 
-Each GCS dies with its supervisor (PR_SET_PDEATHSIG). SIGTERM to the
+The supervisor imports the GCS's code once and starts each GCS as a fork
+of itself, so a GCS (the first one, and every restart) starts without a
+new interpreter importing nbray again. Each GCS dies with its supervisor
+(PR_SET_PDEATHSIG). SIGTERM to the
 supervisor stops the GCS and then the supervisor; so does the exit of
 ``--parent-pid`` (embedded clusters). The first GCS's ready line is passed
 on to the launcher with the supervisor's pid added.
@@ -28,10 +31,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import traceback
 from typing import Any
 
 from nbray.common.config import Config
+from nbray.gcs import server as gcs_server
 from nbray.gcs.recovery import RestartBudget
 from nbray.gcs.storage import parse_storage_uri
 
@@ -42,16 +46,84 @@ RESTART_WINDOW_S = 60.0
 READY_TIMEOUT_S = 30.0
 
 
-def _die_with(supervisor_pid: int) -> Callable[[], None]:
-    def in_child() -> None:
-        # Between fork and exec: the GCS gets SIGKILL when the supervisor
-        # dies, so no GCS ever outlives the process that restarts it.
+class ForkedGcs:
+    """A GCS forked from the supervisor, with the part of Popen's interface
+    the supervisor and ``launcher.read_ready_line`` use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: it is gone all the same
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            if self.returncode is None:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                except ChildProcessError:
+                    self.returncode = -1
+            return self.returncode
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(f"GCS pid {self.pid}", timeout)
+            try:
+                fd = os.pidfd_open(self.pid)
+            except ProcessLookupError:
+                continue
+            try:
+                select.select([fd], [], [], left)
+            finally:
+                os.close(fd)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _run_gcs_in_child(supervisor_pid: int, gcs_args: list[str], close_fds: list[int]) -> None:
+    """The forked child: become the GCS. Never returns."""
+    code = 1
+    try:
+        # The GCS gets SIGKILL when the supervisor dies, so no GCS ever
+        # outlives the process that restarts it.
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != supervisor_pid:  # it died before the line above
             os._exit(1)
-
-    return in_child
+        for fd in close_fds:
+            os.close(fd)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        logging.root.handlers.clear()  # the GCS sets up its own log format
+        gcs_server.main(gcs_args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 class Supervisor:
@@ -63,7 +135,7 @@ class Supervisor:
             restarts = 0
         self.budget = RestartBudget(restarts, RESTART_WINDOW_S, config.gcs_restart_initial_backoff_ms / 1000,
                                     config.gcs_restart_max_backoff_ms / 1000)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ForkedGcs | None = None
         self.starts = 0
         self.stopping = False
         wake_r, self._wake_w = os.pipe()
@@ -86,20 +158,25 @@ class Supervisor:
     def start_gcs(self) -> dict[str, Any] | None:
         """Start a GCS on the kept socket; its ready line (None: it did not start)."""
         ready_r, ready_w = os.pipe()
-        cmd = [sys.executable, "-m", "nbray.gcs", "--listen-fd", str(self.args.listen_fd),
-               "--session-dir", self.args.session_dir, "--config-json", self.args.config_json,
-               "--ready-fd", str(ready_w)]
-        try:
-            self.proc = subprocess.Popen(cmd, pass_fds=(self.args.listen_fd, ready_w), stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with(os.getpid()))
-        finally:
-            os.close(ready_w)
+        gcs_args = ["--listen-fd", str(self.args.listen_fd), "--session-dir", self.args.session_dir,
+                    "--config-json", self.args.config_json, "--ready-fd", str(ready_w)]
+        own_fds = [ready_r, self._wake_r, self._wake_w] + ([self._parent_fd] if self._parent_fd >= 0 else [])
+        if self.args.ready_fd >= 0 and self.starts == 0:
+            own_fds.append(self.args.ready_fd)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        supervisor_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _run_gcs_in_child(supervisor_pid, gcs_args, own_fds)
+        os.close(ready_w)
+        self.proc = ForkedGcs(pid)
         self.starts += 1
         from nbray.node.launcher import read_ready_line
 
         info = read_ready_line(ready_r, self.proc, READY_TIMEOUT_S)
         if info is not None and "error" not in info:
-            logger.info("GCS started (pid %d, start %d)", self.proc.pid, self.starts)
+            logger.info("GCS started (pid %d, start %d)", pid, self.starts)
         return info
 
     def wait(self, timeout_s: float | None) -> str:

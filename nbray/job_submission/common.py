@@ -20,11 +20,18 @@ import secrets
 from typing import Any
 
 JOB_KV_NAMESPACE = "job_submission"
-PACKAGE_KV_NAMESPACE = "packages"
+# Logs of jobs that ran off the dashboard's node, copied there when they end.
+JOB_LOG_KV_NAMESPACE = "job_submission_logs"
+MAX_LOG_COPY_BYTES = 1024 * 1024
 SUPERVISOR_NAMESPACE = "_nbray_job_supervisors"
 SUPERVISOR_NAME_PREFIX = "_nbray_job_supervisor_"
 SUBMISSION_ID_PREFIX = "nbrayjob_"
 SUBMISSION_ENV = "NBRAY_JOB_SUBMISSION_ID"
+# Set for a job's entrypoint: the job's runtime_env (JSON, packages named by
+# URI), which ``nbray.init`` in that process takes as the job-level default.
+JOB_RUNTIME_ENV_VAR = "NBRAY_JOB_RUNTIME_ENV"
+# Largest package (working_dir or py_modules zip) the dashboard takes in one upload.
+MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 MAX_ID_CHARS = 64
 MAX_ENTRYPOINT_CHARS = 16 * 1024
 MAX_METADATA_BYTES = 16 * 1024
@@ -159,6 +166,20 @@ def validate_package(protocol: str, name: str) -> str:
     if not 0 < len(name) <= 128 or ".." in name or not _PACKAGE_NAME_RE.fullmatch(name):
         raise InvalidJobId(f"invalid package name {name!r}")
     return f"{protocol}://{name}"
+
+
+def with_job_runtime_env(explicit: dict[str, Any] | None, job_json: str | None) -> dict[str, Any] | None:
+    """The runtime_env a driver started by a job runs with: the job's
+    (``job_json``, from JOB_RUNTIME_ENV_VAR) as the default, the driver's
+    own ``init(runtime_env=...)`` winning field by field (``spec.merge``)."""
+    if not job_json:
+        return explicit
+    inherited = json.loads(job_json)
+    if not isinstance(inherited, dict):
+        raise ValueError(f"{JOB_RUNTIME_ENV_VAR} must hold a JSON object")
+    from nbray.runtime_env.spec import merge
+
+    return merge(inherited, dict(explicit)) if explicit else inherited
 
 
 def supervisor_name(submission_id: str) -> str:

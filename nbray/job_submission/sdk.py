@@ -24,11 +24,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from nbray.job_submission import common
+from nbray.job_submission import common, packages
 from nbray.job_submission.common import JobDetails, JobStatus
 
 HTTP_TIMEOUT_S = 60.0
 TAIL_WAIT_MS = 5_000
+UPLOAD_MIN_BYTES_PER_S = 1024 * 1024  # an upload's timeout grows by a second per MiB
 
 
 def _local_token(url: str) -> bytes | None:
@@ -172,9 +173,18 @@ class JobSubmissionClient:
                    entrypoint_resources: dict[str, float] | None = None) -> str:
         """Start ``entrypoint`` (a shell command) as a job; returns its submission id.
 
-        Raises RuntimeError if the cluster refuses it (e.g. the id is taken).
+        A local ``working_dir`` or ``py_modules`` entry of ``runtime_env``
+        (relative to this process's directory) is packed and uploaded through
+        the dashboard first; the job runs in the unpacked working_dir, and
+        the runtime_env is the default of every task its driver submits.
+
+        Raises RuntimeError if the cluster refuses it (e.g. the id is taken);
+        ValueError (``PackageError``) for a working_dir that does not exist
+        or is over the size limit, before anything is uploaded.
         """
-        body: dict[str, Any] = {"entrypoint": entrypoint, "runtime_env": runtime_env or {},
+        runtime_env, uploads = packages.pack_runtime_env(runtime_env) if runtime_env else ({}, {})
+        packages.upload_packages(uploads, self.package_exists, self.upload_package)
+        body: dict[str, Any] = {"entrypoint": entrypoint, "runtime_env": runtime_env,
                                 "metadata": metadata or {}}
         sid = submission_id or job_id
         if sid is not None:
@@ -240,7 +250,9 @@ class JobSubmissionClient:
             time.sleep(poll_s)
 
     def upload_package(self, protocol: str, name: str, data: bytes) -> None:
-        self._request("PUT", f"/api/packages/{protocol}/{name}", raw=data)
+        """Store a package made by ``nbray.runtime_env.packaging`` (name ``_nbray_pkg_<hash>.zip``)."""
+        self._request("PUT", f"/api/packages/{protocol}/{name}", raw=data,
+                      timeout_s=self._timeout_s + len(data) / UPLOAD_MIN_BYTES_PER_S)
 
     def package_exists(self, protocol: str, name: str) -> bool:
         try:

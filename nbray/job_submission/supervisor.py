@@ -10,12 +10,18 @@ A thread waits for the process, records the end state in the GCS KV
 (``common.JOB_KV_NAMESPACE``), then kills this actor: nothing of a
 finished job stays behind but its record and log.
 
+The actor runs in the job's runtime_env, so the entrypoint starts in the
+unpacked working_dir with the working_dir and py_modules on PYTHONPATH,
+and gets the job's runtime_env in ``common.JOB_RUNTIME_ENV_VAR``:
+``nbray.init`` there makes it the default of every task the driver submits.
+
 ``stop`` sends SIGTERM to the process group, then SIGKILL to whatever is
 left of it after ``JOB_STOP_WAIT_S`` (``NBRAY_JOB_STOP_WAIT_S``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +50,8 @@ def _now_ms() -> int:
 class JobSupervisor:
     """Runs and watches one job's entrypoint process (see module docstring)."""
 
-    def __init__(self, submission_id: str, entrypoint: str, env_vars: dict[str, str]) -> None:
+    def __init__(self, submission_id: str, entrypoint: str, env_vars: dict[str, str],
+                 runtime_env: dict[str, Any] | None = None, keep_log_copy: bool = False) -> None:
         from nbray.object_ref import _core
         from nbray.worker import context
 
@@ -55,6 +62,9 @@ class JobSupervisor:
         self._id = common.validate_submission_id(submission_id)
         self._entrypoint = entrypoint
         self._env_vars = dict(env_vars)
+        self._runtime_env = dict(runtime_env or {})
+        # Off the dashboard's node the log goes with this actor: leave a copy in the KV at the end.
+        self._keep_log_copy = keep_log_copy
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop_requested = threading.Event()
         self._lock = threading.Lock()
@@ -94,7 +104,10 @@ class JobSupervisor:
         # `python` in the entrypoint is the interpreter the cluster runs on.
         bin_dir = os.path.dirname(sys.executable)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "") if bin_dir else env.get("PATH", "")
+        cwd = _enter_runtime_env(env)
         env.update(self._env_vars)
+        if self._runtime_env:
+            env[common.JOB_RUNTIME_ENV_VAR] = json.dumps(self._runtime_env, sort_keys=True)
         env["NBRAY_ADDRESS"] = self._core.gcs_address
         env[common.SUBMISSION_ENV] = self._id
         env["NBRAY_AUTH_TOKEN"] = self._core.token.hex()
@@ -103,7 +116,7 @@ class JobSupervisor:
             try:
                 self._proc = subprocess.Popen(  # noqa: S602 - the entrypoint is a shell command by definition
                     self._entrypoint, shell=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=env, start_new_session=True, close_fds=True)
+                    env=env, cwd=cwd, start_new_session=True, close_fds=True)
             except OSError as exc:
                 self._finish(JobStatus.FAILED, None, f"could not start the entrypoint: {exc}",
                              "JOB_ENTRYPOINT_COMMAND_START_ERROR")
@@ -128,9 +141,19 @@ class JobSupervisor:
 
     def _finish(self, status: JobStatus, code: int | None, message: str, error_type: str | None) -> None:
         try:
+            if self._keep_log_copy:
+                self._save_log_copy()
             self._advance(status, end_time=_now_ms(), driver_exit_code=code, message=message, error_type=error_type)
         finally:
             self._exit_actor()
+
+    def _save_log_copy(self) -> None:
+        """The whole log into the KV (common.JOB_LOG_KV_NAMESPACE), when it is small enough."""
+        data = self.read_logs(0, common.MAX_LOG_COPY_BYTES + 1)
+        if len(data) > common.MAX_LOG_COPY_BYTES:
+            data = data[:common.MAX_LOG_COPY_BYTES] + b"\n[log cut: the rest stayed on the job's node]\n"
+        self._core.gcs.call("KVPut", gcs_pb2.KVPutRequest(ns=common.JOB_LOG_KV_NAMESPACE, key=self._id.encode(),
+                                                          value=data, overwrite=True), KV_TIMEOUT_S)
 
     def _exit_actor(self) -> None:
         if self._actor_id:
@@ -165,6 +188,24 @@ class JobSupervisor:
                 return f.read(max(0, max_bytes))
         except FileNotFoundError:
             return b""
+
+
+def _enter_runtime_env(env: dict[str, str]) -> str | None:
+    """Make the entrypoint's environment a driver's inside the job's
+    runtime_env (the supervisor's own, set up by its node): returns the
+    working directory it starts in (None: the supervisor's)."""
+    from nbray.runtime_env.resolve import CONTEXT_VAR, RUNTIME_ENV_VAR
+
+    # These describe a worker's environment; the entrypoint is a driver.
+    raw = env.pop(CONTEXT_VAR, None)
+    env.pop(RUNTIME_ENV_VAR, None)
+    if not raw:
+        return None
+    context = json.loads(raw)
+    paths = [*(context.get("sys_path") or ()), *(context.get("site_packages") or ())]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    return context.get("cwd") or None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

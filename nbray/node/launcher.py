@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nbray.common.config import Config, get_config
 from nbray.gcs.storage_open import verify_storage
@@ -146,7 +146,11 @@ def _spawn(args: list[str], env: dict[str, str], log_base: str,
         )
 
 
-def read_ready_line(fd: int, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any] | None:
+class _Pollable(Protocol):
+    def poll(self) -> int | None: ...
+
+
+def read_ready_line(fd: int, proc: _Pollable, timeout_s: float) -> dict[str, Any] | None:
     """The JSON line a starting service writes to its ready pipe (and closes
     `fd`); None when the process exits or stays silent for `timeout_s`."""
     deadline = time.monotonic() + timeout_s

@@ -36,9 +36,6 @@ CREATING = "CREATING"
 SEALED = "SEALED"
 SPILLED = "SPILLED"
 
-# Pages are pre-allocated in steps of this size with fallocate, which is
-# about ten times faster on these machines than faulting them in one by one.
-PREFAULT_STEP_BYTES = 64 << 20
 
 
 class StoreFullError(Exception):
@@ -101,7 +98,6 @@ class ObjectStore:
         self.fd = os.memfd_create("nbray-object-store", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, capacity_bytes)
         self.mm = mmap.mmap(self.fd, capacity_bytes)
-        self._prefaulted = 0
         self.objects: dict[bytes, StoredObject] = {}
         # Sealed, in-memory objects in least-recently-used order.
         self._lru: OrderedDict[bytes, None] = OrderedDict()
@@ -168,19 +164,11 @@ class ObjectStore:
         if offset is None and (self.spilling_enabled or any(not o.is_primary for o in self.objects.values())):
             if self._spill_for(size):
                 offset = self.allocator.allocate(size)
-        if offset is not None:
-            self._prefault(offset + align_up(size))
+        # No pre-allocation here: fallocate of fresh pages blocked this loop
+        # for about 1 s per GiB and saved the writer little, because the
+        # pages are zeroed on first touch anyway. The writer maps its
+        # destination in one call instead (client.PlasmaClient.populate).
         return offset
-
-    def _prefault(self, end: int) -> None:
-        if end <= self._prefaulted:
-            return
-        target = min(self.capacity, align_up(end, PREFAULT_STEP_BYTES))
-        try:
-            os.posix_fallocate(self.fd, self._prefaulted, target - self._prefaulted)
-        except OSError as exc:  # not fatal: pages will be faulted on first write
-            logger.debug("fallocate of the object store failed: %s", exc)
-        self._prefaulted = target
 
     def seal(self, object_id: bytes) -> None:
         obj = self.objects.get(object_id)

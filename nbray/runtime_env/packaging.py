@@ -206,6 +206,27 @@ def _chunk_key(h: str, i: int) -> bytes:
     return f"pkg:{h}:{i}".encode()
 
 
+def kv_meta_request(uri: str) -> gcs_pb2.KVGetRequest:
+    """The KV read that finds a stored package's completion entry (absent until it is whole)."""
+    return gcs_pb2.KVGetRequest(ns=KV_NAMESPACE, key=_meta_key(hash_of_uri(uri)))
+
+
+def kv_put_requests(uri: str, data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[gcs_pb2.KVPutRequest]:
+    """The KV writes that store a package, to be made in order: the chunks,
+    then the entry saying it is complete. Raises PackageError when `data`
+    is not what `uri` names, so nothing stored can mislead a node."""
+    h = hash_of_uri(uri)
+    if content_hash(data) != h:
+        raise PackageError(f"runtime_env package {uri}: its content does not match the hash in its name")
+    chunks = max(1, -(-len(data) // chunk_bytes))
+    out = [gcs_pb2.KVPutRequest(ns=KV_NAMESPACE, key=_chunk_key(h, i),
+                                value=data[i * chunk_bytes:(i + 1) * chunk_bytes], overwrite=True)
+           for i in range(chunks)]
+    meta = json.dumps({"chunks": chunks, "size": len(data)}).encode()
+    out.append(gcs_pb2.KVPutRequest(ns=KV_NAMESPACE, key=_meta_key(h), value=meta, overwrite=True))
+    return out
+
+
 _uploaded_lock = threading.Lock()
 _uploaded: set[tuple[int, str]] = set()
 
@@ -220,16 +241,12 @@ def store_package(gcs: Any, uri: str, data: bytes, chunk_bytes: int = DEFAULT_CH
     with _uploaded_lock:
         if key in _uploaded:
             return False
-    if gcs.call("KVGet", gcs_pb2.KVGetRequest(ns=KV_NAMESPACE, key=_meta_key(h))).found:
+    if gcs.call("KVGet", kv_meta_request(uri)).found:
         with _uploaded_lock:
             _uploaded.add(key)
         return False
-    chunks = max(1, -(-len(data) // chunk_bytes))
-    for i in range(chunks):
-        gcs.call("KVPut", gcs_pb2.KVPutRequest(ns=KV_NAMESPACE, key=_chunk_key(h, i),
-                                               value=data[i * chunk_bytes:(i + 1) * chunk_bytes], overwrite=True))
-    meta = json.dumps({"chunks": chunks, "size": len(data)}).encode()
-    gcs.call("KVPut", gcs_pb2.KVPutRequest(ns=KV_NAMESPACE, key=_meta_key(h), value=meta, overwrite=True))
+    for request in kv_put_requests(uri, data, chunk_bytes):
+        gcs.call("KVPut", request)
     with _uploaded_lock:
         _uploaded.add(key)
     return True

@@ -11,7 +11,7 @@
     nbray summary tasks|actors|objects
     nbray timeline [--output FILE]
     nbray get-auth-token [--address HOST:PORT] [--temp-dir DIR]
-    nbray microbenchmark [--json] [--tls]
+    nbray microbenchmark [--json] [--tls] [--envelope]
     nbray demo
     nbray job submit|status|logs|stop|list|delete ...   (see nbray/scripts/job_cli.py)
 """
@@ -405,7 +405,8 @@ def cmd_microbenchmark(args: argparse.Namespace) -> int:
 
     return run(as_json=args.json, quick=args.quick, only=args.only,
                compare_ray=args.compare_ray or bool(args.ray_python), ray_python=args.ray_python,
-               tls=args.tls)
+               tls=args.tls, envelope=args.envelope, envelope_tasks=args.envelope_tasks,
+               envelope_put_gib=args.envelope_put_gib)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -501,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--quick", action="store_true", help="shorter runs")
     p.add_argument("--only", default=None, help="comma-separated substrings of case names to run")
+    p.add_argument("--envelope", action="store_true", help="the single-node scale envelope instead")
+    p.add_argument("--envelope-tasks", type=int, default=None, help="queued tasks (default 1,000,000)")
+    p.add_argument("--envelope-put-gib", type=float, default=None, help="largest put (default 4 GiB)")
     p.add_argument("--compare-ray", action="store_true", help="also run the cases on Ray, if installed")
     p.add_argument("--tls", action="store_true",
                    help="run the network cases in plaintext and over TLS (certificates made in a temp dir)")

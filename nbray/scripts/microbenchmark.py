@@ -327,12 +327,17 @@ def ray_cases_elsewhere(python: str, quick: bool, only: list[str] | None) -> dic
 
 
 def run(as_json: bool = False, quick: bool = False, only: str | None = None, compare_ray: bool = False,
-        ray_python: str | None = None, tls: bool = False) -> int:
+        ray_python: str | None = None, tls: bool = False, envelope: bool = False,
+        envelope_tasks: int | None = None, envelope_put_gib: float | None = None) -> int:
     """``tls``: run the network cases (tasks, actors and transfers between
     two nodes, client mode) in plaintext and over TLS, side by side, instead
-    of the usual cases."""
+    of the usual cases. ``envelope``: the single-node scale envelope instead
+    (microbenchmark_envelope.py), with N queued tasks and a put of the given
+    size."""
     os.environ.setdefault("NBRAY_TMPDIR", os.path.join("/tmp", f"nbray-bench-{os.getpid()}"))
     only_list = [o.strip() for o in only.split(",")] if only else None
+    if envelope:
+        return _run_envelope(as_json, only_list, compare_ray, ray_python, envelope_tasks, envelope_put_gib)
     if tls:
         from nbray.scripts import microbenchmark_tls
 
@@ -354,6 +359,30 @@ def run(as_json: bool = False, quick: bool = False, only: str | None = None, com
         except ImportError:
             print("Ray is not installed here (see --ray-python); showing reference figures only.",
                   file=sys.stderr)
+    return _report(as_json, results, ray_results)
+
+
+def _run_envelope(as_json: bool, only: list[str] | None, compare_ray: bool, ray_python: str | None,
+                  tasks: int | None, put_gib: float | None) -> int:
+    import dataclasses
+
+    from nbray.scripts import microbenchmark_envelope as envelope
+
+    sizes = envelope.Sizes()
+    if tasks:
+        sizes = dataclasses.replace(sizes, queued_tasks=tasks)
+    if put_gib:
+        sizes = dataclasses.replace(sizes, put_bytes=int(put_gib * envelope.GIB))
+    results = envelope.run_envelope("nbray", sizes, envelope.wanted(only))
+    ray_results: dict[str, float] = {}
+    if ray_python:
+        ray_results = envelope.envelope_elsewhere(ray_python, sizes, only)
+    elif compare_ray:
+        ray_results = envelope.run_envelope("ray", sizes, envelope.wanted(only))
+    return _report(as_json, results, ray_results)
+
+
+def _report(as_json: bool, results: dict[str, float], ray_results: dict[str, float]) -> int:
     if as_json:
         print(json.dumps({"nbray": results, "ray_measured": ray_results, "ray_reference": RAY_REFERENCE,
                           "targets": TARGETS}, indent=2))

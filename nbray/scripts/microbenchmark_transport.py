@@ -108,13 +108,16 @@ def _submit_request(seq: int) -> client_pb2.ClientSubmitRequest:
 
 
 class _Upload:
-    """Where the server writes a put's chunks (the session writes into the object store)."""
+    """Where the server writes a put's chunks. Kept from one put to the
+    next, as the session writes into an object store already mapped (a new
+    buffer would add the page faults of 100 MB to each put)."""
 
     def __init__(self) -> None:
         self.dest = memoryview(bytearray(0))
 
     def start(self, size: int) -> None:
-        self.dest = memoryview(bytearray(size))
+        if self.dest.nbytes != size:
+            self.dest = memoryview(bytearray(size))
 
     def write(self, offset: int, data: Any) -> None:
         self.dest[offset : offset + len(data)] = data

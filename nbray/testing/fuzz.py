@@ -32,6 +32,7 @@ import os
 import pathlib
 import pickle
 import random
+import re
 import socket
 import ssl
 import struct
@@ -518,6 +519,57 @@ def http_statuses(reply: bytes) -> list[int]:
     return out
 
 
+_ROUTE_SAMPLES = ("00112233445566778899aabbccddeeff", "pip", "fuzz_job-1", "pkg.zip")
+
+
+def route_path(pattern: str) -> str:
+    """A concrete path matching a route pattern: each top-level group gets a sample value."""
+    pattern = pattern.removesuffix("$")
+    out, depth, group = [], 0, ""
+    for ch in pattern:
+        if ch == "(":
+            depth += 1
+            if depth == 1:
+                group = ""
+                continue
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                sample = next((c for c in _ROUTE_SAMPLES if re.fullmatch(group, c)), None)
+                if sample is None:
+                    raise AssertionError(f"no sample value for the group ({group}) of route {pattern}")
+                out.append(sample)
+                continue
+        if depth:
+            group += ch
+        else:
+            out.append(ch)
+    path = "".join(out).replace("\\", "")
+    if not re.fullmatch(pattern, path):
+        raise AssertionError(f"no sample path for route {pattern}")
+    return path
+
+
+def dashboard_routes() -> list[tuple[str, str, list[str]]]:
+    """(pattern, sample path, methods the handler implements) for every route of the dashboard app."""
+    import tornado.web
+
+    from nbray.common.config import Config
+    from nbray.dashboard.handlers import ApiContext
+    from nbray.dashboard.server import make_app
+
+    ctx = ApiContext(bytes(32), None, None, Config(), {})  # type: ignore[arg-type]
+    app = make_app(ctx, jobs=object())  # type: ignore[arg-type]
+    out = []
+    for rule in app.wildcard_router.rules:
+        pattern = rule.matcher.regex.pattern  # type: ignore[attr-defined]
+        target = rule.target
+        methods = [m.upper() for m in ("get", "head", "post", "put", "delete", "patch", "options")
+                   if getattr(target, m) is not getattr(tornado.web.RequestHandler, m)]
+        out.append((pattern, route_path(pattern), methods))
+    return out
+
+
 # ---- /proc ---------------------------------------------------------------------
 
 
@@ -545,7 +597,7 @@ def _decode_address(hex_address: str) -> tuple[str, int]:
 
 
 def socket_inodes(pid: int) -> set[int]:
-    out = set()
+    out: set[int] = set()
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -605,6 +657,17 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def daemon_role(pid: int) -> str:
+    """What an nbray process is, from its command line (workers keep their zygote's)."""
+    cmd = cmdline(pid)
+    for needle, role in (("nbray.gcs", "gcs"), ("nbray.raylet.zygote", "worker"), ("nbray.worker", "worker"),
+                         ("nbray.raylet", "raylet"), ("nbray.client.server", "client_server"),
+                         ("nbray.client.session", "client_session"), ("nbray.dashboard", "dashboard")):
+        if needle in cmd:
+            return role
+    return "unknown: " + cmd[:120]
+
+
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -613,8 +676,8 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-__all__ = ["FuzzReport", "ListeningSocket", "SERVICES_BY_ROLE", "canary_frame", "canary_pickle", "cmdline",
+__all__ = ["FuzzReport", "ListeningSocket", "SERVICES_BY_ROLE", "canary_frame", "canary_pickle", "cmdline", "daemon_role", "dashboard_routes",
            "fill_bytes_fields", "frame", "fuzz_authenticated", "fuzz_http", "fuzz_unauthenticated",
            "hold_partial_prefaces", "http_cases", "http_statuses", "listening_tcp_sockets", "malformed_body",
-           "methods_for", "process_alive", "rss_bytes", "send_and_drain", "socket_inodes",
+           "methods_for", "process_alive", "route_path", "rss_bytes", "send_and_drain", "socket_inodes",
            "unauthenticated_cases", "wait_all_closed_by_server"]

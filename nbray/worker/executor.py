@@ -42,6 +42,7 @@ from nbray.rpc.connection import Connection
 from nbray.worker import context
 from nbray.worker.context import TaskContext
 from nbray.worker.function_manager import FunctionCache
+from nbray.worker.returns import pack_returns
 
 if TYPE_CHECKING:
     from nbray.worker.core_worker import CoreWorker
@@ -279,7 +280,7 @@ class Executor:
                 reply = self._run_generator(conn, spec, target(*args, **kwargs))
             else:
                 result = target(*args, **kwargs)
-                reply = core_worker_pb2.PushTaskReply(returns=self.store_returns(spec, result))
+                reply = self.store_returns(spec, result)
             del args, kwargs
         except KeyboardInterrupt:
             reply = core_worker_pb2.PushTaskReply(was_cancelled=True) if ctx.cancelled or \
@@ -327,7 +328,7 @@ class Executor:
                     _place(args, kwargs, slot, value)
         return list(args), dict(kwargs)
 
-    def store_returns(self, spec: Any, result: Any) -> list[core_worker_pb2.ReturnObject]:
+    def store_returns(self, spec: Any, result: Any) -> core_worker_pb2.PushTaskReply:
         n = spec.num_returns
         if n == 1:
             values: Any = (result,)
@@ -341,9 +342,7 @@ class Executor:
                                  f"non-iterable {type(result).__name__}") from None
             if len(values) != n:
                 raise ValueError(f"task {spec.name} has num_returns={n} but returned {len(values)} values")
-        tid = spec.task_id
-        return [self.core.make_return(return_object_id(tid, i + 1), v, spec.caller)
-                for i, v in enumerate(values)]
+        return pack_returns(self.core, spec, values)
 
     def _run_generator(self, conn: Connection, spec: Any, gen: Any) -> Any:
         index = 0
@@ -589,7 +588,7 @@ class ActorRuntime:
                 else:
                     if inspect.isawaitable(result):
                         result = await result
-                    reply = core_worker_pb2.PushTaskReply(returns=ex.store_returns(spec, result))
+                    reply = ex.store_returns(spec, result)
             except asyncio.CancelledError:
                 reply = core_worker_pb2.PushTaskReply(was_cancelled=True)
             except ActorExitRequested:

@@ -48,6 +48,8 @@ class MemoryStore:
         self.remote_plasma: set[bytes] = set()
         self._waiters: dict[bytes, list[_Waiter]] = {}
         self._callbacks: dict[bytes, list[Callable[[Entry], None]]] = {}
+        # Called (outside the lock) with the id of each deleted entry.
+        self.on_delete: Callable[[bytes], None] | None = None
 
     def get(self, object_id: bytes) -> Entry | None:
         return self._entries.get(object_id)
@@ -60,32 +62,50 @@ class MemoryStore:
         return [oid in entries for oid in object_ids]
 
     def put(self, object_id: bytes, entry: Entry) -> None:
+        self.put_many([(object_id, entry)])
+
+    def put_many(self, items: list[tuple[bytes, Entry]]) -> None:
+        """Store several entries under one lock (a task's many returns)."""
+        ready: list[tuple[list[Callable[[Entry], None]], Entry]] = []
         with self._lock:
-            self._entries[object_id] = entry
-            if entry.in_plasma and entry.node_id != self.local_node_id:
-                self.remote_plasma.add(object_id)
-            else:
-                self.remote_plasma.discard(object_id)
-            waiters = self._waiters.pop(object_id, None)
-            callbacks = self._callbacks.pop(object_id, None)
-            if waiters:
-                for w in waiters:
-                    if w.remaining <= 0:
-                        continue
-                    if w.wake_on_error and entry.is_error:
-                        w.remaining = 0
-                    else:
-                        w.remaining -= 1
-                    if w.remaining == 0:
-                        w.lock.release()
-        if callbacks:
+            entries = self._entries
+            remote = self.remote_plasma
+            local = self.local_node_id
+            all_waiters = self._waiters
+            all_callbacks = self._callbacks
+            for object_id, entry in items:
+                entries[object_id] = entry
+                if entry.in_plasma and entry.node_id != local:
+                    remote.add(object_id)
+                elif remote:
+                    remote.discard(object_id)
+                if not all_waiters and not all_callbacks:
+                    continue
+                waiters = all_waiters.pop(object_id, None)
+                callbacks = all_callbacks.pop(object_id, None)
+                if callbacks:
+                    ready.append((callbacks, entry))
+                if waiters:
+                    for w in waiters:
+                        if w.remaining <= 0:
+                            continue
+                        if w.wake_on_error and entry.is_error:
+                            w.remaining = 0
+                        else:
+                            w.remaining -= 1
+                        if w.remaining == 0:
+                            w.lock.release()
+        for callbacks, entry in ready:
             for cb in callbacks:
                 cb(entry)
 
     def delete(self, object_id: bytes) -> Entry | None:
         with self._lock:
             self.remote_plasma.discard(object_id)
-            return self._entries.pop(object_id, None)
+            entry = self._entries.pop(object_id, None)
+        if entry is not None and self.on_delete is not None:
+            self.on_delete(object_id)
+        return entry
 
     def on_ready(self, object_id: bytes, callback: Callable[[Entry], None]) -> None:
         """Run callback(entry) once the object is ready (now, if it is)."""

@@ -41,6 +41,7 @@ class ObjectAccess:
     def __init__(self, core: CoreWorker) -> None:
         self.core = core
         self._futures_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        core.memory_store.on_delete = self._forget_mapping
 
     # ---- put ------------------------------------------------------------------------------------
 
@@ -133,12 +134,30 @@ class ObjectAccess:
 
     def _get_plasma(self, refs: list[ObjectRef], values: dict[bytes, Any], deadline: float | None) -> None:
         core = self.core
-        protos = [common_pb2.ObjectReference(object_id=r._id, owner=_owner_proto(core, r)) for r in refs]
+        plasma = core.plasma
+        store = core.memory_store
+        # Objects this process read before and still holds a reference to
+        # are still pinned and mapped here: no round trip.
+        fetch: list[ObjectRef] = []
+        tokens: list[Entry | None] = []
+        for ref in refs:
+            entry = store.get(ref._id)
+            view = plasma.mappings.lookup(ref._id, entry) if entry is not None else None
+            if view is not None:
+                values[ref._id] = self._decode(view, ref._id, from_plasma=True)
+            else:
+                fetch.append(ref)
+                tokens.append(entry)
+        if not fetch:
+            return
+        protos = [common_pb2.ObjectReference(object_id=r._id, owner=_owner_proto(core, r)) for r in fetch]
         left = remaining(deadline)
         timeout_ms = -1 if left is None else int(left * 1000)
         with self.blocked():
-            results = core.plasma.get(protos, timeout_ms)
-        for ref, result in zip(refs, results):
+            results = plasma.get(protos, timeout_ms)
+        for ref, entry, result in zip(fetch, tokens, results):
+            if isinstance(result, memoryview):
+                self._keep_mapping(ref._id, entry, result)
             if result is None:
                 raise GetTimeoutError(f"Get timed out fetching object {ref.hex()} into the local object store.")
             if isinstance(result, common_pb2.ErrorInfo):
@@ -146,6 +165,23 @@ class ObjectAccess:
                     raise OwnerDiedError(ref.hex(), message=f"{result.message}: object {ref.hex()}")
                 raise ObjectLostError(ref.hex(), message=f"Object {ref.hex()} is lost: {result.message}")
             values[ref._id] = self._decode(result, ref._id, from_plasma=True)
+
+    def _keep_mapping(self, oid: bytes, entry: Entry | None, view: memoryview) -> None:
+        if entry is None:
+            return
+        mappings = self.core.plasma.mappings
+        evicted = mappings.add(oid, entry, view, view.nbytes)
+        # The reference may have gone while the object was read; its
+        # deletion then ran before the view was added, so check again.
+        if self.core.memory_store.get(oid) is not entry:
+            evicted.append(mappings.invalidate(oid))
+        del evicted  # dropping the views releases their pins (when nothing else uses them)
+
+    def _forget_mapping(self, oid: bytes) -> None:
+        """The process no longer holds `oid`: drop its kept view."""
+        plasma = getattr(self.core, "plasma", None)
+        if plasma is not None:
+            plasma.mappings.invalidate(oid)
 
     def _decode(self, data: Any, container_id: bytes, from_plasma: bool = False) -> Any:
         new_refs: list[ObjectRef] = []

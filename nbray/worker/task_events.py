@@ -53,7 +53,9 @@ class TaskEventBuffer:
         self.report_interval_s = report_interval_ms / 1000
         self.final_report_delay_s = final_report_delay_ms / 1000
         self._events: deque[tuple[Any, ...]] = deque()
-        self._tracked: list[Any] = []
+        # A deque: past max_events, the oldest is dropped on every new task
+        # (a list's pop(0) made a long queue of pending tasks quadratic).
+        self._tracked: deque[Any] = deque()
         self._dropped = 0
         self.enabled = True
         # filled by the core worker: builds TaskInfo for a tracked task
@@ -120,7 +122,7 @@ class TaskEventBuffer:
         tracked = self._tracked
         tracked.append(task)
         if len(tracked) > self.max_events:
-            tracked.pop(0)
+            tracked.popleft()
             self._dropped += 1
         if not self._armed:
             self._arm(self.report_interval_s)
@@ -166,7 +168,7 @@ class TaskEventBuffer:
         if not events and not self._tracked and not self._dropped:
             return None
         # Swap, so a task tracked by another thread meanwhile lands in the new list.
-        tracked, self._tracked = self._tracked, []
+        tracked, self._tracked = self._tracked, deque()
         request = gcs_pb2.AddTaskEventsRequest(num_dropped=self._dropped)
         self._dropped = 0
         records: dict[tuple[bytes, int], gcs_pb2.TaskEventRecord] = {}

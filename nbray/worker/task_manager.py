@@ -36,6 +36,7 @@ from nbray.exceptions import (
 )
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.worker.memory_store import Entry
+from nbray.worker.returns import GC_PAUSE_MIN_RETURNS, gc_paused
 from nbray.worker.task_events import record_state
 
 if TYPE_CHECKING:
@@ -122,16 +123,22 @@ class TaskManager:
             self._record_failure(task, common_pb2.TASK_EXECUTION_EXCEPTION, "retrying after an exception")
             core.resubmit(task)
             return False
+        with gc_paused(len(reply.returns) >= GC_PAUSE_MIN_RETURNS):
+            return self._complete(task, reply)
+
+    def _complete(self, task: PendingTask, reply: Any) -> bool:
+        core = self.core
         actions: list[Any] = []
         stored: list[tuple[bytes, Entry]] = []
         with core.lock:
             if self.pending.pop(task.task_id, None) is None:
                 return True
             refs = core.refs
+            owned = refs.refs
             for ret in reply.returns:
                 oid = ret.object_id
                 value = ret.value
-                if oid not in refs.refs:
+                if oid not in owned:
                     if value.format == _IN_PLASMA:
                         core.free_plasma([oid], value.plasma_node_id)
                     for r in value.nested_refs:
@@ -143,15 +150,16 @@ class TaskManager:
                     for inner_id, inner_owner in nested:
                         refs.registered_for_us(inner_id, inner_owner, 1)
                     refs.set_contains(oid, nested)
-                ref = refs.refs[oid]
-                if value.format == _IN_PLASMA:
+                fmt = value.format
+                if fmt == _IN_PLASMA:
+                    ref = owned[oid]
                     ref.in_plasma = True
                     ref.node_ids = {value.plasma_node_id}
                     ref.size = value.plasma_size
                     stored.append((oid, Entry(None, in_plasma=True, node_id=value.plasma_node_id,
                                               size=value.plasma_size)))
                 else:
-                    stored.append((oid, Entry(value.data, is_error=value.format == _ERROR)))
+                    stored.append((oid, Entry(value.data, is_error=fmt == _ERROR)))
             if task.spec.dynamic_returns:
                 actions.extend(self._release_dynamic_items(task))
             lineage = core.lineage
@@ -166,8 +174,7 @@ class TaskManager:
                 else:
                     actions.extend(refs.remove_submitted(task.arg_ids))
         core.lineage.rebuilt(task.task_id)
-        for oid, entry in stored:
-            core.memory_store.put(oid, entry)
+        core.memory_store.put_many(stored)
         if task.generator is not None:
             gen = task.generator
             with gen.cond:

@@ -27,6 +27,7 @@ def seed() -> Iterator[int]:
     yield chaos_seed()
 
 
+@pytest.mark.chaos
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_chaos_smoke(name: str, seed: int, tmp_path: os.PathLike) -> None:

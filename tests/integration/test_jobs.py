@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbray.job_submission import JobStatus, JobSubmissionClient
+from nbray.runtime_env import packaging
 from nbray.testing import Cluster, wait_for_condition
 from tests.dashboard.conftest import DashboardClient
 
@@ -197,11 +199,101 @@ def test_list_and_delete(client: JobSubmissionClient, tmp_path: Path) -> None:
 
 def test_packages(head: Head) -> None:
     http = head.http
-    assert http.get("/api/packages/gcs/_nbray_pkg_abc.zip").status == 404
-    assert http.request("PUT", "/api/packages/gcs/_nbray_pkg_abc.zip", body=b"PK\x03\x04data").status == 200
-    assert http.get("/api/packages/gcs/_nbray_pkg_abc.zip").status == 200
+    data = packaging.pack_directory(str(ROOT / "nbray" / "job_submission"))
+    name = packaging.uri_of(data).split("://", 1)[1]
+    assert http.get(f"/api/packages/gcs/{name}").status == 404
+    assert http.request("PUT", f"/api/packages/gcs/{name}", body=data).status == 200
+    assert http.get(f"/api/packages/gcs/{name}").status == 200
+    # Stored where drivers store theirs, so node agents fetch it by its URI.
+    from nbray.rpc.blocking import BlockingClient
+
+    with BlockingClient(head.cluster.address, head.token, role="cli", timeout_s=10.0) as gcs:
+        class Gcs:
+            def call(self, method: str, request: object) -> object:
+                return gcs.call("GcsService." + method, request)
+
+        assert packaging.fetch_package(Gcs(), "gcs://" + name) == data
+    other = packaging.uri_of(b"other").split("://", 1)[1]
+    assert http.request("PUT", f"/api/packages/gcs/{other}", body=data).status == 400  # content does not match
+    assert http.get(f"/api/packages/gcs/{other}").status == 404
+    assert http.request("PUT", "/api/packages/gcs/_nbray_pkg_abc.zip", body=b"PK\x03\x04data").status == 400
     assert http.request("PUT", "/api/packages/s3/x.zip", body=b"x").status == 400
     assert http.request("PUT", "/api/packages/gcs/a..zip", body=b"x").status == 400
+
+
+def _project(root: Path) -> Path:
+    """A job's working_dir (a module, a data file, the entrypoint) and a py_modules package beside it."""
+    proj = root / "proj"
+    proj.mkdir()
+    (proj / "helper.py").write_text("VALUE = 'from helper'\n")
+    (proj / "data.txt").write_text("payload-123\n")
+    (proj / "main.py").write_text(
+        "import os, nbray, helper, extmod\n"
+        "print('driver', helper.VALUE, extmod.NAME, open('data.txt').read().strip())\n"
+        "nbray.init()\n"
+        "@nbray.remote\n"
+        "def task():\n"
+        "    import helper, extmod\n"
+        "    return helper.VALUE, extmod.NAME, open('data.txt').read().strip()\n"
+        "print('task', nbray.get(task.remote()))\n")
+    ext = root / "libs" / "extmod"
+    ext.mkdir(parents=True)
+    (ext / "__init__.py").write_text("NAME = 'extmod-ok'\n")
+    (root / "elsewhere").mkdir()
+    return proj
+
+
+def test_job_with_working_dir_and_py_modules(head: Head, client: JobSubmissionClient, tmp_path: Path) -> None:
+    _project(tmp_path)
+    # The submitter runs elsewhere and reaches only the dashboard; paths are relative to its directory.
+    code = ("from nbray.job_submission import JobSubmissionClient as C; "
+            f"print(C({head.url!r}).submit_job(entrypoint='python main.py', "
+            "runtime_env={'working_dir': '../proj', 'py_modules': ['../libs/extmod']}))")
+    env = {k: v for k, v in os.environ.items() if k != "NBRAY_ADDRESS"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    sid = proc.stdout.strip()
+    assert client.wait_until_done(sid, 90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
+    logs = client.get_job_logs(sid)
+    assert "driver from helper extmod-ok payload-123" in logs
+    assert "task ('from helper', 'extmod-ok', 'payload-123')" in logs  # the job's env reached the task
+    sent = client.get_job_info(sid).runtime_env
+    assert packaging.is_package_uri(sent["working_dir"]) and all(map(packaging.is_package_uri, sent["py_modules"]))
+    assert client.package_exists("gcs", sent["working_dir"].split("://", 1)[1])
+
+
+def test_cli_working_dir(head: Head, tmp_path: Path) -> None:
+    _project(tmp_path)
+    env_json = json.dumps({"py_modules": ["libs/extmod"]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbray.scripts.cli", "job", "submit", "--working-dir", "proj", "--runtime-env-json",
+         env_json, "--", "python", "main.py"], cwd=tmp_path, capture_output=True, text=True, timeout=90,
+        env={**os.environ, "NBRAY_ADDRESS": head.url, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "task ('from helper', 'extmod-ok', 'payload-123')" in proc.stdout
+
+
+def test_bad_working_dir_fails_before_uploading(client: JobSubmissionClient, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(client, "upload_package", lambda protocol, name, data: sent.append(name))
+    before = len(client.list_jobs())
+    with pytest.raises(ValueError, match="does not exist"):
+        client.submit_job(entrypoint="true", runtime_env={"working_dir": str(tmp_path / "missing")})
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "weights.bin").write_bytes(b"x" * 5000)
+    ok_module = tmp_path / "okmod"
+    ok_module.mkdir()
+    (ok_module / "__init__.py").write_text("")
+    with pytest.raises(ValueError, match="more than the limit"):
+        client.submit_job(entrypoint="true", runtime_env={"working_dir": str(ok_module), "py_modules": [str(big)],
+                                                          "config": {"max_package_bytes": 1000}})
+    assert sent == [] and len(client.list_jobs()) == before
+    with pytest.raises(ValueError, match="unknown field"):
+        client.submit_job(entrypoint="true", runtime_env={"workdir": str(big)})
 
 
 def _cli(head: Head, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -246,3 +338,20 @@ def test_job_outlives_the_submitting_client(head: Head, client: JobSubmissionCli
     gate.touch()
     assert client.wait_until_done(sid, 30) == JobStatus.SUCCEEDED
     assert "done" in client.get_job_logs(sid)
+
+
+def test_logs_of_a_job_on_another_node(head: Head, client: JobSubmissionClient, tmp_path: Path) -> None:
+    other = head.cluster.add_node(num_cpus=1, resources={"jobnode": 1}, object_store_memory=64 * 1024 * 1024)
+    gate = tmp_path / "gate"
+    sid = client.submit_job(entrypoint=f"echo remote-first; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                       "echo remote-second", entrypoint_resources={"jobnode": 1})
+    wait_for_condition(lambda: client.get_job_status(sid) == JobStatus.RUNNING, timeout=30)
+    info = client.get_job_info(sid)
+    assert info.driver_node_id == other.node_id.hex()
+    _logs_match(client, sid, "remote-first")
+    gate.touch()
+    assert client.wait_until_done(sid, 30) == JobStatus.SUCCEEDED
+    assert re.search(r"remote-first\s+remote-second", client.get_job_logs(sid))
+    tail = "".join(client.iter_job_logs(sid))
+    assert tail.index("remote-first") < tail.index("remote-second")
+    assert client.delete_job(sid) is True

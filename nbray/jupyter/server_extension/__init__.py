@@ -50,7 +50,13 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
     settings = NbrayExtension(config=server_app.config)
     manager = ClusterManager(settings.address, settings.auth_token_path)
+    from jupyter_server.utils import url_path_join
+
+    from nbray.jupyter.server_extension import jobs
+
     setup_handlers(server_app.web_app, manager)
+    web_app = server_app.web_app
+    web_app.add_handlers(".*$", jobs.routes(url_path_join(web_app.settings["base_url"], "nbray")))
     server_app.log.info("nbray: JupyterLab panel API at %snbray/", server_app.web_app.settings["base_url"])
 
 

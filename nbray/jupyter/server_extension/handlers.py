@@ -11,6 +11,7 @@ leaves this process.
     POST nbray/api/tasks/<task id>/cancel, nbray/api/actors/<actor id>/kill   relayed
     GET  nbray/events                    the dashboard's event stream, relayed; follows
                                          reconnects and cluster restarts
+    nbray/api/submissions/...            the Jobs API, read and stop only (jobs.py, added by the extension's loader)
 """
 
 from __future__ import annotations

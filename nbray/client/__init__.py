@@ -35,24 +35,11 @@ def find_local_token(server_address: str) -> bytes | None:
     """The token of a cluster on this machine whose client server is at
     `server_address` (a client on the head's machine needs no setup): the
     clusters of the user's registry (any --temp-dir), then the default root's."""
-    from nbray.node import registry, session
+    from nbray.node import session
     from nbray.rpc import auth
 
-    root = session.default_temp_root()
-    try:
-        names = sorted(os.listdir(root), reverse=True)
-    except OSError:
-        names = []
-    paths = [e.session_dir for e in registry.entries() if e.role == registry.ROLE_HEAD]
-    paths += [os.path.join(root, name) for name in names if name.startswith("session_")]
     host, _, port = server_address.rpartition(":")
-    for path in paths:
-        if os.path.islink(path):
-            continue
-        try:
-            info = session.read_cluster_info(path)
-        except (OSError, ValueError):
-            continue
+    for path, info in session.local_head_sessions():
         listed = str(info.get("client_server_address", ""))
         listed_host, _, listed_port = listed.rpartition(":")
         if listed_port == port and (listed_host == host or host in ("localhost", "127.0.0.1", "0.0.0.0")):

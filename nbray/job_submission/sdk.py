@@ -34,27 +34,14 @@ UPLOAD_MIN_BYTES_PER_S = 1024 * 1024  # an upload's timeout grows by a second pe
 
 def _local_token(url: str) -> bytes | None:
     """The token of a cluster on this machine whose dashboard is at ``url``."""
-    from nbray.node import registry, session
+    from nbray.node import session
     from nbray.rpc import auth
 
     token = auth.token_from_environment()
     if token is not None:
         return token
     wanted = urllib.parse.urlsplit(url)
-    root = session.default_temp_root()
-    try:
-        names = sorted(os.listdir(root), reverse=True)
-    except OSError:
-        names = []
-    paths = [e.session_dir for e in registry.entries() if e.role == registry.ROLE_HEAD]
-    paths += [os.path.join(root, name) for name in names if name.startswith("session_")]
-    for path in paths:
-        if os.path.islink(path):
-            continue
-        try:
-            info = session.read_cluster_info(path)
-        except (OSError, ValueError):
-            continue
+    for path, info in session.local_head_sessions():
         listed = urllib.parse.urlsplit(str(info.get("dashboard_url", "")))
         if listed.port != wanted.port or not listed.port:
             continue

@@ -27,6 +27,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from nbray.node import cluster_processes, registry
@@ -87,6 +88,27 @@ def read_cluster_info(session_dir: str) -> dict[str, Any]:
     with open(os.path.join(session_dir, "cluster.json")) as f:
         data: dict[str, Any] = json.load(f)
     return data
+
+
+def local_head_sessions() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(session dir, cluster info) of the heads on this machine a process of
+    this user may know: those of the user's registry (any --temp-dir), then
+    the default root's, newest first; links and unreadable ones skipped."""
+    root = default_temp_root()
+    try:
+        names = sorted(os.listdir(root), reverse=True)
+    except OSError:
+        names = []
+    paths = [e.session_dir for e in registry.entries() if e.role == registry.ROLE_HEAD]
+    paths += [os.path.join(root, name) for name in names if name.startswith("session_")]
+    for path in paths:
+        if os.path.islink(path):
+            continue
+        try:
+            info = read_cluster_info(path)
+        except (OSError, ValueError):
+            continue
+        yield path, info
 
 
 def publish_current_cluster(session_dir: str, gcs_address: str, temp_root: str | None = None) -> None:

@@ -19,7 +19,8 @@ from nbray.gcs import storage as st
 from nbray.gcs.storage_redis import table_key
 from nbray.node.cluster_processes import SESSION_DIR_ENV
 from nbray.testing import Cluster
-from tests.integration.test_gcs_restart import Keeper, check_recovered, gcs_child, prepare, start_cluster
+from nbray.testing.chaos import gcs_child
+from tests.integration.test_gcs_restart import Keeper, check_recovered, prepare, start_cluster
 from tests.redis_server import free_port, redis_server
 
 pytestmark = pytest.mark.timeout(240)

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
 import nbray
-from nbray.common.config import Config
 from nbray.exceptions import GetTimeoutError, RpcError
-from nbray.node.launcher import read_ready_line
 from nbray.object_ref import _core
 from nbray.protocol import common_pb2, gcs_pb2
 from nbray.rpc.blocking import BlockingClient
-from nbray.testing import Cluster, descendant_pids, wait_for_condition
+from nbray.testing import Cluster, wait_for_condition
+from nbray.testing.chaos import gcs_child
 from nbray.util.placement_group import placement_group
+from tests.integration.test_gcs_persistence import relaunch_gcs
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,27 +80,6 @@ def cluster_supervised(tmp_path: os.PathLike) -> Iterator[tuple[Cluster, object]
         yield cluster, worker
     finally:
         cluster.shutdown()
-
-
-def relaunch_gcs(address: str, session_dir: str, config: Config, token: bytes) -> subprocess.Popen[bytes]:
-    host, port = address.rsplit(":", 1)
-    r, w = os.pipe()
-    env = dict(os.environ, NBRAY_AUTH_TOKEN=token.hex())
-    log = open(os.path.join(session_dir, "logs", "gcs-restarted.err"), "ab")
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nbray.gcs", "--host", host, "--port", port, "--session-dir", session_dir,
-             "--config-json", config.to_json(), "--ready-fd", str(w)],
-            env=env, pass_fds=(w,), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    finally:
-        os.close(w)
-        log.close()
-    info = read_ready_line(r, proc, timeout_s=30)
-    if info is None or "error" in info:
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"the GCS did not start again: {info}")
-    return proc
 
 
 def gcs_call(cluster: Cluster, method: str, request: object) -> object:
@@ -172,23 +149,6 @@ def test_reconnect_to_a_gcs_restarted_by_hand(cluster_no_supervision: tuple[Clus
         cluster.shutdown()  # while the GCS still runs: the driver's last calls need not wait for it
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=15)
-
-
-def gcs_child(cluster: Cluster) -> int:
-    """The pid of the GCS the head's supervisor runs now."""
-    assert cluster.head is not None
-    supervisor = cluster.head.processes["gcs"].pid
-    children = {pid for pid in descendant_pids([supervisor]) if parent_pid(pid) == supervisor}
-    assert len(children) == 1, children
-    return children.pop()
-
-
-def parent_pid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
 
 
 @pytest.mark.timeout(240)

@@ -18,6 +18,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,6 +110,10 @@ class Connection:
         # Testing only: None (one check per sent request) unless the
         # process config asks for injected RPC faults.
         self._faults = fault_injection.injector_for(get_config())
+        # Frames held back by injected delays, in order: a delay holds its
+        # frame and every later one of this connection, as TCP keeps order.
+        self._held: list[tuple[float, bytes, bytes, Any]] = []
+        self._held_lock = threading.Lock()
         self.closed = False
         self.close_reason = ""
         self.current_trailer: memoryview | None = None
@@ -232,8 +237,11 @@ class Connection:
             return future
         self._pending[rid] = pending
         body = request.SerializeToString()
-        self._send(HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid),
-                   body, trailer)
+        header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid)
+        if self._faults is not None:
+            self._send_delayed(0.0, header, body, trailer)
+        else:
+            self._send(header, body, trailer)
         if timeout_s is not None:
             self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
         return future
@@ -265,12 +273,27 @@ class Connection:
         self._pending[rid] = pending
         body = request.SerializeToString()
         header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid)
-        if fault.delay_s > 0:
-            self.loop.call_later_threadsafe(fault.delay_s, self._send, header, body, trailer)
-        else:
-            self._send(header, body, trailer)
+        self._send_delayed(fault.delay_s, header, body, trailer)
         if timeout_s is not None:
             self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
+
+    def _send_delayed(self, delay_s: float, header: bytes, body: bytes, trailer: Any) -> None:
+        """Send after `delay_s` and after every frame held before it (testing only)."""
+        with self._held_lock:
+            now = time.monotonic()
+            if not self._held and delay_s <= 0:
+                self._send(header, body, trailer)
+                return
+            due = max(now + delay_s, self._held[-1][0] if self._held else now)
+            self._held.append((due, header, body, trailer))
+        self.loop.call_later_threadsafe(max(0.0, due - now), self._release_held)
+
+    def _release_held(self) -> None:
+        with self._held_lock:
+            now = time.monotonic()
+            while self._held and self._held[0][0] <= now:
+                _, header, body, trailer = self._held.pop(0)
+                self._send(header, body, trailer)
 
     def call_sync(self, method: Method, request: Message, timeout_s: float | None = None) -> Any:
         """Send a request and wait for the reply (never from the loop thread)."""
@@ -289,9 +312,11 @@ class Connection:
             fault = self._faults.decide(method.id, oneway=True)
             if fault.drop_request:
                 return
-            if fault.delay_s > 0:
-                self.loop.call_later_threadsafe(fault.delay_s, self._send, header, body, trailer)
-                return
+            self._send_delayed(fault.delay_s, header, body, trailer)
+            return
+        if self._faults is not None:
+            self._send_delayed(0.0, header, body, trailer)
+            return
         self._send(header, body, trailer)
 
     def reply(self, request_id: int, method: Method | int, reply: Message, trailer: Any = None,

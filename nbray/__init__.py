@@ -15,44 +15,89 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from nbray import cloudpickle as cloudpickle  # ray.cloudpickle works without an import too
-from nbray import exceptions
 from nbray._version import __version__
-from nbray.actor import ActorClass, exit_actor, method
-from nbray.api import (
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_actor,
-    get_gpu_ids,
-    get_runtime_context,
-    init,
-    is_initialized,
-    kill,
-    nodes,
-    put,
-    shutdown,
-    timeline,
-    wait,
-)
-from nbray.cluster_context import RayContext
-from nbray.common.ids import (
-    ActorClassID,
-    ActorID,
-    FunctionID,
-    JobID,
-    NodeID,
-    ObjectID,
-    PlacementGroupID,
-    TaskID,
-    UniqueID,
-    WorkerID,
-)
-from nbray.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
-from nbray.remote_function import RemoteFunction
+
+# The public names are bound on first use (PEP 562), not at ``import nbray``:
+# every cluster process (GCS, raylet, worker factory) is started as
+# ``python -m nbray.<module>`` and so imports this package first, and none of
+# them needs the driver's API. A name resolves to the same object as before;
+# after its first use it is an ordinary attribute of the module.
+_LAZY_NAMES: dict[str, str] = {
+    **dict.fromkeys(("ActorClass", "exit_actor", "method"), "nbray.actor"),
+    **dict.fromkeys(("available_resources", "cancel", "cluster_resources", "get", "get_actor", "get_gpu_ids",
+                     "get_runtime_context", "init", "is_initialized", "kill", "nodes", "put", "shutdown",
+                     "timeline", "wait"), "nbray.api"),
+    "RayContext": "nbray.cluster_context",
+    **dict.fromkeys(("ActorClassID", "ActorID", "FunctionID", "JobID", "NodeID", "ObjectID", "PlacementGroupID",
+                     "TaskID", "UniqueID", "WorkerID"), "nbray.common.ids"),
+    **dict.fromkeys(("DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator"), "nbray.object_ref"),
+    "RemoteFunction": "nbray.remote_function",
+}
+
+if TYPE_CHECKING:
+    from nbray import actor as actor
+    from nbray import cloudpickle as cloudpickle
+    from nbray import exceptions as exceptions
+    from nbray.actor import ActorClass as ActorClass
+    from nbray.actor import exit_actor as exit_actor
+    from nbray.actor import method as method
+    from nbray.api import (
+        available_resources,
+        cancel,
+        cluster_resources,
+        get,
+        get_actor,
+        get_gpu_ids,
+        get_runtime_context,
+        init,
+        is_initialized,
+        kill,
+        nodes,
+        put,
+        shutdown,
+        timeline,
+        wait,
+    )
+    from nbray.cluster_context import RayContext
+    from nbray.common.ids import (
+        ActorClassID,
+        ActorID,
+        FunctionID,
+        JobID,
+        NodeID,
+        ObjectID,
+        PlacementGroupID,
+        TaskID,
+        UniqueID,
+        WorkerID,
+    )
+    from nbray.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
+    from nbray.remote_function import RemoteFunction as RemoteFunction
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, or a submodule (``nbray.util``, ``nbray.exceptions``, ...), on first use."""
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but needs something missing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES) | set(__all__))
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:
@@ -76,6 +121,9 @@ def remote(*args: Any, **kwargs: Any) -> Any:
 
 def _make_remote(target: Any, options: dict[str, Any]) -> Any:
     import inspect
+
+    from nbray.actor import ActorClass
+    from nbray.remote_function import RemoteFunction
 
     if inspect.isclass(target):
         return ActorClass(target, options)
@@ -103,9 +151,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
     return paths()
 
-
-
-actor = __import__("nbray.actor", fromlist=["actor"])
 
 __all__ = [
     "ActorClassID",

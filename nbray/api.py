@@ -10,6 +10,7 @@ import atexit
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -68,6 +69,9 @@ def _worker_core() -> Any:
     return core
 
 
+# The job's runtime_env, set for a driver run as a submitted job (job_submission.common).
+JOB_RUNTIME_ENV_VAR = "NBRAY_JOB_RUNTIME_ENV"
+
 _INIT_KWARGS = {"_system_config", "_temp_dir", "_node_ip_address", "_auth_token", "_memory",
                 "_plasma_directory", "allow_multiple", "_redis_password", "storage", "_tracing_startup_hook",
                 "_metrics_export_port", "_enable_object_reconstruction"}
@@ -80,10 +84,11 @@ def _then_attach_notebook(init_fn: Callable[..., RayContext]) -> Callable[..., R
     @functools.wraps(init_fn)
     def wrapper(*args: Any, **kwargs: Any) -> RayContext:
         context = init_fn(*args, **kwargs)
+        ipython = sys.modules.get("IPython")  # a kernel has imported it; a script need not pay for it
+        if ipython is None:
+            return context
         try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
+            shell = ipython.get_ipython()
             if shell is not None and getattr(shell, "kernel", None) is not None:
                 from nbray.jupyter.magics import load_ipython_extension
 
@@ -160,10 +165,12 @@ def init(
         if job_config is not None:
             namespace = namespace or getattr(job_config, "ray_namespace", None) or getattr(job_config, "namespace", None)
             runtime_env = runtime_env or getattr(job_config, "runtime_env", None)
-        from nbray.job_submission.common import JOB_RUNTIME_ENV_VAR, with_job_runtime_env
+        job_runtime_env = os.environ.get(JOB_RUNTIME_ENV_VAR)
+        if job_runtime_env:  # the Jobs package is imported only by drivers that run as jobs
+            from nbray.job_submission.common import with_job_runtime_env
 
-        # A driver run as a submitted job takes the job's runtime_env as its default.
-        runtime_env = with_job_runtime_env(runtime_env, os.environ.get(JOB_RUNTIME_ENV_VAR))
+            # A driver run as a submitted job takes the job's runtime_env as its default.
+            runtime_env = with_job_runtime_env(runtime_env, job_runtime_env)
         if runtime_env is not None:
             from nbray import _options
 
@@ -210,7 +217,8 @@ def init(
             temp_dir=kwargs.get("_temp_dir"), parent_pid=os.getpid(), token=token,
             node_ip=kwargs.get("_node_ip_address"), labels=labels,
             include_dashboard=bool(include_dashboard), dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port if dashboard_port is not None else 0)
+            dashboard_port=dashboard_port if dashboard_port is not None else 0,
+            while_starting=_import_driver_modules)
         _state.node = node
         try:
             return _start_core(node.gcs_address, node.token, node.raylet_socket, node.node_id, node.node_ip,
@@ -219,6 +227,12 @@ def init(
             node.stop(force=True)
             _state.node = None
             raise
+
+
+def _import_driver_modules() -> None:
+    """Import what the driver's core worker needs, while the cluster's processes start."""
+    import nbray.runtime_env.resolve  # noqa: F401
+    import nbray.worker.core_worker  # noqa: F401
 
 
 def _cluster_alive(gcs_address: str, session_dir: str | None) -> bool:
@@ -513,15 +527,8 @@ def get_runtime_context() -> Any:
 
 
 def timeline(filename: str | None = None) -> Any:
-    """Chrome trace events of recent tasks; written to `filename` if given."""
-    from nbray.util.state import timeline_events
+    """Chrome trace events of every task attempt (see nbray.util.timeline); written to `filename` if given."""
+    from nbray.util.timeline import timeline as write_timeline
 
-    events = timeline_events()
-    if filename is None:
-        return events
-    import json
-
-    with open(filename, "w") as f:
-        json.dump(events, f)
-    return None
+    return write_timeline(filename)
 

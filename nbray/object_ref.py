@@ -9,19 +9,24 @@ makes the receiver a borrower, tracked by the owner.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbray.common import ids as _ids
 from nbray.common.serialization import record_nested_ref
 
 if TYPE_CHECKING:
+    import asyncio  # imported where used: a driver that never awaits a ref does not pay for it
+
     from nbray.worker.core_worker import CoreWorker
 
 # The process's core worker (set by nbray.init / the worker main).
 _core: list[CoreWorker | None] = [None]
+
+html_renderers: dict[str, Callable[[Any], str]] = {}
+"""Class name -> HTML rendering for notebooks; the notebook layer fills it in
+(``nbray.jupyter.reprs``) so this module never imports notebook code."""
 
 
 class ObjectRef:
@@ -98,10 +103,9 @@ class ObjectRef:
     def __repr__(self) -> str:
         return f"ObjectRef({self._id.hex()})"
 
-    def _repr_html_(self) -> str:
-        from nbray.jupyter.reprs import object_ref_html
-
-        return object_ref_html(self)
+    def _repr_html_(self) -> str | None:
+        render = html_renderers.get("ObjectRef")
+        return render(self) if render is not None else None
 
     # ---- futures ------------------------------------------------------------------------------
 
@@ -111,6 +115,8 @@ class ObjectRef:
 
     def as_future(self) -> asyncio.Future[Any]:
         """An asyncio future of the running loop resolved with the value."""
+        import asyncio
+
         loop = asyncio.get_event_loop()
         return asyncio.wrap_future(self.future(), loop=loop)
 
@@ -159,6 +165,8 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         ref = await loop.run_in_executor(None, self._core.generator_next, self._task_id,
                                          self._next_index, None)
@@ -184,10 +192,9 @@ class ObjectRefGenerator:
     def __repr__(self) -> str:
         return f"ObjectRefGenerator({self._task_id.hex()})"
 
-    def _repr_html_(self) -> str:
-        from nbray.jupyter.reprs import generator_html
-
-        return generator_html(self)
+    def _repr_html_(self) -> str | None:
+        render = html_renderers.get("ObjectRefGenerator")
+        return render(self) if render is not None else None
 
     def __del__(self) -> None:
         core = self._core

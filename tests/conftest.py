@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +14,27 @@ import pytest
 
 # Every test run keeps its session files (and `nbray stop`'s reach) to itself.
 os.environ.setdefault("NBRAY_TMPDIR", tempfile.mkdtemp(prefix="nbray-tests-"))
+
+
+def _share_compiled_modules() -> None:
+    """Let the run's processes share compiled modules, outside the source tree.
+
+    With PYTHONDONTWRITEBYTECODE set (as CI sets it) nothing caches bytecode,
+    so every GCS, raylet, worker factory and CLI process the tests start
+    compiles each nbray module it imports again. Instead, the first process
+    to import a module writes its bytecode under a directory of this run
+    (PYTHONPYCACHEPREFIX), which the tree never sees and which is removed
+    at the end; the rest read it from there.
+    """
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        prefix = tempfile.mkdtemp(prefix="nbray-tests-pycache-")
+        del os.environ["PYTHONDONTWRITEBYTECODE"]
+        os.environ["PYTHONPYCACHEPREFIX"] = prefix
+        sys.pycache_prefix, sys.dont_write_bytecode = prefix, False  # and so does this process
+        atexit.register(shutil.rmtree, prefix, ignore_errors=True)
+
+
+_share_compiled_modules()
 
 import nbray  # noqa: E402
 from nbray.testing import Cluster, assert_no_leaks, descendant_pids  # noqa: E402

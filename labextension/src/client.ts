@@ -14,6 +14,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { ApiError, NbrayApi } from './api';
 import { GraphModel } from './graph/model';
 import { ISseEvent, SseParser } from './sse';
+import { StreamModel } from './stream/model';
+import { INodeHistory, IUtilizationReply, mergeHistory } from './utilization';
 import {
   IActorRow,
   IClusterSummary,
@@ -24,7 +26,7 @@ import {
   ITaskRow
 } from './types';
 
-export type ChangeKind = 'status' | 'clusters' | 'nodes' | 'tasks' | 'actors' | 'objects' | 'summary';
+export type ChangeKind = 'status' | 'clusters' | 'nodes' | 'tasks' | 'actors' | 'objects' | 'summary' | 'utilization';
 
 export interface IConnectionStatus {
   connected: boolean;
@@ -34,9 +36,17 @@ export interface IConnectionStatus {
 }
 
 const TASK_PAGE = 20_000;
+
+interface ITasksPage {
+  total: number;
+  tasks: ITaskRow[];
+  /** With `attempts=true`: earlier attempts of retried tasks (absent from an older dashboard). */
+  earlier_attempts?: ITaskRow[];
+}
 const OBJECTS_SHOWN = 10;
 const OBJECTS_REFRESH_MS = 1500;
 const MAX_BACKOFF_MS = 5000;
+const UTILIZATION_REFRESH_MS = 2000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms));
@@ -45,6 +55,12 @@ function sleep(ms: number): Promise<void> {
 export class ClusterClient {
   readonly api: NbrayApi;
   readonly graph = new GraphModel();
+  /** Task attempts over time, for the task stream. */
+  readonly stream = new StreamModel();
+  /** Per-node utilization history (sparklines), by node id. */
+  utilization = new Map<string, INodeHistory>();
+  /** How far back the utilization history goes (the dashboard says). */
+  utilizationWindowMs = 600_000;
   nodes = new Map<string, INodeRow>();
   actors = new Map<string, IActorRow>();
   jobs = new Map<string, IJobRow>();
@@ -60,6 +76,7 @@ export class ClusterClient {
   private _buffer: ISseEvent[] | null = null;
   private _objectsTimer: number | null = null;
   private _loadGeneration = 0;
+  private _utilizationTimer: number | null = null;
 
   constructor(api?: NbrayApi) {
     this.api = api || new NbrayApi();
@@ -72,6 +89,7 @@ export class ClusterClient {
   start(): void {
     void this._streamLoop();
     void this.refreshClusters();
+    void this.refreshUtilization();
   }
 
   dispose(): void {
@@ -79,6 +97,9 @@ export class ClusterClient {
     this._abort?.abort();
     if (this._objectsTimer !== null) {
       clearTimeout(this._objectsTimer);
+    }
+    if (this._utilizationTimer !== null) {
+      clearTimeout(this._utilizationTimer);
     }
   }
 
@@ -190,6 +211,7 @@ export class ClusterClient {
     switch (event) {
       case 'tasks': {
         this.graph.upsert(data.tasks as ITaskRow[]);
+        this.stream.upsert(data.tasks as ITaskRow[]);
         this._changed.emit('tasks');
         break;
       }
@@ -243,11 +265,17 @@ export class ClusterClient {
         this.api.get<{ actors: IActorRow[] }>('api/actors')
       ]);
       const rows: ITaskRow[] = [];
+      // Earlier attempts of retried tasks (for the task stream) come with the first page.
+      let earlierAttempts: ITaskRow[] = [];
       for (let offset = 0; ; offset += TASK_PAGE) {
-        const page = await this.api.get<{ total: number; tasks: ITaskRow[] }>('api/tasks', {
+        const page = await this.api.get<ITasksPage>('api/tasks', {
           offset,
-          limit: TASK_PAGE
+          limit: TASK_PAGE,
+          attempts: offset === 0 ? true : undefined
         });
+        if (offset === 0) {
+          earlierAttempts = page.earlier_attempts || [];
+        }
         rows.push(...page.tasks);
         if (page.tasks.length < TASK_PAGE || rows.length >= page.total) {
           break;
@@ -262,6 +290,8 @@ export class ClusterClient {
       this.jobs = new Map(summary.jobs.map(j => [j.job_id, j]));
       this.graph.clear();
       this.graph.upsert(rows);
+      this.stream.reload(rows, earlierAttempts);
+      this.utilization = new Map();
       const buffered = this._buffer || [];
       this._buffer = null;
       for (const ev of buffered) {
@@ -307,6 +337,35 @@ export class ClusterClient {
       this._changed.emit('objects');
     } catch {
       // shown again at the next change
+    }
+  }
+
+  // ---- utilization history ---------------------------------------------------------------------------------------
+
+  /** Newer utilization samples (all of them after a reload); repeats every couple of seconds. */
+  async refreshUtilization(): Promise<void> {
+    if (this._disposed) {
+      return;
+    }
+    const full = this.utilization.size === 0;
+    let since = 0;
+    for (const n of this.utilization.values()) {
+      if (n.t_ms.length) {
+        since = Math.max(since, n.t_ms[n.t_ms.length - 1]);
+      }
+    }
+    try {
+      if (this.status.connected) {
+        const reply = await this.api.get<IUtilizationReply>('api/utilization', full ? {} : { since_ms: since });
+        this.utilization = mergeHistory(this.utilization, reply, full);
+        this.utilizationWindowMs = reply.history_ms;
+        this._changed.emit('utilization');
+      }
+    } catch {
+      // an older dashboard, or a cluster going away: tried again shortly
+    }
+    if (!this._disposed) {
+      this._utilizationTimer = window.setTimeout(() => void this.refreshUtilization(), UTILIZATION_REFRESH_MS);
     }
   }
 }

@@ -12,6 +12,8 @@ import { ChangeKind, ClusterClient } from './client';
 import { amount, bytes, h, objectId, short } from './format';
 import { GraphSection, killActor } from './graphsection';
 import { JobsSection } from './jobssection';
+import { nodeSparklines } from './sparklines';
+import { StreamSection } from './streamsection';
 import { IActorRow, INodeRow, IUsage } from './types';
 
 export const PANEL_ID = 'nbray-panel';
@@ -49,6 +51,8 @@ export class NbrayPanel extends Widget {
   private _graphBox: GraphSection;
   private _jobs = section('Jobs', 'nbray-jobs-section');
   private _jobsBox: JobsSection;
+  private _streamSection = section('Task stream', 'nbray-stream-section');
+  private _streamBox: StreamSection;
   private _pending = new Set<ChangeKind>();
   private _frame: number | null = null;
 
@@ -72,6 +76,10 @@ export class NbrayPanel extends Widget {
     this._graphBox = new GraphSection(client, { popOut: options.popOut }, () => this._schedule('tasks'));
     this._graphSection.body.append(this._graphBox.node);
 
+    this._streamBox = new StreamSection(client);
+    this._streamSection.body.append(this._streamBox.node);
+    this._streamSection.root.firstElementChild?.addEventListener('click', () => this._schedule('tasks'));
+
     this._jobsBox = new JobsSection(client.api, text => (this._jobs.title.textContent = text));
     this._jobs.body.append(this._jobsBox.node);
 
@@ -81,6 +89,7 @@ export class NbrayPanel extends Widget {
       this._store.root,
       this._actors.root,
       this._jobs.root,
+      this._streamSection.root,
       this._graphSection.root
     );
     client.changed.connect(this._onChanged, this);
@@ -109,6 +118,7 @@ export class NbrayPanel extends Widget {
     }
     this.client.changed.disconnect(this._onChanged, this);
     this._jobsBox.stop();
+    this._streamBox.dispose();
     super.dispose();
   }
 
@@ -130,7 +140,7 @@ export class NbrayPanel extends Widget {
     if (kinds.has('status') || kinds.has('clusters')) {
       this._renderStatus();
     }
-    if (kinds.has('nodes') || kinds.has('actors') || kinds.has('status')) {
+    if (kinds.has('nodes') || kinds.has('actors') || kinds.has('status') || kinds.has('utilization')) {
       this._renderNodes();
     }
     if (kinds.has('nodes') || kinds.has('objects') || kinds.has('status')) {
@@ -141,6 +151,9 @@ export class NbrayPanel extends Widget {
     }
     if (kinds.has('tasks') || kinds.has('summary') || kinds.has('status')) {
       this._graphBox.render();
+    }
+    if (kinds.has('tasks') || kinds.has('summary') || kinds.has('status') || kinds.has('nodes')) {
+      this._streamBox.render();
     }
   }
 
@@ -225,6 +238,7 @@ export class NbrayPanel extends Widget {
         ? usageBar('GPU', n.gpu, `${amount(n.gpu.used)} / ${amount(n.gpu.total)}`, 'nbray-usage-gpu')
         : null,
       usageBar('Memory', n.memory, `${bytes(n.memory.used)} / ${bytes(n.memory.total)}`, 'nbray-usage-memory'),
+      n.state === 'ALIVE' ? nodeSparklines(this.client.utilization.get(n.node_id), this.client.utilizationWindowMs) : null,
       n.gpus_in_use.length ? gpus : null,
       n.state === 'ALIVE'
         ? h(
@@ -323,7 +337,4 @@ export class NbrayPanel extends Widget {
       a.state !== 'DEAD' ? kill : null
     );
   }
-
-
-
 }

@@ -128,6 +128,10 @@ export interface IClusterSummary {
   actors: { total: number; by_state: { [state: string]: number } };
   jobs: IJobRow[];
   context_tags: string[];
+  /** "ray" when the panel shows a Ray cluster; absent on nbray. */
+  backend?: string;
+  /** False where the cluster records no object (data) edges between tasks, as on Ray. */
+  data_edges?: boolean;
 }
 
 export interface IClusterChoice {

@@ -66,6 +66,11 @@ class Config:
     object_spilling_enabled: bool = True
     # Directory for spilled objects ("" = <session>/spill).
     object_spilling_directory: str = ""
+    # An object that does not fit in the store even after spilling (larger
+    # than the store, or the rest pinned by readers past the full timeout)
+    # is created in a file of its own under the spilling directory, mapped
+    # by readers like the store; False fails it with ObjectStoreFullError.
+    object_store_fallback_enabled: bool = True
     # Size of one chunk when objects move between nodes.
     object_chunk_bytes: int = 8 * MIB
     # Chunks of one object requested at once (memory bound of a pull).
@@ -138,6 +143,10 @@ class Config:
     # A node keeps at most this many environments (unpacked packages, pip
     # venvs) that no live worker uses; older ones are deleted.
     runtime_env_max_unused: int = 8
+    # A package in the GCS whose last user (job, detached actor) ended is
+    # deleted this long after; one stored but never used, after the second.
+    runtime_env_package_grace_ms: int = 5_000
+    runtime_env_unreferenced_package_ms: int = 600_000
 
     # ---- actors ------------------------------------------------------------
     # Retry delay for actor calls while the actor restarts.
@@ -233,6 +242,14 @@ class Config:
     # (Ray's RAY_TQDM_PATCH_PRINT).
     tqdm_patch_print: bool = True
 
+    # ---- metrics (nbray.util.metrics, the dashboard's /metrics) -------------
+    # How often a driver or worker sends what its metrics recorded to the GCS.
+    metrics_report_period_ms: int = 2_000
+    # Distinct (metric, tag values) series one process records.
+    metrics_max_series_per_process: int = 10_000
+    # Series the GCS keeps over all processes; later new ones are dropped and counted.
+    metrics_max_series_in_gcs: int = 100_000
+
     # ---- dashboard (NBRAY_DASHBOARD_* as before) ---------------------------
     # Tasks kept in the dashboard's table (finished ones are evicted first).
     dashboard_max_tasks: int = 100_000
@@ -260,6 +277,12 @@ class Config:
     dashboard_gcs_reconnect_timeout_ms: int = 60_000
     # Time between attempts to reach a lost GCS.
     dashboard_gcs_reconnect_period_ms: int = 1_000
+    # Per-node CPU/GPU/memory/object-store use is sampled this often ...
+    dashboard_utilization_period_ms: int = 1_000
+    # ... and kept this long (a ring buffer per node) for the utilization history.
+    dashboard_utilization_history_ms: int = 600_000
+    # Nodes whose utilization history is kept (dead nodes are forgotten first).
+    dashboard_utilization_max_nodes: int = 1_000
     # Host names (comma-separated) the dashboard answers to besides IP addresses, localhost,
     # this machine's names and its bind address; "*" turns the DNS-rebinding guard off.
     dashboard_allowed_hosts: str = ""

@@ -6,7 +6,8 @@ so a client that reconnects with ``Last-Event-ID`` gets what it missed;
 one that comes back too late, or reads too slowly for its queue, gets a
 ``resync`` event and reloads its snapshot.
 
-Task changes are the bulk: they are merged per task and sent at most
+Task changes are the bulk: they are merged per task attempt (a retried
+task's earlier attempt and its new one both reach the task stream) and sent at most
 every ``flush_interval_s`` as one ``tasks`` event. Runs on the asyncio loop.
 """
 
@@ -52,7 +53,7 @@ class EventHub:
         self._seq = 0
         self._recent: deque[tuple[int, str, bytes]] = deque(maxlen=replay_events)
         self._subs: set[Subscriber] = set()
-        self._pending_tasks: dict[str, dict[str, Any]] = {}
+        self._pending_tasks: dict[tuple[str, int], dict[str, Any]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.on_first_subscriber: Callable[[], None] | None = None
 
@@ -109,7 +110,7 @@ class EventHub:
         if not rows:
             return
         for row in rows:
-            self._pending_tasks[row["task_id"]] = row
+            self._pending_tasks[(row["task_id"], row.get("attempt_number", 0))] = row
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(self.flush_interval_s, self.flush_tasks)
 

@@ -9,7 +9,8 @@ ever parsed beyond headers and the query string.
     GET  /api/cluster                      summary: nodes, resources, stores, task counts, jobs
     GET  /api/nodes                        nodes: resources, GPUs in use (by whom), stores
     GET  /api/tasks                        tasks in creation order; filters job_id, state, func,
-                                           node_id, context_tag, actor_id; offset/limit paging
+                                           node_id, context_tag, actor_id; offset/limit paging;
+                                           ?attempts=true adds earlier attempts of retried tasks
     GET  /api/tasks/<task_id>              one task with events, error and traceback
     POST /api/tasks/<task_id>/cancel       cancel (?force=, ?recursive=)
     GET  /api/actors                       actors
@@ -17,6 +18,7 @@ ever parsed beyond headers and the query string.
     GET  /api/objects                      objects, largest first (?node_id=, ?limit=)
     GET  /api/jobs                         jobs
     GET  /api/events                       Server-Sent Events: tasks, nodes, actors, jobs, status, resync
+    GET  /metrics                          Prometheus text: cluster and user metrics (dashboard/metrics.py)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import tornado.web
 
 from nbray import __version__
 from nbray.common.config import Config
-from nbray.dashboard import params
+from nbray.dashboard import metrics, params
 from nbray.dashboard.events import EventHub, Subscriber, frame
 from nbray.dashboard.security import RequestRefused, allowed_host_names, check_request
 from nbray.dashboard.source import ClusterSource, GcsUnavailable
@@ -189,9 +191,14 @@ class TasksHandler(BaseHandler):
         flt = TaskFilter(job_id=q.get("job_id"), states=q.get("state"), func=q.get("func"),
                          node_id=q.get("node_id"), context_tag=q.get("context_tag"), actor_id=q.get("actor_id"))
         offset, limit = q.get("offset", 0), q.get("limit", 1000)
-        body, total = self.ctx.source.model.tasks.list_json(flt, offset, limit)
-        self.finish(b'{"total":%d,"offset":%d,"limit":%d,"seq":%d,"tasks":%s}'
-                    % (total, offset, limit, self.ctx.hub.seq, body))
+        table = self.ctx.source.model.tasks
+        body, total = table.list_json(flt, offset, limit)
+        earlier = b""
+        if q.get("attempts", False):
+            attempts, num_attempts = table.earlier_json(flt, table.max_tasks)
+            earlier = b',"earlier_attempts_total":%d,"earlier_attempts":%s' % (num_attempts, attempts)
+        self.finish(b'{"total":%d,"offset":%d,"limit":%d,"seq":%d,"tasks":%s%s}'
+                    % (total, offset, limit, self.ctx.hub.seq, body, earlier))
 
 
 class TaskHandler(BaseHandler):
@@ -273,6 +280,28 @@ class JobsHandler(BaseHandler):
         self.send_json({"jobs": jobs})
 
 
+class MetricsHandler(BaseHandler):
+    """Prometheus scrape target; behind the token like every route."""
+
+    async def get(self) -> None:
+        if self.query(params.NO_QUERY) is None:
+            return
+        source = self.ctx.source
+        try:
+            await source.refresh_node_stats(max_age_ms=self.ctx.config.dashboard_node_stats_period_ms)
+        except (GcsUnavailable, ConnectionError, TimeoutError, RpcError):
+            pass  # object counts and workers may be stale; the rest comes from the channels
+        reply = None
+        try:
+            reply = await source.gcs_call("GetMetrics")
+        except (GcsUnavailable, ConnectionError, TimeoutError, RpcError) as exc:
+            logger.info("metrics of the GCS left out of a scrape: %s", exc)
+        model = source.model
+        cluster = metrics.cluster_families(model.summary(), model.node_rows(), model.gcs_connected)
+        self.set_header("Content-Type", metrics.CONTENT_TYPE)
+        self.finish(metrics.exposition(cluster, reply))
+
+
 class EventsHandler(BaseHandler):
     """Server-Sent Events. Clients reconnect with Last-Event-ID to resume."""
 
@@ -343,4 +372,5 @@ def routes(ctx: ApiContext) -> list[tuple[str, type[tornado.web.RequestHandler],
         (r"/api/objects", ObjectsHandler, kw),
         (r"/api/jobs", JobsHandler, kw),
         (r"/api/events", EventsHandler, kw),
+        (r"/metrics", MetricsHandler, kw),
     ]

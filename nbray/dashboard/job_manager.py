@@ -22,7 +22,7 @@ from nbray.dashboard.source import ClusterSource
 from nbray.job_submission import common
 from nbray.job_submission.common import JobDetails, JobStatus
 from nbray.protocol import gcs_pb2
-from nbray.runtime_env import packaging
+from nbray.runtime_env import package_refs, packaging
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,9 @@ class JobManager:
             core = _worker_core()
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=core.node_id.hex(), soft=False)
         env_vars = dict((req["runtime_env"] or {}).get("env_vars") or {})
-        actor = nbray.remote(JobSupervisor).options(**options).remote(sid, req["entrypoint"], env_vars,
-                                                                      req["runtime_env"], not on_head)
+        with package_refs.not_held_by_this_job():  # the detached supervisor holds them, for as long as it runs
+            actor = nbray.remote(JobSupervisor).options(**options).remote(sid, req["entrypoint"], env_vars,
+                                                                          req["runtime_env"], not on_head)
         started = actor.start.remote()
 
         def wait_started() -> None:

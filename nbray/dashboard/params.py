@@ -103,7 +103,7 @@ def parse_query(arguments: Mapping[str, Sequence[bytes]], spec: Mapping[str, Val
 TASKS_QUERY: dict[str, Validator] = {
     "job_id": job_id, "state": states, "func": text, "node_id": node_id, "context_tag": text,
     "actor_id": actor_id, "offset": int_in(0, 10_000_000), "limit": int_in(1, 100_000),
-    "detail": boolean,
+    "detail": boolean, "attempts": boolean,
 }
 OBJECTS_QUERY: dict[str, Validator] = {"node_id": node_id, "limit": int_in(1, 10_000)}
 ACTORS_QUERY: dict[str, Validator] = {"job_id": job_id, "state": text, "limit": int_in(1, 100_000)}

@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 import tornado.httpserver
@@ -41,6 +42,8 @@ from nbray.dashboard.handlers import ApiContext, NotFoundHandler, routes
 from nbray.dashboard.job_manager import JobManager
 from nbray.dashboard.jobs import routes as job_routes
 from nbray.dashboard.source import ClusterModel, ClusterSource
+from nbray.dashboard.utilization import UtilizationSampler
+from nbray.dashboard.utilization import routes as utilization_routes
 from nbray.protocol import gcs_pb2
 from nbray.rpc import auth, tls
 
@@ -50,8 +53,10 @@ KV_NAMESPACE = "dashboard"
 KV_URL_KEY = b"url"
 
 
-def make_app(ctx: ApiContext, jobs: JobManager | None = None) -> tornado.web.Application:
+def make_app(ctx: ApiContext, jobs: JobManager | None = None,
+             utilization: UtilizationSampler | None = None) -> tornado.web.Application:
     table = routes(ctx) + (job_routes(ctx, jobs) if jobs is not None else [])
+    table += utilization_routes(ctx, utilization) if utilization is not None else []
     return tornado.web.Application(
         table, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
         compress_response=False, serve_traceback=False, xsrf_cookies=False, log_function=log_request)
@@ -89,6 +94,7 @@ class Dashboard:
                                      "session_name": os.path.basename(session_dir.rstrip("/"))}
         self.ctx = ApiContext(token, self.source, self.hub, config, self.info, bind_host=host)
         self.jobs = JobManager(self.source, token, session_dir)
+        self.utilization = UtilizationSampler(self.model.node_rows, config, lambda: int(time.time() * 1000))
         self.url = ""
         self._server: tornado.httpserver.HTTPServer | None = None
         self._stopped = asyncio.Event()
@@ -100,9 +106,10 @@ class Dashboard:
         ssl_context = tls.public_server_context()
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host, family=socket.AF_UNSPEC)
         self._server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx, self.jobs), max_body_size=self.config.dashboard_max_body_bytes, idle_connection_timeout=60,
-            body_timeout=10, ssl_options=ssl_context)
+            make_app(self.ctx, self.jobs, self.utilization), max_body_size=self.config.dashboard_max_body_bytes,
+            idle_connection_timeout=60, body_timeout=10, ssl_options=ssl_context)
         self._server.add_sockets(sockets)
+        self.utilization.start()
         port = sockets[0].getsockname()[1]
         self.url = public_url(self.host, port, self.gcs_address, "https" if ssl_context is not None else "http")
         self.info["dashboard_url"] = self.url
@@ -118,6 +125,7 @@ class Dashboard:
             self._server.stop()
         self.hub.close()
         self.jobs.close()
+        self.utilization.stop()
         self.source.close()
         self._stopped.set()
 

@@ -1,4 +1,4 @@
-"""The dashboard's table of tasks: latest attempt per task (dashboard process).
+"""The dashboard's table of tasks: latest attempt per task, and earlier attempts (dashboard process).
 
 Fed from two places: rows fetched with ``GetTaskEvents`` (complete facts)
 and the GCS TASK channel (state, or a note that facts were added: the
@@ -10,6 +10,12 @@ Listing 10,000 tasks must answer in well under 200 ms, so every row keeps
 its JSON encoding, rebuilt only when the row changes, and a listing is a
 join of those encodings. The table is bounded like the GCS's store:
 finished tasks are evicted first, oldest first.
+
+A retried task's earlier attempts are kept apart (``earlier_json``), so
+the task stream can draw them after a reload: an attempt that a later one
+replaced without reporting an end failed when the later one was created.
+They share the bound: at most ``max_tasks`` earlier attempts, oldest
+dropped first, and a task's earlier attempts go when the task does.
 
 No I/O here: ``nbray.dashboard.source`` feeds it, the HTTP handlers read it.
 """
@@ -140,6 +146,8 @@ class TaskTable:
         self._entries: dict[str, _Entry] = {}
         self._finished: deque[str] = deque()
         self._running_on_worker: dict[str, str] = {}
+        # Earlier attempts of retried tasks by (task id, attempt), oldest first.
+        self._earlier: dict[tuple[str, int], _Entry] = {}
         self.num_evicted = 0
 
     def __len__(self) -> int:
@@ -159,14 +167,24 @@ class TaskTable:
     # ---- updates ----------------------------------------------------------------------------------------------
 
     def upsert(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Merge complete rows; returns the rows that changed."""
-        changed = []
+        """Merge complete rows; returns the rows that changed, then the earlier attempts that changed."""
+        changed: list[dict[str, Any]] = []
+        earlier: list[dict[str, Any]] = []
         for row in rows:
             entry = self._entries.get(row["task_id"])
             if entry is not None:
                 old = entry.row
+                if row["attempt_number"] < old["attempt_number"]:
+                    kept = self._keep_earlier(row, old)
+                    if kept is not None:
+                        earlier.append(kept)
+                    continue
                 if _rank(row) < _rank(old):
                     continue
+                if row["attempt_number"] > old["attempt_number"]:
+                    kept = self._keep_earlier(old, row)
+                    if kept is not None:
+                        earlier.append(kept)
                 if row["attempt_number"] == old["attempt_number"]:
                     # Executors report node and worker separately from the
                     # owner's report; keep what the newer report lacks.
@@ -178,15 +196,16 @@ class TaskTable:
             if self._store(row):
                 changed.append(row)
         self._evict()
-        return changed
+        return changed + earlier
 
     def apply_changes(self, changes: Iterable[gcs_pb2.TaskStateChange]) -> tuple[list[dict[str, Any]], int]:
         """Apply channel state changes; returns (changed rows, oldest change time in ns).
 
         A task seen here first gets a minimal row; the caller then fetches
-        the complete rows that changed.
+        the complete rows that changed. Earlier attempts that changed come last.
         """
-        changed = []
+        changed: list[dict[str, Any]] = []
+        earlier: list[dict[str, Any]] = []
         oldest = 0
         for c in changes:
             task_id = c.task_id.hex()
@@ -198,22 +217,34 @@ class TaskTable:
             if entry is None:
                 row = _minimal_row(task_id, c.attempt_number, state, c.ts_ns, c.job_id.hex())
             else:
+                if c.attempt_number < entry.row["attempt_number"]:
+                    continue  # an earlier attempt's facts come with the fetched rows
                 row = dict(entry.row)
                 row.update(attempt_number=c.attempt_number, state=state, updated_ns=max(c.ts_ns, row["updated_ns"]))
                 if _rank(row) < _rank(entry.row) or row == entry.row:
                     continue
+                if c.attempt_number > entry.row["attempt_number"]:
+                    # The new attempt has not run yet: none of the old one's run facts are its own.
+                    row.update(node_id=None, worker_id=None, worker_pid=None, start_time_ms=None, end_time_ms=None,
+                               error_type=None, error_message=None, creation_time_ms=c.ts_ns // 1_000_000)
+                    kept = self._keep_earlier(entry.row, row)
+                    if kept is not None:
+                        earlier.append(kept)
                 if state in TERMINAL_STATES and row["end_time_ms"] is None:
                     row["end_time_ms"] = c.ts_ns // 1_000_000
             if self._store(row):
                 changed.append(row)
         self._evict()
-        return changed, oldest
+        return changed + earlier, oldest
 
     def _store(self, row: dict[str, Any]) -> bool:
         task_id = row["task_id"]
         previous = self._entries.get(task_id)
         self._entries[task_id] = _Entry(row)
         worker = row["worker_id"]
+        old_worker = previous.row["worker_id"] if previous is not None else None
+        if old_worker and old_worker != worker and self._running_on_worker.get(old_worker) == task_id:
+            del self._running_on_worker[old_worker]
         if row["state"] in RUNNING_STATES and worker:
             self._running_on_worker[worker] = task_id
         elif worker and self._running_on_worker.get(worker) == task_id:
@@ -237,7 +268,40 @@ class TaskTable:
             worker = entry.row["worker_id"]
             if worker and self._running_on_worker.get(worker) == victim:
                 del self._running_on_worker[worker]
+            for attempt in range(entry.row["attempt_number"]):
+                self._earlier.pop((victim, attempt), None)
             self.num_evicted += 1
+
+    def _keep_earlier(self, earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any] | None:
+        """Record ``earlier``, an attempt that ``later`` (a later attempt of the same task) replaced.
+
+        Returns the stored row, or None when nothing new was learnt.
+        """
+        key = (earlier["task_id"], earlier["attempt_number"])
+        row = superseded_attempt(earlier, later)
+        old = self._earlier.get(key)
+        if old is not None:
+            if _rank(row) < _rank(old.row) or row == old.row:
+                return None
+            for name in ("node_id", "worker_id", "worker_pid", "start_time_ms"):
+                if row[name] is None and old.row[name] is not None:
+                    row[name] = old.row[name]
+        self._earlier[key] = _Entry(row)
+        while len(self._earlier) > self.max_tasks:
+            del self._earlier[next(iter(self._earlier))]
+        return row
+
+    def earlier_attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """The kept earlier attempts of a task, first attempt first."""
+        entry = self._entries.get(task_id)
+        if entry is None:
+            return []
+        found = (self._earlier.get((task_id, a)) for a in range(entry.row["attempt_number"]))
+        return [e.row for e in found if e is not None]
+
+    @property
+    def num_earlier_attempts(self) -> int:
+        return len(self._earlier)
 
     # ---- reads ------------------------------------------------------------------------------------------------
 
@@ -252,6 +316,28 @@ class TaskTable:
             total = len(matching)
             page = [e.encoded for e in matching[offset:offset + limit]]
         return ("[" + ",".join(page) + "]").encode(), total
+
+    def earlier_json(self, flt: TaskFilter, limit: int) -> tuple[bytes, int]:
+        """(JSON array of the earlier attempts of retried tasks matching the filter, oldest first; number matched).
+
+        The filter applies to the attempt's own row, except its state: a
+        task filtered by state keeps its earlier attempts when its latest
+        attempt matches.
+        """
+        picked: list[str] = []
+        total = 0
+        for (task_id, _), e in self._earlier.items():
+            row = e.row
+            if flt.states is not None:
+                latest = self._entries.get(task_id)
+                if latest is None:
+                    continue
+                row = {**row, "state": latest.row["state"]}
+            if flt.matches(row):
+                total += 1
+                if len(picked) < limit:
+                    picked.append(e.encoded)
+        return ("[" + ",".join(picked) + "]").encode(), total
 
     def state_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -270,6 +356,23 @@ class TaskTable:
                 if len(seen) >= limit:
                     break
         return list(seen)
+
+
+def superseded_attempt(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """``earlier`` as an attempt that ``later`` replaced: one that never reported an end failed then.
+
+    A retry is made only after an attempt failed (a worker died, or the
+    task raised with ``retry_exceptions``), so the earlier attempt ended
+    no later than the later attempt's creation.
+    """
+    if earlier["state"] in TERMINAL_STATES:
+        return earlier
+    created = later["creation_time_ms"]
+    start = earlier["start_time_ms"]
+    end = created if created is not None else earlier["updated_ns"] // 1_000_000
+    if start is not None:
+        end = max(start, end)
+    return {**earlier, "state": "FAILED", "end_time_ms": end}
 
 
 def _minimal_row(task_id: str, attempt: int, state: str, ts_ns: int, job_id: str) -> dict[str, Any]:

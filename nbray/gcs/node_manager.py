@@ -5,7 +5,10 @@ requests (health checks, actor leases). A node is declared dead when that
 connection closes or when health checks fail ``failure_threshold`` times
 in a row; node changes are published on the NODE channel. Raylets report
 their resources; the GCS broadcasts the merged view to every raylet so
-none is more than about a second out of date.
+none is more than about a second out of date: a subscriber gets the whole
+view when it subscribes, then only the nodes that changed and those that
+left (resource_view.py), so an idle cluster's broadcasts stay small however
+many nodes it has.
 
 After a GCS restart the stored nodes wait for their raylets, which
 register again with the same node id; one that has not come back within
@@ -17,13 +20,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from nbray.common.config import Config
 from nbray.exceptions import RpcError
 from nbray.gcs.pubsub import Publisher
 from nbray.gcs.recovery import Registration, registration_decision
+from nbray.gcs.resource_view import view_changes
 from nbray.protocol import common_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
 from nbray.rpc.eventloop import EventLoop
@@ -35,7 +39,7 @@ _HEALTH = method("RayletService.HealthCheck")
 
 class NodeEntry:
     __slots__ = ("info", "_conn", "available", "total", "demands", "failures", "version",
-                 "store_used", "store_spilled", "checking")
+                 "store_used", "store_spilled", "checking", "view_version")
 
     def __init__(self, info: gcs_pb2.NodeInfo, conn: Connection | None) -> None:
         self.info = info
@@ -50,6 +54,8 @@ class NodeEntry:
         self.store_used = 0
         self.store_spilled = 0
         self.checking = False
+        # Moves whenever what the resource view shows of this node changes.
+        self.view_version = 0
 
     @property
     def conn(self) -> Connection:
@@ -74,6 +80,12 @@ class NodeManager:
         self.on_node_dead: list[Callable[[gcs_pb2.NodeInfo], None]] = []
         self.on_node_added: list[Callable[[gcs_pb2.NodeInfo], None]] = []
         self._view_dirty = False
+        # Each node of the last broadcast view, with its view version then.
+        self._view_sent: dict[bytes, int] = {}
+        self._view_seq = 0  # the last view version given out
+        # Subscribers that have not been sent the whole view yet.
+        self._view_full_due: set[Connection] = set()
+        publisher.on_subscribe.append(self._on_subscribe)
         # Nodes stored alive by an earlier GCS that have not registered again.
         self.awaiting: dict[bytes, bool] = {}
 
@@ -109,6 +121,7 @@ class NodeManager:
         entry = NodeEntry(node, conn)
         self.nodes[node.node_id] = entry
         conn.context = entry
+        self._bump_view_version(entry)
         conn.add_close_callback(functools.partial(self._on_conn_closed, node.node_id))
         logger.info("node %s joined at %s:%d with %s", node.node_id.hex()[:8], node.node_ip,
                     node.raylet_port, dict(node.resources_total))
@@ -195,16 +208,33 @@ class NodeManager:
         if entry is None or not entry.alive or req.version <= entry.version:
             return
         entry.version = req.version
-        entry.available = dict(req.available)
-        entry.total = dict(req.total)
-        entry.demands = list(req.demands)
+        available = dict(req.available)
+        total = dict(req.total)
+        demands = list(req.demands)
+        if (available != entry.available or total != entry.total
+                or sum(d.count for d in demands) != sum(d.count for d in entry.demands)
+                or req.object_store_used_bytes != entry.store_used
+                or req.object_store_spilled_bytes != entry.store_spilled):
+            # Most reports of an idle node repeat the last one: only a change
+            # goes into the next broadcast.
+            self._bump_view_version(entry)
+        entry.available = available
+        entry.total = total
+        entry.demands = demands
         entry.store_used = req.object_store_used_bytes
         entry.store_spilled = req.object_store_spilled_bytes
+
+    def _bump_view_version(self, entry: NodeEntry) -> None:
+        self._view_seq += 1
+        entry.view_version = self._view_seq
         self._view_dirty = True
 
-    def resource_view(self) -> gcs_pb2.ResourceView:
+    def resource_view(self, only: Collection[bytes] | None = None) -> gcs_pb2.ResourceView:
+        """The alive nodes' resources (those in `only`, when given)."""
         view = gcs_pb2.ResourceView()
-        for e in self.alive():
+        entries = self.alive() if only is None else [
+            e for e in (self.nodes.get(node_id) for node_id in only) if e is not None and e.alive]
+        for e in entries:
             n = view.nodes.add(
                 node_id=e.info.node_id, node_ip=e.info.node_ip, raylet_port=e.info.raylet_port,
                 pending=sum(d.count for d in e.demands), object_store_used_bytes=e.store_used,
@@ -213,11 +243,27 @@ class NodeManager:
             n.total.update(e.total)
         return view
 
+    def _on_subscribe(self, conn: Connection, channel: int, key: bytes) -> None:
+        if channel == gcs_pb2.RESOURCE_VIEW:
+            self._view_full_due.add(conn)
+
     def _broadcast(self) -> None:
+        """Send new subscribers the whole view, then everyone what changed."""
+        if self._view_full_due:
+            conns = [c for c in self._view_full_due if not c.closed]
+            self._view_full_due.clear()
+            full = self.resource_view()
+            full.full = True
+            self.publisher.send_to(conns, gcs_pb2.PubMessage(channel=gcs_pb2.RESOURCE_VIEW, resource_view=full))
         if self._view_dirty and self.publisher.has_subscribers(gcs_pb2.RESOURCE_VIEW):
             self._view_dirty = False
-            self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.RESOURCE_VIEW,
-                                                      resource_view=self.resource_view()))
+            current = {e.info.node_id: e.view_version for e in self.alive()}
+            changed, removed = view_changes(self._view_sent, current)
+            self._view_sent = current
+            if changed or removed:
+                delta = self.resource_view(changed)
+                delta.removed_node_ids.extend(removed)
+                self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.RESOURCE_VIEW, resource_view=delta))
         self.loop.call_later(self.config.resource_broadcast_period_ms / 1000, self._broadcast)
 
     def cluster_totals(self) -> tuple[dict[str, float], dict[str, float]]:

@@ -8,6 +8,7 @@ empty key meaning every message of the channel. Messages go out as one-way
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 
 from nbray.protocol import gcs_pb2, method
 from nbray.rpc.connection import Connection
@@ -18,12 +19,16 @@ _PUBLISH = method("SubscriberService.Publish")
 class Publisher:
     def __init__(self) -> None:
         self._subs: dict[tuple[int, bytes], set[Connection]] = {}
+        # Called with (conn, channel, key) for each new subscription.
+        self.on_subscribe: list[Callable[[Connection, int, bytes], None]] = []
 
     def subscribe(self, conn: Connection, channel: int, key: bytes) -> None:
         subs = self._subs.setdefault((channel, key), set())
         if conn not in subs:
             subs.add(conn)
             conn.add_close_callback(functools.partial(self._drop_on_close, (channel, key)))
+            for cb in self.on_subscribe:
+                cb(conn, channel, key)
 
     def unsubscribe(self, conn: Connection, channel: int, key: bytes) -> None:
         self._drop(conn, (channel, key))
@@ -47,7 +52,21 @@ class Publisher:
         targets |= self._subs.get((msg.channel, b""), set())
         if msg.key:
             targets |= self._subs.get((msg.channel, msg.key), set())
+        if not targets:
+            return 0
+        body = msg.SerializeToString()  # once, however many subscribers
         for conn in targets:
             if not conn.closed:
-                conn.send_oneway(_PUBLISH, msg)
+                conn.send_oneway(_PUBLISH, body)
         return len(targets)
+
+    def send_to(self, conns: Iterable[Connection], msg: gcs_pb2.PubMessage) -> int:
+        """Send `msg` to the given subscribers only (say, a snapshot to new
+        ones); returns how many it went to."""
+        body = msg.SerializeToString()
+        sent = 0
+        for conn in conns:
+            if not conn.closed:
+                conn.send_oneway(_PUBLISH, body)
+                sent += 1
+        return sent

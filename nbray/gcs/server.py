@@ -25,6 +25,7 @@ from nbray.common.config import Config, set_config
 from nbray.exceptions import RpcError
 from nbray.gcs.actor_manager import ActorManager
 from nbray.gcs.kv import KVStore
+from nbray.gcs.metrics import MetricsTable, RpcTimer, gcs_points
 from nbray.gcs.node_manager import NodeManager
 from nbray.gcs.persistence import TableWriter, load_tables, next_job_number
 from nbray.gcs.placement_groups import PlacementGroupManager
@@ -38,6 +39,9 @@ from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener
 from nbray.rpc.pool import ConnectionPool
+from nbray.runtime_env import package_refs
+from nbray.runtime_env.package_refs import PackageCollector
+from nbray.runtime_env.resolve import uris_in_env_vars
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +85,8 @@ class GcsServer:
             raise
         self.loop = EventLoop("gcs")
         self.dispatcher = Dispatcher()
-        self.dispatcher.register_service("GcsService", self)
+        self.rpc_timer = RpcTimer()
+        self.rpc_timer.register_service(self.dispatcher, "GcsService", self)
         sock = listen_sock if listen_sock is not None else bind_listener(f"{host}:{port}")
         self.listener = Listener(
             self.loop, sock, token, self.dispatcher, self._on_connection, role="GCS",
@@ -96,7 +101,11 @@ class GcsServer:
         self.actors = ActorManager(self.loop, config, self.publisher, self.nodes, self.pool, scheduler)
         self.placement_groups = PlacementGroupManager(self.loop, config, self.publisher, self.nodes)
         self.kv = KVStore(self.storage)
+        self.packages = PackageCollector(self.kv, self.loop.call_later,
+                                         grace_s=config.runtime_env_package_grace_ms / 1000,
+                                         unreferenced_s=config.runtime_env_unreferenced_package_ms / 1000)
         self.task_events = TaskEventStore(config.task_events_max_tasks_in_gcs)
+        self.metrics = MetricsTable(config.metrics_max_series_in_gcs)
         self.actor_creation_events = ActorCreationEvents(self.task_events)
         self.jobs: dict[bytes, gcs_pb2.JobInfo] = {j.job_id: j for j in loaded.jobs}
         # Jobs stored running whose driver has not reconnected since this GCS started.
@@ -243,6 +252,7 @@ class GcsServer:
         job.end_time_ms = int(time.time() * 1000)
         self.actors.on_job_finished(job_id)
         self.placement_groups.on_job_finished(job_id)
+        self.packages.release(package_refs.job_holder(job_id))
         self.publisher.publish(gcs_pb2.PubMessage(channel=gcs_pb2.JOB, key=job_id, job=job))
 
     def handle_GetAllJobInfo(self, conn: Connection, req: Any, rid: int) -> Any:
@@ -251,7 +261,11 @@ class GcsServer:
     # ---- actors ----------------------------------------------------------------------------------------
 
     def handle_RegisterActor(self, conn: Connection, req: gcs_pb2.RegisterActorRequest, rid: int) -> Any:
-        return self.actors.register(req)
+        reply = self.actors.register(req)
+        if req.detached and not reply.existed:  # it outlives its job: it holds its packages itself
+            self.packages.hold(package_refs.actor_holder(reply.actor.actor_id),
+                               uris_in_env_vars(req.creation_spec.runtime_env.env_vars))
+        return reply
 
     def handle_GetActorInfo(self, conn: Connection, req: gcs_pb2.GetActorInfoRequest, rid: int) -> Any:
         entry = self.actors.get(req.actor_id)
@@ -301,7 +315,9 @@ class GcsServer:
         return gcs_pb2.KVGetReply(found=value is not None, value=value or b"")
 
     def handle_KVPut(self, conn: Connection, req: gcs_pb2.KVPutRequest, rid: int) -> Any:
-        return gcs_pb2.KVPutReply(added=self.kv.put(req.ns, req.key, req.value, req.overwrite, req.request_id))
+        added = self.kv.put(req.ns, req.key, req.value, req.overwrite, req.request_id)
+        self.packages.on_kv_put(req.ns, req.key)
+        return gcs_pb2.KVPutReply(added=added)
 
     def handle_KVDel(self, conn: Connection, req: gcs_pb2.KVDelRequest, rid: int) -> Any:
         return gcs_pb2.KVDelReply(deleted=self.kv.delete(req.ns, req.key, req.by_prefix, req.request_id))
@@ -317,6 +333,8 @@ class GcsServer:
         return _Empty()
 
     def _on_actor_state(self, info: gcs_pb2.ActorInfo) -> None:
+        if info.state == gcs_pb2.ActorInfo.DEAD and info.is_detached:
+            self.packages.release(package_refs.actor_holder(info.actor_id))
         entry = self.actors.get(info.actor_id)
         if entry is None or entry.spec.disable_task_events:
             return
@@ -346,6 +364,18 @@ class GcsServer:
                 changed_after=req.changed_after if req.HasField("changed_after") else None)
         except ValueError as exc:
             raise RpcError("invalid_argument", str(exc)) from None
+
+    # ---- metrics -------------------------------------------------------------------------------------------------
+
+    def handle_ReportMetrics(self, conn: Connection, req: gcs_pb2.ReportMetricsRequest, rid: int) -> Any:
+        self.metrics.report(req.points)
+        return _Empty()
+
+    def handle_GetMetrics(self, conn: Connection, req: Any, rid: int) -> Any:
+        reply = gcs_pb2.GetMetricsReply(num_dropped_points=self.metrics.num_dropped)
+        reply.points.extend(gcs_points(self.task_events, self.rpc_timer))
+        reply.points.extend(self.metrics.points())
+        return reply
 
     # ---- pubsub --------------------------------------------------------------------------------------------------
 

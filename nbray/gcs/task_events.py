@@ -172,6 +172,8 @@ class TaskEventStore:
         self.last_change = 0
         self.num_evicted = 0
         self.num_dropped = 0
+        # Attempts that reached each final state since the store started (kept past eviction).
+        self.num_ended: dict[int, int] = {}
 
     def get(self, task_id: bytes, attempt: int) -> TaskAttempt | None:
         return self.attempts.get((task_id, attempt))
@@ -222,6 +224,8 @@ class TaskEventStore:
         state_changed = att.state != before
         if state_changed and att.state in TERMINAL:
             self._finished.append(key)
+            if before not in TERMINAL:
+                self.num_ended[att.state] = self.num_ended.get(att.state, 0) + 1
         if changes is None:
             return
         job = att.info.job_id if att.info is not None else b""

@@ -41,6 +41,7 @@ def _stats(samples_s: list[float]) -> dict[str, float]:
     return {
         "p50_ms": statistics.median(ms),
         "p90_ms": ms[min(len(ms) - 1, int(len(ms) * 0.9))],
+        "p95_ms": ms[min(len(ms) - 1, int(len(ms) * 0.95))],
         "mean_ms": statistics.fmean(ms),
         "min_ms": ms[0],
         "max_ms": ms[-1],
@@ -48,15 +49,20 @@ def _stats(samples_s: list[float]) -> dict[str, float]:
 
 
 def measure_remote_cell_roundtrip(address: str, *, samples: int = 30, warmup: int = 5,
-                                  timeout_s: float = 60.0, kernel_name: str = "python3") -> dict[str, Any]:
+                                  timeout_s: float = 60.0, kernel_name: str = "python3",
+                                  backend: str = "nbray") -> dict[str, Any]:
     """Median and spread of a trivial ``%%remote`` cell's round trip, in ms.
+
+    `backend` ``"ray"`` connects with ``%nbray init --backend ray`` (run this
+    from a Python that has Ray: its kernel is that Python).
 
     Raises RuntimeError when the kernel cannot connect or a cell fails."""
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name=kernel_name, env=dict(os.environ), startup_timeout=timeout_s)
     try:
-        _, content = _execute(kc, f"%load_ext nbray\n%nbray init {address}", timeout_s)
+        flag = f"--backend {backend} " if backend != "nbray" else ""
+        _, content = _execute(kc, f"%load_ext nbray\n%nbray init {flag}{address}", timeout_s)
         if content["status"] != "ok":
             raise RuntimeError(f"the kernel could not connect to {address}: {content.get('evalue')}")
         for _ in range(warmup):
@@ -69,7 +75,8 @@ def measure_remote_cell_roundtrip(address: str, *, samples: int = 30, warmup: in
                 raise RuntimeError(f"%%remote failed: {content.get('ename')}: {content.get('evalue')}")
             remote.append(elapsed)
             local.append(_execute(kc, LOCAL_CELL, timeout_s)[0])
-        result: dict[str, Any] = {"name": "remote_cell_roundtrip", "address": address, "cell": REMOTE_CELL,
+        result: dict[str, Any] = {"name": "remote_cell_roundtrip", "backend": backend, "address": address,
+                                  "cell": REMOTE_CELL,
                                   "samples": samples, "target_ms": TARGET_MS}
         result.update(_stats(remote))
         result["local_cell_p50_ms"] = _stats(local)["p50_ms"]

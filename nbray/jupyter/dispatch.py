@@ -11,6 +11,7 @@ type with the remote traceback.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -21,12 +22,13 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-import nbray
-from nbray.exceptions import RayError, RayTaskError
+from nbray.exceptions import RayTaskError
+from nbray.jupyter import backends
+from nbray.jupyter.backends import NotebookBackend
 from nbray.jupyter.cell_analysis import CellAnalysis, analyze_cell
 from nbray.jupyter.magic_options import RemoteOptions
 from nbray.jupyter.output import REMOTE_CELL_TASK, CellOutputRouter, CellTarget, running_execution_count
-from nbray.jupyter.remote_cell import TRACEBACK_ATTR, CellReply, CellRequest, run_cell, unpack_value
+from nbray.jupyter.remote_cell import TRACEBACK_ATTR, CellReply, CellRequest, unpack_value
 from nbray.jupyter.sessions import SessionInfo, SessionRegistry
 from nbray.jupyter.settings import NotebookSettings, get_settings
 
@@ -39,8 +41,8 @@ _NOT_PULLED = {"display", "get_ipython"}
 class _Run:
     """One submitted remote cell (one task per node with --all)."""
 
-    value_refs: list[Any]
-    meta_refs: list[Any]
+    runs: list[Any]
+    """The backend's handle of each submitted task."""
     labels: list[str]
     node_ids: list[str]
     run_ids: list[str]
@@ -57,7 +59,8 @@ class AsyncCell:
     name: str
     run: _Run
     done: bool = False
-    futures: list[Any] = field(default_factory=list)
+    ended: dict[int, BaseException | None] = field(default_factory=dict)
+    """Run index -> its error, for the runs whose end was reported."""
 
 
 class RemoteCellRunner:
@@ -67,16 +70,19 @@ class RemoteCellRunner:
         self.router = router
         self.sessions = sessions
         self.settings = settings or get_settings()
-        self._run_cell_task = nbray.remote(run_cell)
         self.async_cells: dict[str, AsyncCell] = {}
         self.collected_async: set[str] = set()
         self._async_lock = threading.Lock()
+
+    @property
+    def backend(self) -> NotebookBackend:
+        return backends.current()
 
     # ---- entry points ---------------------------------------------------------------------------------
 
     def run(self, code: str, opts: RemoteOptions, header_line: str = "") -> Any:
         """Run `code` remotely per `opts`; returns the last expression's value."""
-        if not nbray.is_initialized():
+        if not self.backend.connected():
             raise UsageError("nbray is not connected: run '%nbray init [ADDRESS]' (or nbray.init()) first")
         self.router.attach()
         code = self._ipython_syntax(code)
@@ -151,27 +157,25 @@ class RemoteCellRunner:
         resources = opts.resource_options()
         target = self.router.current
         if opts.all_nodes:
-            nodes = [n for n in nbray.nodes() if n["Alive"]]
             requests = []
-            for i, node in enumerate(nodes):
-                label = f"{i}:{node['NodeID'][:8]}"
+            for i, node in enumerate(self.backend.nodes()):
+                label = f"{i}:{node.node_id[:8]}"
                 requests.append((CellRequest(**{**request.__dict__, "run_id": uuid.uuid4().hex,
-                                                "node_label": label}), label, node["NodeID"]))
+                                                "node_label": label}), label, node.node_id))
         else:
             node_id = self._resolve_node(opts.node) if opts.node else ""
             requests = [(request, "", node_id)]
-        run = _Run([], [], [], [], [], request.pull, target)
+        run = _Run([], [], [], [], request.pull, target)
         for req, label, node_id in requests:
             self.router.expect_end(req.run_id)
             try:
-                value_ref, meta_ref = self._submit_one(req, opts, resources, label, node_id, assigns)
+                handle = self._submit_one(req, opts, resources, label, node_id, assigns)
             except BaseException:
                 self.router.forget_run(req.run_id)
                 raise
             if opts.session is not None:
                 run.session = self.sessions.get(opts.session)
-            run.value_refs.append(value_ref)
-            run.meta_refs.append(meta_ref)
+            run.runs.append(handle)
             run.labels.append(label)
             run.node_ids.append(node_id)
             run.run_ids.append(req.run_id)
@@ -181,26 +185,16 @@ class RemoteCellRunner:
                     node_id: str, assigns: tuple[str, ...]) -> Any:
         if opts.session is not None:
             return self._submit_session(req, opts.session, resources, node_id, assigns)
-        task_opts: dict[str, Any] = dict(resources, num_returns=2, max_retries=0,
-                                         name=f"{REMOTE_CELL_TASK}@{label}" if label else REMOTE_CELL_TASK)
-        if node_id:
-            from nbray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            task_opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        return self._call(lambda: self._run_cell_task.options(**task_opts).remote(req), req)
+        name = f"{REMOTE_CELL_TASK}@{label}" if label else REMOTE_CELL_TASK
+        return self._call(lambda: self.backend.submit_cell(req, resources, task_name=name, node_id=node_id), req)
 
     def _submit_session(self, req: CellRequest, name: str, resources: dict[str, Any], node_id: str,
                         assigns: tuple[str, ...]) -> Any:
-        strategy = None
-        if node_id:
-            from nbray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-        info = self.sessions.get_or_create(name, resources, node_id or None, strategy)
+        info = self.sessions.get_or_create(name, resources, node_id or None)
         info.cells_run += 1
         info.names.update(assigns)  # bound in the session by this cell: later cells read them there
-        method = info.handle.run.options(num_returns=2, name=f"{REMOTE_CELL_TASK} --session {name}")
-        return self._call(lambda: method.remote(req), req)
+        task_name = f"{REMOTE_CELL_TASK} --session {name}"
+        return self._call(lambda: self.backend.submit_session_cell(info.handle, req, task_name=task_name), req)
 
     def _call(self, submit: Any, req: CellRequest) -> Any:
         try:
@@ -215,16 +209,16 @@ class RemoteCellRunner:
                 "the cell instead (or give the cell's own variable another name).") from exc
 
     def _resolve_node(self, wanted: str) -> str:
-        alive = [n for n in nbray.nodes() if n["Alive"]]
+        alive = self.backend.nodes()
         if wanted == "head":
-            matches = [n for n in alive if n["IsHead"]]
+            matches = [n for n in alive if n.is_head]
         else:
-            matches = [n for n in alive if n["NodeID"].startswith(wanted.lower())]
+            matches = [n for n in alive if n.node_id.startswith(wanted.lower())]
         if len(matches) != 1:
-            listing = ", ".join(n["NodeID"][:12] + (" (head)" if n["IsHead"] else "") for n in alive)
+            listing = ", ".join(n.node_id[:12] + (" (head)" if n.is_head else "") for n in alive)
             what = "matches no alive node" if not matches else "matches several nodes"
             raise UsageError(f"--node {wanted} {what}; alive nodes: {listing}")
-        return str(matches[0]["NodeID"])
+        return matches[0].node_id
 
     # ---- waiting -----------------------------------------------------------------------------------------
 
@@ -237,40 +231,37 @@ class RemoteCellRunner:
         if errors:
             _raise_remote(errors)
         if opts.all_nodes:
-            return {node: value for node, value in zip(run.node_ids, values)} if any(
+            return dict(zip(run.node_ids, values)) if any(
                 v is not None for v in values) else None
         return values[0]
 
     def _wait(self, run: _Run) -> None:
-        refs = run.meta_refs
         try:
-            nbray.wait(refs, num_returns=len(refs), timeout=None, fetch_local=False)
+            self.backend.wait_cells(run.runs, None)
         except KeyboardInterrupt:
             self._cancel(run)
             raise _interrupted(forced=False) from None
 
     def _cancel(self, run: _Run) -> None:
         """Ctrl-C: cancel, give the cell `cancel_grace_s` to stop, then force."""
-        settings = self.settings
-        for ref in run.value_refs:
-            _quiet(nbray.cancel, ref)
+        settings, backend = self.settings, self.backend
+        for handle in run.runs:
+            backend.cancel_cell(handle, force=False)
         forced = False
         try:
-            _ready, pending = nbray.wait(run.meta_refs, num_returns=len(run.meta_refs),
-                                         timeout=settings.cancel_grace_s, fetch_local=False)
+            pending = backend.wait_cells(run.runs, settings.cancel_grace_s)
         except KeyboardInterrupt:  # a second Ctrl-C: force now
-            pending = list(run.meta_refs)
+            pending = list(run.runs)
         if pending:
             forced = True
             if run.session is not None:
-                _quiet(nbray.kill, run.session.handle)
+                backend.kill_session(run.session.handle)
                 self.sessions.mark_dead(run.session.name)
             else:
-                for ref in run.value_refs:
-                    _quiet(nbray.cancel, ref, force=True)
+                for handle in run.runs:
+                    backend.cancel_cell(handle, force=True)
             try:
-                nbray.wait(run.meta_refs, num_returns=len(run.meta_refs), timeout=settings.cancel_force_wait_s,
-                           fetch_local=False)
+                backend.wait_cells(run.runs, settings.cancel_force_wait_s)
             except KeyboardInterrupt:
                 pass
         self._settle_output(run)
@@ -280,20 +271,18 @@ class RemoteCellRunner:
     def _settle_output(self, run: _Run) -> None:
         """Wait until the cell's output reached the notebook, so it is complete
         when the cell returns (a flush barrier, then each run's end markers)."""
-        from nbray.jupyter import runtime_hooks
-
-        runtime_hooks.flush_logs(self.settings.flush_logs_timeout_s)
+        backend = self.backend
+        backend.flush_output(self.settings.flush_logs_timeout_s)
         deadline = time.monotonic() + self.settings.output_wait_s
-        for ref, run_id in zip(run.meta_refs, run.run_ids):
+        for handle, run_id in zip(run.runs, run.run_ids):
             try:
-                ready, _ = nbray.wait([ref], timeout=0, fetch_local=False)
-                if ready:
-                    reply = nbray.get(ref)
+                if not backend.wait_cells([handle], 0):
+                    reply = backend.outcome(handle).reply
                     if isinstance(reply, CellReply):
                         self.router.wait_for_end(run_id, reply.streams_written,
                                                  max(0.0, deadline - time.monotonic()))
-            except (RayError, KeyboardInterrupt):
-                pass  # failed cells: their markers were written before the error; nothing more to wait for
+            except KeyboardInterrupt:
+                pass  # stop waiting for output: the cell's values are still collected
             finally:
                 self.router.forget_run(run_id)
 
@@ -301,19 +290,19 @@ class RemoteCellRunner:
         values: list[Any] = []
         errors: list[tuple[str, BaseException]] = []
         pulled_by_name: dict[str, dict[str, Any]] = {}
-        for value_ref, meta_ref, label, node_id in zip(run.value_refs, run.meta_refs, run.labels, run.node_ids):
-            try:
-                reply: CellReply = nbray.get(meta_ref)
-                values.append(nbray.get(value_ref))
-            except RayError as exc:
-                errors.append((label, exc))
+        for handle, label, node_id in zip(run.runs, run.labels, run.node_ids):
+            outcome = self.backend.outcome(handle)
+            if outcome.error is not None:
+                errors.append((label, outcome.error))
                 values.append(None)
                 continue
+            reply: CellReply = outcome.reply
+            values.append(outcome.value)
             for name, packed in reply.pulled.items():
                 pulled_by_name.setdefault(name, {})[node_id or reply.node_id] = packed
             for name, why in reply.pull_errors.items():
                 print(f"[nbray] {name} stays on the cluster: {why}", file=sys.stderr)
-        single = len(run.meta_refs) == 1
+        single = len(run.runs) == 1
         self._assign(pulled_by_name, single)
         return values, errors
 
@@ -336,26 +325,24 @@ class RemoteCellRunner:
         self.collected_async.discard(name)
         self.async_cells[name] = cell
         user_ns = self.shell.user_ns if self.shell is not None else {}
-        user_ns[name] = run.value_refs[0] if len(run.value_refs) == 1 else dict(zip(run.node_ids, run.value_refs))
-        try:
-            cell.futures = [ref.future() for ref in run.meta_refs]
-        except (AttributeError, RuntimeError, NotImplementedError):
-            cell.futures = []  # no futures here: collected at the next cell boundary
-        for fut in cell.futures:
-            fut.add_done_callback(lambda _f, c=cell: self._async_progress(c))
+        backend = self.backend
+        values = [backend.async_value(handle) for handle in run.runs]
+        user_ns[name] = values[0] if len(values) == 1 else dict(zip(run.node_ids, values))
+        for i, handle in enumerate(run.runs):
+            # without notifications the cell is collected at the next cell boundary
+            backend.on_cell_done(handle, functools.partial(self._async_progress, cell, i))
         return None
 
-    def _async_progress(self, cell: AsyncCell) -> None:
-        """A task of an async cell ended (called on an nbray thread: only
-        looks at the futures, never blocks)."""
+    def _async_progress(self, cell: AsyncCell, index: int, error: BaseException | None) -> None:
+        """A task of an async cell ended (called on a runtime thread: never blocks)."""
         with self._async_lock:
-            if cell.done or not all(f.done() for f in cell.futures):
+            cell.ended[index] = error
+            if cell.done or len(cell.ended) < len(cell.run.runs):
                 return
             cell.done = True
         for run_id in cell.run.run_ids:
             self.router.forget_run(run_id)
-        errors = [(label, fut.exception()) for fut, label in zip(cell.futures, cell.run.labels)
-                  if fut.exception() is not None]
+        errors = [(label, cell.ended[i]) for i, label in enumerate(cell.run.labels) if cell.ended[i] is not None]
         if errors and cell.run.target is not None:
             exc, text = _render_errors(errors)  # type: ignore[arg-type]
             self.router.send("error", {"ename": type(exc).__name__, "evalue": str(exc)[:2000],
@@ -371,12 +358,10 @@ class RemoteCellRunner:
                 if name in self.collected_async:
                     continue  # finished and collected at a cell boundary already
                 raise UsageError(f"no %%remote --async cell named {name!r}")
-            refs = cell.run.meta_refs
             if wait:
                 self._wait(cell.run)
                 self._settle_output(cell.run)
-            ready, _ = nbray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-            if len(ready) < len(refs):
+            if self.backend.wait_cells(cell.run.runs, 0):
                 continue
             del self.async_cells[name]
             self.collected_async.add(name)
@@ -407,13 +392,6 @@ def _unpicklable(values: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _quiet(fn: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        fn(*args, **kwargs)
-    except (RayError, ValueError, TypeError):
-        pass  # already finished, or gone
-
-
 def _interrupted(forced: bool, session: str | None = None) -> KeyboardInterrupt:
     if forced and session:
         msg = f"remote cell cancelled; session {session!r} was killed to stop it (its variables are lost)"
@@ -434,6 +412,9 @@ def _remote_text(exc: BaseException) -> tuple[BaseException, str]:
         if text:
             return cause, text
         return cause, str(exc)
+    own = getattr(exc, TRACEBACK_ATTR, None)
+    if own:  # the cell's own exception (backends that hand it back as it is)
+        return exc, own
     return exc, str(exc)
 
 

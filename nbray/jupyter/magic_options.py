@@ -170,7 +170,10 @@ def nbray_parser() -> _Parser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     init = sub.add_parser("init", add_help=False, help="connect (or start a local cluster)")
     init.add_argument("address", nargs="?", default=None,
-                      help="HOST:PORT of a cluster, 'auto', 'local' or nbray://HOST:PORT")
+                      help="HOST:PORT of a cluster, 'auto', 'local' or nbray://HOST:PORT (with --backend ray: "
+                           "what ray.init accepts, e.g. auto, HOST:PORT, ray://HOST:10001)")
+    init.add_argument("--backend", choices=("nbray", "ray"),
+                      help="the runtime to use: nbray (default) or an installed Ray >= 2.50")
     init.add_argument("--num-cpus", type=float)
     init.add_argument("--num-gpus", type=float)
     init.add_argument("--resources", help="custom resources as JSON")

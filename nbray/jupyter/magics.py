@@ -14,8 +14,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
-import nbray
-from nbray.jupyter import runtime_hooks
+from nbray.jupyter import backends, debug
+from nbray.jupyter.backends import BackendUnavailable, NodeInfo
 from nbray.jupyter.cell_analysis import split_line_options
 from nbray.jupyter.dispatch import RemoteCellRunner
 from nbray.jupyter.magic_options import (
@@ -104,11 +104,13 @@ Examples
     %nbray init --num-cpus 4 --num-gpus 1    # start a local cluster of that size
     %nbray init nbray://head:10001 --working-dir ./data   # files for the workers
     %nbray init HOST:6379 --runtime-env '{"env_vars": {"MODE": "test"}}'
+    %nbray init --backend ray auto           # a Ray cluster (ray.init addresses: auto, HOST:PORT, ray://HOST:10001)
     %nbray status                            # nodes, resources, sessions
     %nbray sessions                          # %%remote --session namespaces
     %nbray close gpu                         # end a session (%nbray close --all)
     %nbray wait job                          # wait for %%remote --async job
     %nbray shutdown                          # close sessions and disconnect
+    %nbray debug [TASK_ID]                   # re-run a failed task here, in the debugger
 """
 
 
@@ -121,6 +123,8 @@ class NbrayMagics(Magics):
     @line_magic
     def nbray(self, line: str) -> Any:
         """Connect to and manage an nbray cluster."""
+        if line.split()[:1] == ["debug"]:
+            return debug.run(line)
         parser = nbray_parser()
         args = parser.parse_args(_split(line))
         if args.help or not args.command:
@@ -172,26 +176,35 @@ class NbrayMagics(Magics):
             kwargs["log_to_driver"] = False
         if args.tls:
             kwargs["tls"] = True
-        if nbray.is_initialized():
+        if backends.current().connected():
             raise UsageError("already connected; run '%nbray shutdown' first to connect elsewhere")
-        context = nbray.init(args.address, **kwargs)
+        name = args.backend or "nbray"
+        try:
+            backend = backends.make(name) if name != backends.current().name else backends.current()
+        except BackendUnavailable as exc:
+            raise UsageError(str(exc)) from None
+        if args.tls and name != "nbray":
+            raise UsageError("--tls is for nbray:// clients; Ray reads its TLS settings from RAY_USE_TLS and friends")
+        context = backend.connect(args.address, **kwargs)
+        backends.use(backend)
         self.ext.router.attach()
         return context
 
     def _cmd_status(self, args: Any) -> None:
         _require_connection()
-        print(format_status(runtime_hooks.cluster_status()))
+        print(format_nodes(backends.current().nodes()))
         if self.ext.sessions.rows():
             print("\nSessions:\n" + format_table(self.ext.sessions.rows()))
         if self.ext.runner.async_cells:
             print("\nRunning --async cells: " + ", ".join(sorted(self.ext.runner.async_cells)))
 
     def _cmd_shutdown(self, args: Any) -> None:
-        closed = self.ext.sessions.close_all() if nbray.is_initialized() else []
+        backend = backends.current()
+        closed = self.ext.sessions.close_all() if backend.connected() else []
         self.ext.sessions.forget_all()
         self.ext.runner.async_cells.clear()
-        nbray.shutdown()
-        print("Disconnected from the nbray cluster" + (f" (closed sessions: {', '.join(closed)})" if closed else "")
+        backend.disconnect()
+        print(f"Disconnected from the {'nbray' if backend.name == 'nbray' else 'Ray'} cluster" + (f" (closed sessions: {', '.join(closed)})" if closed else "")
               + ".")
 
     def _cmd_sessions(self, args: Any) -> None:
@@ -226,7 +239,7 @@ def _split(line: str) -> list[str]:
 
 
 def _require_connection() -> None:
-    if not nbray.is_initialized():
+    if not backends.current().connected():
         raise UsageError("nbray is not connected: run '%nbray init [ADDRESS]' first")
 
 
@@ -244,6 +257,18 @@ def format_status(status: Any) -> str:
     return "\n".join(lines)
 
 
+def format_nodes(nodes: list[NodeInfo]) -> str:
+    """A text table of alive nodes and their resource use (any backend)."""
+    lines = [f"{'NODE':<14}{'IP':<16}{'CPU':>12}{'GPU':>10}{'OBJECT STORE':>24}"]
+    for n in nodes:
+        cpu = f"{n.total.get('CPU', 0) - n.available.get('CPU', 0):g}/{n.total.get('CPU', 0):g}"
+        gpu = f"{n.total.get('GPU', 0) - n.available.get('GPU', 0):g}/{n.total.get('GPU', 0):g}"
+        store = f"{_mb(n.object_store_used_bytes)}/{_mb(n.object_store_bytes)} MB"
+        role = "  head" if n.is_head else ""
+        lines.append(f"{n.node_id[:12]:<14}{n.node_ip:<16}{cpu:>12}{gpu:>10}{store:>24}{role}")
+    return "\n".join(lines)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
@@ -258,7 +283,7 @@ class NbrayExtension:
         self.runner = RemoteCellRunner(shell, self.router, self.sessions, get_settings())
         self.magics = NbrayMagics(shell, self)
         self._original_start_displayhook: Any = None
-        self._runtime: Any = runtime_hooks.runtime()
+        self._runtime: Any = backends.current().connection()
         self.progress_bars: Any = None  # tqdm_ray bars drawn as widgets, in a kernel
 
     def install_displayhook_flush(self) -> None:
@@ -270,8 +295,9 @@ class NbrayExtension:
             return
 
         def start_displayhook() -> Any:
-            if nbray.is_initialized():
-                runtime_hooks.flush_logs(get_settings().flush_logs_timeout_s)
+            backend = backends.current()
+            if backend.connected():
+                backend.flush_output(get_settings().flush_logs_timeout_s)
             return start()
 
         start_displayhook._nbray_flush = True  # type: ignore[attr-defined]
@@ -294,7 +320,7 @@ class NbrayExtension:
     def _check_connection(self) -> None:
         """After nbray.shutdown() / a new init, sessions and --async cells of
         the old connection are gone with it."""
-        rt = runtime_hooks.runtime()
+        rt = backends.current().connection()
         if rt is not self._runtime:
             if self._runtime is not None:
                 self.sessions.forget_all()
@@ -302,16 +328,17 @@ class NbrayExtension:
             self._runtime = rt
 
     def post_run_cell(self, result: Any = None) -> None:
-        if not nbray.is_initialized():
+        backend = backends.current()
+        if not backend.connected():
             return
         attached = self.router.attach()
         self._check_connection()
         if attached:
-            runtime_hooks.flush_logs(get_settings().flush_logs_timeout_s)
+            backend.flush_output(get_settings().flush_logs_timeout_s)
         self._collect_async()
 
     def _collect_async(self) -> None:
-        if self.runner.async_cells and nbray.is_initialized():
+        if self.runner.async_cells and backends.current().connected():
             try:
                 self.runner.collect_async()
             except Exception as exc:  # never break the user's cell for this
@@ -331,6 +358,7 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.events.register("pre_run_cell", ext.pre_run_cell)
     ipython.events.register("post_run_cell", ext.post_run_cell)
     ext.install_displayhook_flush()
+    debug.install_error_hint(ipython)
     # the cell running %load_ext already started: route its output too
     ext.router.begin_cell(None)
     ext.router.attach()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbray.experimental import bar_display
-from nbray.jupyter import display_wire, runtime_hooks
+from nbray.jupyter import backends, display_wire
 from nbray.jupyter.settings import get_settings
 
 REMOTE_CELL_TASK = "%%remote"
@@ -99,7 +99,6 @@ class CellOutputRouter:
         self._ends: dict[str, _EndWait] = {}
         self._ends_cond = threading.Condition(self._lock)
         self._attached_to: Any = None
-        self._previous_handler: Callable[[Any], None] | None = None
         self.fallback_write: Callable[[str, bool], None] = _write_std
 
     # ---- cells --------------------------------------------------------------------------------
@@ -130,9 +129,8 @@ class CellOutputRouter:
     def tag_context(self, tag: str | None = None) -> None:
         """Put the current cell's tag on the driver's root context (if connected)."""
         tag = tag if tag is not None else (self._current.tag if self._current else "")
-        ctx = runtime_hooks.root_context()
-        if ctx is not None and tag:
-            ctx.context_tag = tag
+        if tag:
+            backends.current().tag_cell(tag)
 
     def _current_parent(self) -> dict[str, Any]:
         kernel = self.kernel
@@ -152,28 +150,17 @@ class CellOutputRouter:
     # ---- installation on the runtime ---------------------------------------------------------------------
 
     def attach(self) -> bool:
-        """Become the connected runtime's log handler (again, after a new init)."""
-        rt = runtime_hooks.runtime()
-        if rt is None or not hasattr(rt, "log_handler"):
+        """Become the backend's output handler (again, after a new init)."""
+        backend = backends.current()
+        if not backend.attach_output(self.handle_batch):
             return False
-        if rt is self._attached_to and rt.log_handler == self.handle_batch:
-            return True
-        if rt.log_handler != self.handle_batch:
-            self._previous_handler = rt.log_handler
-        rt.log_handler = self.handle_batch
-        self._attached_to = rt
+        self._attached_to = backend
         self.tag_context()
         return True
 
     def detach(self) -> None:
-        rt = self._attached_to
-        if rt is not None and rt.log_handler == self.handle_batch:
-            if self._previous_handler is not None:
-                rt.log_handler = self._previous_handler
-            else:
-                from nbray.worker.core_worker import print_logs
-
-                rt.log_handler = print_logs
+        if self._attached_to is not None:
+            self._attached_to.detach_output(self.handle_batch)
         self._attached_to = None
 
     # ---- end-of-output waits -------------------------------------------------------------------------

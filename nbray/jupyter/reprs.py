@@ -232,3 +232,12 @@ def _local_actor_state(handle: Any) -> str:
 
             return str(gcs_pb2.ActorInfo.State.Name(st.state))
     return "unknown"
+
+
+def register() -> None:
+    """Give the runtime's reference types their notebook HTML (the runtime
+    core looks renderers up instead of importing this module)."""
+    from nbray import object_ref
+
+    object_ref.html_renderers.setdefault("ObjectRef", object_ref_html)
+    object_ref.html_renderers.setdefault("ObjectRefGenerator", generator_html)

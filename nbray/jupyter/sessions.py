@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-import nbray
+from nbray.jupyter import backends
 
 
 @dataclass
@@ -32,15 +32,14 @@ class SessionInfo:
 
     @property
     def actor_id(self) -> str:
-        return str(self.handle._ray_actor_id.hex())
+        return backends.current().session_id(self.handle)
 
 
 class SessionRegistry:
     def __init__(self) -> None:
         self._sessions: dict[str, SessionInfo] = {}
 
-    def get_or_create(self, name: str, options: dict[str, Any], node: str | None,
-                      scheduling_strategy: Any = None) -> SessionInfo:
+    def get_or_create(self, name: str, options: dict[str, Any], node: str | None) -> SessionInfo:
         """The live session `name`, created with `options` if new.
 
         Raises UsageError when it exists with other resources."""
@@ -51,12 +50,7 @@ class SessionRegistry:
                     f"session {name!r} already exists with {_describe(info.options, info.node)}; "
                     f"run '%nbray close {name}' first to recreate it with {_describe(options, node)}")
             return info
-        from nbray.jupyter.remote_cell import RemoteCellSession
-
-        actor_options: dict[str, Any] = dict(options, max_restarts=0, max_concurrency=1)
-        if scheduling_strategy is not None:
-            actor_options["scheduling_strategy"] = scheduling_strategy
-        handle = nbray.remote(RemoteCellSession).options(**actor_options).remote(name)
+        handle = backends.current().create_session(name, options, node or "")
         info = SessionInfo(name, handle, dict(options), node)
         self._sessions[name] = info
         return info
@@ -73,11 +67,8 @@ class SessionRegistry:
         info = self._sessions.pop(name, None)
         if info is None:
             return False
-        if info.alive and nbray.is_initialized():
-            try:
-                nbray.kill(info.handle)
-            except (ValueError, nbray.exceptions.RayError):
-                pass  # already gone
+        if info.alive:
+            backends.current().kill_session(info.handle)
         return True
 
     def close_all(self) -> list[str]:
@@ -104,13 +95,12 @@ class SessionRegistry:
 
 
 def _actor_states(actor_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    if not actor_ids or not nbray.is_initialized():
+    backend = backends.current()
+    if not actor_ids or not backend.connected():
         return {}
-    from nbray.util.state import list_actors
-
     try:
-        rows = list_actors(limit=100_000)
-    except Exception:
+        rows = backend.list_actors(limit=100_000)
+    except Exception:  # a status table without states beats none
         return {}
     wanted = set(actor_ids)
     return {r["actor_id"]: (r["state"], r["node_id"]) for r in rows if r["actor_id"] in wanted}

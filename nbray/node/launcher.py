@@ -24,12 +24,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nbray.common.config import Config, get_config
-from nbray.gcs.storage_open import verify_storage
-from nbray.node import cluster_processes, detect, head_state, registry, session
+from nbray.node import cluster_processes, detect, registry, session
 from nbray.node.cluster_processes import process_running as process_running  # re-exported
 from nbray.rpc import auth, tls
 from nbray.rpc.handshake import bind_listener
@@ -79,8 +79,10 @@ class NodeProcesses:
         # The pids cannot be reused before they are reaped below.
         leaders = [p.pid for p in self.processes.values()]
         me, uid = os.getpid(), os.getuid()
+        # Membership by session and parent alone: no need to read command lines and environments.
         find = cluster_processes.MemberTracker(
-            lambda table: cluster_processes.cluster_members(table, leader_pids=leaders, uid=uid, exclude=(me,)))
+            lambda table: cluster_processes.cluster_members(table, leader_pids=leaders, uid=uid, exclude=(me,)),
+            scan=lambda: cluster_processes.scan_processes(markers=False))
         outcome = cluster_processes.stop_members(find, stages, force=force, grace_s=grace_s,
                                                  kill_wait_s=config.stop_kill_wait_ms / 1000)
         for proc in self.processes.values():
@@ -91,6 +93,8 @@ class NodeProcesses:
         if self.registry_entry:
             registry.unregister(self.registry_entry)
             self.registry_entry = ""
+        if not outcome.survivors:
+            session.remove_sockets(self.session_dir)
         if outcome.survivors:
             raise RuntimeError(f"processes of the node in {self.session_dir} still run after SIGKILL: "
                                f"{sorted(outcome.survivors)}")
@@ -220,8 +224,13 @@ def start_head(
     client_server_port: int | None = None,
     client_server_host: str = "127.0.0.1",
     fresh: bool = False,
+    while_starting: Callable[[], None] | None = None,
 ) -> NodeProcesses:
     """Start a head node; returns its processes.
+
+    ``while_starting`` runs once the GCS and the raylet are starting, before
+    waiting for them: a driver prepares its own side meanwhile. If it
+    raises, the node is stopped and the error propagates.
 
     A CLI head (no ``parent_pid``) on a fixed ``port`` takes over the token
     and tables the previous head on that port and ``temp_dir`` left if it
@@ -236,6 +245,8 @@ def start_head(
     token = token or auth.token_from_environment()
     resumed = False
     if port and not parent_pid:
+        from nbray.node import head_state
+
         state = head_state.prepare(temp_root=temp_dir, port=port, storage_uri=config.gcs_storage, token=token,
                                    fresh=fresh)
         config = dataclasses.replace(config, gcs_storage=state.storage_uri)
@@ -245,8 +256,11 @@ def start_head(
     session_dir = session.new_session_dir(temp_dir)
     token = token or auth.generate_token()
     auth.write_token_file(os.path.join(session_dir, auth.TOKEN_FILE_NAME), token)
-    # A storage the GCS could not use fails here, naming it, before any process starts.
-    verify_storage(config.gcs_storage, session_dir, token)
+    if storage_needs_checking(config.gcs_storage):
+        # A storage the GCS could not use fails here, naming it, before any process starts.
+        from nbray.gcs.storage_open import verify_storage
+
+        verify_storage(config.gcs_storage, session_dir, token)
     try:
         gcs_sock = bind_listener(f"{node_ip}:{port}")
     except OSError as exc:
@@ -276,7 +290,7 @@ def start_head(
         node = _start_raylet(
             config=config, gcs_address=gcs_address, node_ip=node_ip, session_dir=session_dir, token=token,
             totals=totals, gpu_ids=gpu_ids, store_bytes=store_bytes, is_head=True, parent_pid=parent_pid,
-            env=env, labels=labels, raylet_port=0,
+            env=env, labels=labels, raylet_port=0, while_starting=while_starting,
         )
         node.processes["gcs"] = gcs
         ready_fd, gcs_r = gcs_r, -1
@@ -315,6 +329,17 @@ def start_head(
             _stop_process(gcs)
         raise
     return node
+
+
+def storage_needs_checking(uri: str) -> bool:
+    """Whether a head's storage may hold something to check before its GCS starts.
+
+    The default (``""``: SQLite in the session directory) is created in the
+    directory just made for this session, and ``memory://`` keeps nothing:
+    neither can hold another cluster's tables or a newer schema.
+    """
+    text = uri.strip()
+    return bool(text) and text != "memory://"
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -385,7 +410,7 @@ def start_worker_node(
 def _start_raylet(*, config: Config, gcs_address: str, node_ip: str, session_dir: str, token: bytes,
                   totals: dict[str, float], gpu_ids: list[str], store_bytes: int, is_head: bool,
                   parent_pid: int | None, env: dict[str, str], labels: dict[str, str] | None,
-                  raylet_port: int) -> NodeProcesses:
+                  raylet_port: int, while_starting: Callable[[], None] | None = None) -> NodeProcesses:
     node_id = os.urandom(28)
     logs = os.path.join(session_dir, "logs")
     ready_r, ready_w = os.pipe()
@@ -405,8 +430,10 @@ def _start_raylet(*, config: Config, gcs_address: str, node_ip: str, session_dir
                          raylet_socket="", raylet_port=0, token=token, resources=totals,
                          object_store_bytes=store_bytes, processes={"raylet": proc})
     try:
+        if while_starting is not None:
+            while_starting()
         info = _read_ready(ready_r, proc, "raylet", base)
-    except Exception:
+    except BaseException:
         node.stop(force=True)
         raise
     node.raylet_socket = info["raylet_socket"]

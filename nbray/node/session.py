@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from nbray.node import cluster_processes, registry
-from nbray.rpc import auth
 
 ADDRESS_ENV = "NBRAY_ADDRESS"
 
@@ -68,12 +67,53 @@ def socket_path(session_dir: str, name: str) -> str:
     path = os.path.join(session_dir, "sockets", name)
     if len(path) <= UNIX_PATH_MAX:
         return path
+    short = _short_socket_dir(session_dir)
+    os.makedirs(short, mode=0o700, exist_ok=True)
+    return os.path.join(short, name)
+
+
+def _short_socket_dir(session_dir: str) -> str:
     import hashlib
 
     digest = hashlib.sha1(session_dir.encode()).hexdigest()[:12]
-    short = os.path.join(tempfile.gettempdir(), f"nbray-s-{digest}")
-    os.makedirs(short, mode=0o700, exist_ok=True)
-    return os.path.join(short, name)
+    return os.path.join(tempfile.gettempdir(), f"nbray-s-{digest}")
+
+
+def remove_sockets(session_dir: str) -> None:
+    """After a node of the session stopped: remove the socket files no
+    process listens on any more (killed processes leave theirs), and the
+    short directory under /tmp that deep session paths use once it is
+    empty. Sockets still served (another node of the same session) stay."""
+    short = _short_socket_dir(session_dir)
+    for directory in (os.path.join(session_dir, "sockets"), short):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.endswith(".sock") and not _served(path):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+    try:
+        os.rmdir(short)
+    except OSError:
+        pass
+
+
+def _served(path: str) -> bool:
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def write_cluster_info(session_dir: str, info: dict[str, Any]) -> None:
@@ -256,6 +296,8 @@ def find_token(session_dir: str | None) -> bytes | None:
     user, not a link: a session directory under a shared root may hold
     another user's files, and the token is sent to the address connected to.
     """
+    from nbray.rpc import auth  # here: the raylet reads socket paths from this module before its own imports
+
     token = auth.token_from_environment()
     if token is not None:
         return token

@@ -70,5 +70,6 @@ def stop_clusters(temp_root: str | None = None, *, force: bool = False) -> StopR
             registry.unregister(entry.path)
         for path in dirs:
             session.forget_current_cluster(path, temp_root=os.path.dirname(path))
+            session.remove_sockets(path)
     return StopReport(session_dirs=sorted(dirs), stopped_pids=outcome.stopped, killed_pids=outcome.killed,
                       survivors=outcome.survivors)

@@ -12,6 +12,10 @@ Writing a large object first asks the kernel to map (and, for pages the
 arena has never used, allocate) the whole destination range in one call
 (``MADV_POPULATE_WRITE``), instead of taking one page fault per 4 KiB
 page during the copy; that call runs without the GIL.
+
+An object the raylet could not fit in the arena lives in a file of its
+own (``fallback``); it is written and read through a mapping of that file,
+made per object, with the same pins.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ class _Pin:
         self.client.queue_release(self.object_id)
 
 
+class _PinnedFileMap(mmap.mmap):
+    """A read-only mapping of one fallback object's file; carries the pin
+    that is released when the mapping (and every view of it) is gone."""
+
+    _nbray_pin: _Pin
+
+
 class PlasmaClient:
     def __init__(self, raylet: Connection, raylet_pid: int, store_fd: int, capacity: int,
                  post: Callable[..., None]) -> None:
@@ -105,9 +116,11 @@ class PlasmaClient:
         """Map the pages under `dest` (a slice of the arena) writable in one
         system call. Best effort: where the kernel lacks it, pages fault in
         one by one during the copy as before."""
-        if not self._populate_supported:
+        if not self._populate_supported or dest.readonly:
             return
         start = ctypes.addressof(ctypes.c_char.from_buffer(dest)) - self.base
+        if not 0 <= start < self.capacity:
+            return  # a fallback file: the kernel fills its pages as they are written
         for first, end, whole in self._populated.claim(start, start + dest.nbytes):
             first -= first % _PAGE_BYTES
             if _madvise(self.base + first, end - first, MADV_POPULATE_WRITE) != 0:
@@ -129,6 +142,8 @@ class PlasmaClient:
             raise ObjectStoreFullError(reply.error)
         if reply.already_exists:
             return None
+        if reply.fallback_path:
+            return _map_file(reply.fallback_path, size, writable=True)
         return memoryview(self.mm)[reply.offset : reply.offset + size]
 
     def seal(self, object_id: bytes) -> None:
@@ -145,6 +160,8 @@ class PlasmaClient:
         for loc in reply.objects:
             if loc.error.type:
                 out.append(loc.error)
+            elif loc.ready and loc.fallback_path:
+                out.append(self.file_view(loc.object_id, loc.fallback_path, loc.data_size))
             elif loc.ready:
                 out.append(self.view(loc.object_id, loc.offset, loc.data_size))
             else:
@@ -156,6 +173,15 @@ class PlasmaClient:
         array = (ctypes.c_char * size).from_address(self.base + offset)
         array._nbray_pin = _Pin(object_id, self)  # type: ignore[attr-defined]
         return memoryview(array).cast("B").toreadonly()
+
+    def file_view(self, object_id: bytes, path: str, size: int) -> memoryview:
+        """A read-only view of a pinned fallback object (mapped from its file)
+        that releases the pin when dropped."""
+        view = _map_file(path, size, writable=False)
+        mapped = view.obj
+        assert isinstance(mapped, _PinnedFileMap)
+        mapped._nbray_pin = _Pin(object_id, self)
+        return view
 
     def queue_release(self, object_id: bytes) -> None:
         # Runs from __del__ on any thread: no locks, no I/O here.
@@ -179,3 +205,13 @@ class PlasmaClient:
             self.mm.close()
         except (BufferError, ValueError):
             pass  # views are still alive; the mapping goes with the process
+
+
+def _map_file(path: str, size: int, *, writable: bool) -> memoryview:
+    """Map a fallback object's file (raises OSError when it is gone)."""
+    fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+    try:
+        mapped = _PinnedFileMap(fd, size, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return memoryview(mapped)

@@ -14,7 +14,9 @@ Readers pin an object while they hold views into it; pinned objects are
 never moved. When an allocation does not fit, least recently used sealed
 objects nobody pins are spilled to files and restored on the next read.
 An allocation that still cannot fit waits for readers to let go, up to a
-configured time, then fails with a message naming the sizes.
+configured time; then, or at once for an object larger than the whole
+arena, it is created in a file of its own (``fallback``) when fallback
+allocation is on, and fails with a message naming the sizes when it is off.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbray.object_store.allocator import Allocator, align_up
+from nbray.object_store.fallback import FallbackAllocationError, FallbackFiles, FallbackMapping
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class StoreFullError(Exception):
 
 class StoredObject:
     __slots__ = ("object_id", "offset", "size", "state", "owner", "is_primary", "pins",
-                 "creator", "spill_path", "freed")
+                 "creator", "spill_path", "freed", "fallback")
 
     def __init__(self, object_id: bytes, size: int, owner: Any, creator: Any, is_primary: bool) -> None:
         self.object_id = object_id
@@ -59,10 +62,19 @@ class StoredObject:
         self.spill_path = ""
         # The owner freed it while readers still pinned it.
         self.freed = False
+        # Set when the object lives in a file of its own, not in the arena.
+        self.fallback: FallbackMapping | None = None
 
     @property
     def pin_count(self) -> int:
         return sum(self.pins.values())
+
+    @property
+    def where(self) -> str:
+        """Where its bytes are, as node statistics report it."""
+        if self.fallback is not None:
+            return "FALLBACK"
+        return "SPILLED" if self.state == SPILLED else "IN_MEMORY"
 
 
 class _PendingCreate:
@@ -88,10 +100,14 @@ class ObjectStore:
         spilling_enabled: bool = True,
         full_timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        fallback_enabled: bool = False,
+        fallback_dir: str = "",
     ) -> None:
         self.capacity = capacity_bytes
         self.spill_dir = spill_dir
         self.spilling_enabled = spilling_enabled
+        self.fallback_enabled = fallback_enabled
+        self.fallback_files = FallbackFiles(fallback_dir or os.path.join(spill_dir, "fallback"))
         self.full_timeout_s = full_timeout_s
         self.clock = clock
         self.allocator = Allocator(capacity_bytes)
@@ -106,6 +122,11 @@ class ObjectStore:
         self.spilled_bytes = 0
         self.spilled_objects_total = 0
         self.restored_objects_total = 0
+        # Bytes and count of objects living in fallback files right now,
+        # and how many were ever created there.
+        self.fallback_bytes = 0
+        self.fallback_objects = 0
+        self.fallback_objects_total = 0
         # Called with (object_id, added) when a copy appears or disappears.
         self.on_location_change: Callable[[StoredObject, bool], None] | None = None
 
@@ -123,7 +144,15 @@ class ObjectStore:
         return obj is not None and obj.state != CREATING and not obj.freed
 
     def view(self, obj: StoredObject) -> memoryview:
+        """The object's bytes (writable: for the raylet's own transfers)."""
+        if obj.fallback is not None:
+            return obj.fallback.view()
         return memoryview(self.mm)[obj.offset : obj.offset + obj.size]
+
+    def fallback_path(self, object_id: bytes) -> str:
+        """The file holding `object_id`, or "" when it lives in the arena."""
+        obj = self.objects.get(object_id)
+        return obj.fallback.path if obj is not None and obj.fallback is not None else ""
 
     # ---- creating ---------------------------------------------------------------
 
@@ -132,11 +161,15 @@ class ObjectStore:
         """Allocate an object; ``callback(offset, error)`` runs now or later.
 
         ``offset`` is None when it failed (``error`` says why) or -1 when the
-        object already exists (a retried task stored it before).
+        object already exists (a retried task stored it before). A fallback
+        object has offset 0 in its own file (see ``fallback_path``).
         """
         existing = self.objects.get(object_id)
         if existing is not None and not existing.freed:
             callback(-1, "")
+            return
+        if size > self.capacity and self.fallback_enabled:
+            self._create_fallback(object_id, size, owner, client, callback, is_primary)
             return
         if size > self.capacity:
             callback(None, (
@@ -151,6 +184,24 @@ class ObjectStore:
             return
         self._pending.append(_PendingCreate(object_id, size, owner, client,
                                             self.clock() + self.full_timeout_s, callback, is_primary))
+
+    def _create_fallback(self, object_id: bytes, size: int, owner: Any, client: Any,
+                         callback: Callable[[int | None, str], None], is_primary: bool) -> None:
+        try:
+            mapping = self.fallback_files.create(object_id, size)
+        except FallbackAllocationError as exc:
+            callback(None, (
+                f"object {object_id.hex()} ({size} bytes) does not fit in the object store "
+                f"(capacity {self.capacity} bytes, {self.used_bytes} in use) and its fallback "
+                f"file failed: {exc}. Free disk space or give the node more --object-store-memory."
+            ))
+            return
+        obj = self._add(object_id, 0, size, owner, client, is_primary)
+        obj.fallback = mapping
+        self.fallback_bytes += size
+        self.fallback_objects += 1
+        self.fallback_objects_total += 1
+        callback(0, "")
 
     def _add(self, object_id: bytes, offset: int, size: int, owner: Any, client: Any,
              is_primary: bool) -> StoredObject:
@@ -175,7 +226,8 @@ class ObjectStore:
         if obj is None or obj.state != CREATING:
             return
         obj.state = SEALED
-        self._lru[object_id] = None
+        if obj.fallback is None:  # a fallback file is on disk already: never spilled
+            self._lru[object_id] = None
         if self.on_location_change is not None:
             self.on_location_change(obj, True)
         for cb in self._seal_waiters.pop(object_id, ()):
@@ -207,7 +259,8 @@ class ObjectStore:
         if obj.state == SPILLED and not self._restore(obj):
             return None
         obj.pins[client] = obj.pins.get(client, 0) + 1
-        self._lru.move_to_end(object_id)
+        if obj.fallback is None:
+            self._lru.move_to_end(object_id)
         return obj
 
     def release(self, object_id: bytes, client: Any) -> None:
@@ -258,7 +311,12 @@ class ObjectStore:
     def _delete(self, obj: StoredObject) -> None:
         self.objects.pop(obj.object_id, None)
         self._lru.pop(obj.object_id, None)
-        if obj.state == SPILLED:
+        if obj.fallback is not None:
+            obj.fallback.delete()
+            obj.fallback = None
+            self.fallback_bytes -= obj.size
+            self.fallback_objects -= 1
+        elif obj.state == SPILLED:
             self.spilled_bytes -= obj.size
             _unlink_quietly(obj.spill_path)
         elif obj.offset >= 0:
@@ -343,6 +401,10 @@ class ObjectStore:
             if req.deadline > now:
                 still.append(req)
                 continue
+            if self.fallback_enabled:
+                self._create_fallback(req.object_id, req.size, req.owner, req.client, req.callback,
+                                      req.is_primary)
+                continue
             pinned = sum(o.size for o in self.objects.values() if o.pins)
             req.callback(None, (
                 f"the object store is full: cannot allocate {req.size} bytes for object "
@@ -360,7 +422,9 @@ class ObjectStore:
 
     def close(self) -> None:
         for obj in self.objects.values():
-            if obj.state == SPILLED:
+            if obj.fallback is not None:
+                obj.fallback.delete()
+            elif obj.state == SPILLED:
                 _unlink_quietly(obj.spill_path)
         self.objects.clear()
         try:

@@ -25,6 +25,12 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GETTING_AND_PINNING_ARGS: _ClassVar[TaskState]
     PENDING_OBJ_STORE_MEM_AVAIL: _ClassVar[TaskState]
 
+class MetricKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_COUNTER: _ClassVar[MetricKind]
+    METRIC_GAUGE: _ClassVar[MetricKind]
+    METRIC_HISTOGRAM: _ClassVar[MetricKind]
+
 class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANNEL_NONE: _ClassVar[Channel]
@@ -50,6 +56,9 @@ PENDING_ACTOR_TASK_ARGS_FETCH: TaskState
 PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY: TaskState
 GETTING_AND_PINNING_ARGS: TaskState
 PENDING_OBJ_STORE_MEM_AVAIL: TaskState
+METRIC_COUNTER: MetricKind
+METRIC_GAUGE: MetricKind
+METRIC_HISTOGRAM: MetricKind
 CHANNEL_NONE: Channel
 ACTOR: Channel
 NODE: Channel
@@ -234,10 +243,14 @@ class NodeResources(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., available: _Optional[_Mapping[str, float]] = ..., total: _Optional[_Mapping[str, float]] = ..., pending: _Optional[int] = ..., node_ip: _Optional[str] = ..., raylet_port: _Optional[int] = ..., object_store_used_bytes: _Optional[int] = ..., object_store_spilled_bytes: _Optional[int] = ..., object_store_bytes: _Optional[int] = ...) -> None: ...
 
 class ResourceView(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "full", "removed_node_ids")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_NODE_IDS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeResources]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ...) -> None: ...
+    full: bool
+    removed_node_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ..., full: _Optional[bool] = ..., removed_node_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetClusterStatusReply(_message.Message):
     __slots__ = ("nodes", "demands", "pending_placement_groups", "dead_nodes", "pending_actors")
@@ -690,6 +703,40 @@ class GetTaskEventsReply(_message.Message):
     next_cursor: int
     last_change: int
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskStateRow, _Mapping]]] = ..., num_truncated: _Optional[int] = ..., num_evicted: _Optional[int] = ..., num_dropped: _Optional[int] = ..., next_cursor: _Optional[int] = ..., last_change: _Optional[int] = ...) -> None: ...
+
+class MetricPoint(_message.Message):
+    __slots__ = ("name", "kind", "description", "tag_keys", "tag_values", "value", "boundaries", "bucket_counts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TAG_VALUES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOUNDARIES_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: MetricKind
+    description: str
+    tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    tag_values: _containers.RepeatedScalarFieldContainer[str]
+    value: float
+    boundaries: _containers.RepeatedScalarFieldContainer[float]
+    bucket_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MetricKind, str]] = ..., description: _Optional[str] = ..., tag_keys: _Optional[_Iterable[str]] = ..., tag_values: _Optional[_Iterable[str]] = ..., value: _Optional[float] = ..., boundaries: _Optional[_Iterable[float]] = ..., bucket_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ReportMetricsRequest(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[MetricPoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ...) -> None: ...
+
+class GetMetricsReply(_message.Message):
+    __slots__ = ("points", "num_dropped_points")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_DROPPED_POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[MetricPoint]
+    num_dropped_points: int
+    def __init__(self, points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ..., num_dropped_points: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("channel", "key", "unsubscribe")

@@ -199,14 +199,16 @@ class CreateObjectRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., data_size: _Optional[int] = ..., owner: _Optional[_Union[_common_pb2.Address, _Mapping]] = ...) -> None: ...
 
 class CreateObjectReply(_message.Message):
-    __slots__ = ("offset", "error", "already_exists")
+    __slots__ = ("offset", "error", "already_exists", "fallback_path")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ALREADY_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_PATH_FIELD_NUMBER: _ClassVar[int]
     offset: int
     error: str
     already_exists: bool
-    def __init__(self, offset: _Optional[int] = ..., error: _Optional[str] = ..., already_exists: _Optional[bool] = ...) -> None: ...
+    fallback_path: str
+    def __init__(self, offset: _Optional[int] = ..., error: _Optional[str] = ..., already_exists: _Optional[bool] = ..., fallback_path: _Optional[str] = ...) -> None: ...
 
 class SealObjectRequest(_message.Message):
     __slots__ = ("object_id", "keep_pinned")
@@ -229,18 +231,20 @@ class GetObjectsRequest(_message.Message):
     def __init__(self, refs: _Optional[_Iterable[_Union[_common_pb2.ObjectReference, _Mapping]]] = ..., timeout_ms: _Optional[int] = ..., num_required: _Optional[int] = ..., check_only: _Optional[bool] = ...) -> None: ...
 
 class ObjectLocation(_message.Message):
-    __slots__ = ("object_id", "ready", "offset", "data_size", "error")
+    __slots__ = ("object_id", "ready", "offset", "data_size", "error", "fallback_path")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_SIZE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_PATH_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     ready: bool
     offset: int
     data_size: int
     error: _common_pb2.ErrorInfo
-    def __init__(self, object_id: _Optional[bytes] = ..., ready: _Optional[bool] = ..., offset: _Optional[int] = ..., data_size: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
+    fallback_path: str
+    def __init__(self, object_id: _Optional[bytes] = ..., ready: _Optional[bool] = ..., offset: _Optional[int] = ..., data_size: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., fallback_path: _Optional[str] = ...) -> None: ...
 
 class GetObjectsReply(_message.Message):
     __slots__ = ("objects",)
@@ -337,7 +341,7 @@ class GetNodeStatsRequest(_message.Message):
     def __init__(self, include_objects: _Optional[bool] = ..., include_workers: _Optional[bool] = ...) -> None: ...
 
 class GetNodeStatsReply(_message.Message):
-    __slots__ = ("node_id", "total", "available", "store_capacity_bytes", "store_used_bytes", "store_spilled_bytes", "num_objects", "objects", "workers", "demands", "gpu_holders", "spilled_objects_total", "restored_objects_total", "bytes_pulled")
+    __slots__ = ("node_id", "total", "available", "store_capacity_bytes", "store_used_bytes", "store_spilled_bytes", "num_objects", "objects", "workers", "demands", "gpu_holders", "spilled_objects_total", "restored_objects_total", "bytes_pulled", "store_fallback_bytes", "fallback_objects", "fallback_objects_total")
     class TotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +377,9 @@ class GetNodeStatsReply(_message.Message):
     SPILLED_OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     RESTORED_OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BYTES_PULLED_FIELD_NUMBER: _ClassVar[int]
+    STORE_FALLBACK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     total: _containers.ScalarMap[str, float]
     available: _containers.ScalarMap[str, float]
@@ -387,7 +394,10 @@ class GetNodeStatsReply(_message.Message):
     spilled_objects_total: int
     restored_objects_total: int
     bytes_pulled: int
-    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., store_capacity_bytes: _Optional[int] = ..., store_used_bytes: _Optional[int] = ..., store_spilled_bytes: _Optional[int] = ..., num_objects: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[StoreObjectStats, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., demands: _Optional[_Iterable[_Union[_gcs_pb2.ResourceDemand, _Mapping]]] = ..., gpu_holders: _Optional[_Mapping[str, bytes]] = ..., spilled_objects_total: _Optional[int] = ..., restored_objects_total: _Optional[int] = ..., bytes_pulled: _Optional[int] = ...) -> None: ...
+    store_fallback_bytes: int
+    fallback_objects: int
+    fallback_objects_total: int
+    def __init__(self, node_id: _Optional[bytes] = ..., total: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., store_capacity_bytes: _Optional[int] = ..., store_used_bytes: _Optional[int] = ..., store_spilled_bytes: _Optional[int] = ..., num_objects: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[StoreObjectStats, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., demands: _Optional[_Iterable[_Union[_gcs_pb2.ResourceDemand, _Mapping]]] = ..., gpu_holders: _Optional[_Mapping[str, bytes]] = ..., spilled_objects_total: _Optional[int] = ..., restored_objects_total: _Optional[int] = ..., bytes_pulled: _Optional[int] = ..., store_fallback_bytes: _Optional[int] = ..., fallback_objects: _Optional[int] = ..., fallback_objects_total: _Optional[int] = ...) -> None: ...
 
 class KillWorkerRequest(_message.Message):
     __slots__ = ("worker_id", "force", "reason")

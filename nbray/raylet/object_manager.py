@@ -126,4 +126,6 @@ class ObjectManager:
                 loc.ready = True
                 loc.offset = obj.offset
                 loc.data_size = obj.size
+                if obj.fallback is not None:
+                    loc.fallback_path = obj.fallback.path
         g.conn.reply(g.rid, g.method_id, reply)

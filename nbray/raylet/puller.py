@@ -181,13 +181,16 @@ class Puller:
         chunk = self.config.object_chunk_bytes
         window = self.config.object_pull_window_chunks
         oid = pull.ref.object_id
-        mm = memoryview(self.store.mm)
+        obj = self.store.get(oid)
+        if obj is None:  # aborted meanwhile (the raylet is shutting down)
+            return
+        dest = self.store.view(obj)
         while pull.inflight < window and pull.next_chunk < pull.num_chunks:
             index = pull.next_chunk
             pull.next_chunk += 1
             start = index * chunk
             length = min(chunk, pull.size - start)
-            target = mm[pull.offset + start : pull.offset + start + length]
+            target = dest[start : start + length]
             pull.inflight += 1
             conn.call(_PULL, raylet_pb2.PullChunkRequest(object_id=oid, offset=start, length=length),
                       trailer_into=target,

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from nbray.gcs.client import GcsClient
 from nbray.node import detect, session
 from nbray.object_store.store import ObjectStore
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
+from nbray.raylet import zygote_process
 from nbray.raylet.lease_manager import LeaseManager
 from nbray.raylet.log_router import LogRouter
 from nbray.raylet.memory_monitor import MemoryMonitor
@@ -90,6 +90,7 @@ class Raylet:
             object_store_bytes, spill_dir,
             spilling_enabled=config.object_spilling_enabled,
             full_timeout_s=config.object_store_full_timeout_ms / 1000,
+            fallback_enabled=config.object_store_fallback_enabled,
         )
         self.store.on_location_change = self._on_location_change
         self.peers = ConnectionPool(self.loop, token, self.dispatcher, config, role="raylet", local_node_id=node_id)
@@ -176,27 +177,14 @@ class Raylet:
         self._schedule_report()
 
     def _start_zygote(self) -> Connection:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        worker_args = [
-            "--raylet-socket", self.socket_path,
-            "--node-id", self.node_id.hex(),
-            "--node-ip", self.node_ip,
-            "--gcs-address", self.gcs_address,
-            "--session-dir", self.session_dir,
-        ]
-        env = dict(os.environ)
-        env["NBRAY_AUTH_TOKEN"] = self.token.hex()
-        env["PYTHONUNBUFFERED"] = "1"
-        env["NBRAY_CONFIG_JSON"] = self.config.to_json()
-        log = open(os.path.join(self.log_dir, f"zygote-{self.node_id.hex()[:8]}.log"), "ab")
-        self.zygote_proc = subprocess.Popen(
-            [sys.executable, "-m", "nbray.raylet.zygote", str(theirs.fileno()),
-             self.log_router.socket_path, *worker_args],
-            pass_fds=[theirs.fileno()], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        theirs.close()
-        conn = Connection(self.loop, ours, self.dispatcher, name="zygote")
+        args = zygote_process.zygote_args(
+            log_socket=self.log_router.socket_path, raylet_socket=self.socket_path, node_id=self.node_id,
+            node_ip=self.node_ip, gcs_address=self.gcs_address, session_dir=self.session_dir)
+        # Started by ``python -m nbray.raylet`` while this process imported its modules, if it could.
+        zygote = zygote_process.take_early(args, self.config) or zygote_process.spawn(
+            args, self.token, self.config.to_json(), zygote_process.log_path(self.session_dir, self.node_id))
+        self.zygote_proc = zygote.proc
+        conn = Connection(self.loop, zygote.control, self.dispatcher, name="zygote")
         conn.add_close_callback(lambda c: self._on_zygote_lost())
         conn.start()
         return conn
@@ -296,7 +284,8 @@ class Raylet:
             elif offset < 0:
                 conn.reply(rid, mid, raylet_pb2.CreateObjectReply(already_exists=True))
             else:
-                conn.reply(rid, mid, raylet_pb2.CreateObjectReply(offset=offset))
+                conn.reply(rid, mid, raylet_pb2.CreateObjectReply(
+                    offset=offset, fallback_path=self.store.fallback_path(req.object_id)))
 
         owner = common_pb2.Address()
         owner.CopyFrom(req.owner)
@@ -371,6 +360,8 @@ class Raylet:
             spilled_objects_total=self.store.spilled_objects_total,
             restored_objects_total=self.store.restored_objects_total,
             bytes_pulled=self.puller.bytes_pulled,
+            store_fallback_bytes=self.store.fallback_bytes, fallback_objects=self.store.fallback_objects,
+            fallback_objects_total=self.store.fallback_objects_total,
         )
         reply.total.update(res.total_float())
         reply.available.update(res.available_float())
@@ -384,7 +375,7 @@ class Raylet:
         if req.include_objects:
             for obj in self.store.objects.values():
                 s = reply.objects.add(object_id=obj.object_id, data_size=obj.size,
-                                      where="SPILLED" if obj.state == "SPILLED" else "IN_MEMORY",
+                                      where=obj.where,
                                       pin_count=obj.pin_count, is_primary=obj.is_primary)
                 if obj.owner is not None:
                     s.owner.CopyFrom(obj.owner)
@@ -567,6 +558,12 @@ class Raylet:
     def _on_resource_view(self, msg: gcs_pb2.PubMessage) -> None:
         from nbray.common.resources import to_fixed
 
+        # Only the nodes that changed are listed (all of them in the first
+        # view after subscribing); the ones that left are named.
+        for node_id in msg.resource_view.removed_node_ids:
+            gone = self.view.nodes.get(node_id)
+            if gone is not None and node_id != self.node_id:
+                gone.alive = False
         for n in msg.resource_view.nodes:
             if n.node_id == self.node_id:
                 continue

@@ -2,8 +2,10 @@
 
 Starting a Python worker from scratch costs ~150 ms here (interpreter and
 imports); forking this process costs a few ms. The raylet starts one zygote
-per node and asks it for workers; the zygote has no threads, so forking is
-safe. Each child connects its stdout and stderr to the raylet's log socket
+per node, as early as it can (``zygote_process.py``), and asks it for
+workers. The zygote imports everything a worker runs before its first task
+(``PRELOADED_MODULES``) once, before it forks any; it has no threads, so
+forking is safe. Each child connects its stdout and stderr to the raylet's log socket
 (so output reaches the driver, tagged with the running task) and then runs
 the worker main loop.
 
@@ -15,6 +17,8 @@ PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import ctypes
+import gc
+import importlib
 import os
 import select
 import signal
@@ -29,6 +33,21 @@ from nbray.rpc.connection import HEADER, HEADER_SIZE, KIND_ONEWAY, KIND_REPLY, K
 _SPAWN = method("ZygoteService.SpawnWorker")
 _EXITED = method("ZygoteEventsService.WorkerExited")
 PR_SET_PDEATHSIG = 1
+# What every worker imports before its first task: loaded once here, so a
+# forked worker starts with it instead of importing it again. Not the
+# executor module itself: it reads the worker's environment (which the
+# spawn request sets) when imported; asyncio is most of what it costs.
+PRELOADED_MODULES = (
+    "nbray.worker.main",
+    "nbray.worker.core_worker",
+    "asyncio",
+    "concurrent.futures.thread",
+    "nbray.raylet.log_router",
+    "nbray.runtime_env.worker_setup",
+    "nbray.api",
+    "nbray.actor",
+    "nbray.remote_function",
+)
 LOG_PREFACE = struct.Struct("<32sqB")  # token, startup token, stream (1 out, 2 err)
 
 
@@ -64,12 +83,23 @@ def connect_log_stream(log_socket: str, token: bytes, startup_token: int, stream
     return s.detach()
 
 
+def preload() -> Any:
+    """Import what workers run; returns the worker's main module.
+
+    Importing starts no thread, so forking stays safe. The objects made so
+    far are frozen out of the garbage collector, so that collections in the
+    workers do not touch (and copy) the pages they share with the zygote.
+    """
+    for name in PRELOADED_MODULES:
+        importlib.import_module(name)
+    gc.freeze()
+    return sys.modules["nbray.worker.main"]
+
+
 def run_zygote(control_fd: int, log_socket: str, worker_args: list[str]) -> None:
     """Main loop of the zygote process."""
     set_parent_death_signal()
-    # Import the worker now so every child starts with it loaded.
-    from nbray.worker import main as worker_main
-
+    worker_main = preload()
     token = bytes.fromhex(os.environ["NBRAY_AUTH_TOKEN"])
     control = socket.socket(fileno=control_fd)
     control.setblocking(True)

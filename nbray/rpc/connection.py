@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import mmap
 import socket
 import struct
 import threading
@@ -29,6 +30,7 @@ from nbray.exceptions import ConnectionLostError, RpcError
 from nbray.protocol import METHODS, Method, common_pb2
 from nbray.rpc import fault_injection
 from nbray.rpc.eventloop import EventLoop, Future
+from nbray.rpc.large_frame import LargeFrame
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,14 @@ class _PendingCall:
 class Connection:
     """One peer. Thread-safe for sending; reading happens on the loop thread."""
 
+    # Whether a frame sent from another thread while the loop thread is
+    # awake joins the loop's next flush instead of being written at once.
+    # Over TLS that turns a burst of calls into a few records and sends
+    # rather than one encryption and one send each (each a handover of the
+    # GIL to the loop thread and back); a plain write costs one system call
+    # either way, so plain connections write at once.
+    defer_writes_to_awake_loop = False
+
     def __init__(
         self,
         loop: EventLoop,
@@ -126,12 +136,16 @@ class Connection:
         self._markers = 0  # _OnSent entries in _wbuf
         self._write_interest = False
         self._flush_scheduled = False
+        self._flush_posted = False
         # read side
-        self._buf = bytearray(READ_BUFFER_BYTES)
+        # An anonymous mapping, not a bytearray: its pages cost memory only
+        # once bytes land in them, so a thousand quiet connections (a GCS
+        # with many nodes, idle actors) hold kilobytes each, not a MiB.
+        self._buf: bytearray | mmap.mmap = mmap.mmap(-1, READ_BUFFER_BYTES)
         self._view = memoryview(self._buf)
         self._lo = 0
         self._hi = 0
-        self._large: _LargeFrame | None = None
+        self._large: LargeFrame | None = None
         if initial_data:
             self._buf[: len(initial_data)] = initial_data
             self._hi = len(initial_data)
@@ -305,8 +319,10 @@ class Connection:
             raise TimeoutError(f"{method.full_name} to {self.name or 'peer'} got no reply within {timeout_s} s")
         return future.result()
 
-    def send_oneway(self, method: Method, request: Message, trailer: Any = None) -> None:
-        body = request.SerializeToString()
+    def send_oneway(self, method: Method, request: Message | bytes, trailer: Any = None) -> None:
+        """Send without waiting for a reply; ``request`` may be a message
+        already serialized (a publisher sends one body to many peers)."""
+        body = request if isinstance(request, bytes) else request.SerializeToString()
         header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_ONEWAY, 0)
         if self._faults is not None and self._faults.active(method.id):
             fault = self._faults.decide(method.id, oneway=True)
@@ -369,9 +385,24 @@ class Connection:
                     self._flush_scheduled = True
                     self.loop.add_end_of_iteration_hook(self._flush_corked)
                 return
+            if self.defer_writes_to_awake_loop and self.loop.is_awake():
+                # The loop flushes before it sleeps again.
+                if not self._flush_posted:
+                    self._flush_posted = True
+                    self.loop.post(self._cork_posted)
+                return
             # Another thread: write now, with anything held back before.
             self._wbuf = []
             self._write_now(wbuf)
+
+    def _cork_posted(self) -> None:
+        """Frames queued by other threads join this iteration's flush."""
+        with self._wlock:
+            self._flush_posted = False
+            if self._flush_scheduled or self.closed or not self._wbuf:
+                return
+            self._flush_scheduled = True
+        self.loop.add_end_of_iteration_hook(self._flush_corked)
 
     def flush(self) -> None:
         with self._wlock:
@@ -459,14 +490,7 @@ class Connection:
         large = self._large
         try:
             if large is not None:
-                # Drain what has arrived (a big frame needs many reads).
-                n = self.sock.recv_into(large.view[large.filled:])
-                while n and large.filled + n < large.size:
-                    large.filled += n
-                    try:
-                        n = self.sock.recv_into(large.view[large.filled:])
-                    except (BlockingIOError, InterruptedError):
-                        return
+                n = self._receive_large(large)
             else:
                 if self._hi == len(self._buf):
                     self._compact()
@@ -480,13 +504,27 @@ class Connection:
             self._close_now("peer closed the connection")
             return
         if large is not None:
-            large.filled += n
-            if large.filled == large.size:
-                self._large = None
-                self._finish_large(large)
+            self._large = None
+            self._finish_large(large)
             return
         self._hi += n
         self._process_buffer()
+
+    def _receive_large(self, large: LargeFrame) -> int:
+        """Drain what has arrived into a big frame (it needs many reads):
+        the count of the last read, 0 at the end of the stream; returns only
+        once the frame is complete or the peer has closed, and raises
+        BlockingIOError when the socket runs dry first."""
+        recv_into = self.sock.recv_into
+        while True:
+            # The view is a temporary: a growing buffer cannot be resized
+            # while one is alive.
+            n = recv_into(large.receive_view())
+            if n == 0:
+                return 0
+            large.filled += n
+            if large.filled == large.size:
+                return n
 
     def _compact(self) -> None:
         lo, hi = self._lo, self._hi
@@ -546,26 +584,24 @@ class Connection:
             got = have - body_len
             tv[:got] = self._view[lo + body_len : lo + body_len + got]
             self._lo = self._hi = 0
-            large = _LargeFrame(mid, kind, rid, body_len, tv, trailer_len, direct_body=body)
+            large = LargeFrame(mid, kind, rid, body_len, tv, trailer_len, direct_body=body)
             large.filled = got
         else:
             total = body_len + trailer_len
-            data = bytearray(total)
-            data[:have] = self._view[lo : lo + have]
+            large = LargeFrame(mid, kind, rid, body_len, None, total)
+            large.append(self._view[lo : lo + have])
             self._lo = self._hi = 0
-            large = _LargeFrame(mid, kind, rid, body_len, memoryview(data), total)
-            large.filled = have
         if large.filled == large.size:
             self._finish_large(large)
         else:
             self._large = large
 
-    def _finish_large(self, large: _LargeFrame) -> None:
+    def _finish_large(self, large: LargeFrame) -> None:
         if large.direct_body is not None:
             self._dispatch(large.mid, large.kind, large.rid, memoryview(large.direct_body), None,
                            trailer_done=True)
         else:
-            v = large.view
+            v = large.completed_view()
             trailer = v[large.body_len:] if large.size > large.body_len else None
             self._dispatch(large.mid, large.kind, large.rid, v[: large.body_len], trailer)
         if self._hi > self._lo and not self.closed:
@@ -652,21 +688,6 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection({self.name}{', closed' if self.closed else ''})"
-
-
-class _LargeFrame:
-    __slots__ = ("mid", "kind", "rid", "body_len", "view", "size", "filled", "direct_body")
-
-    def __init__(self, mid: int, kind: int, rid: int, body_len: int, view: memoryview, size: int,
-                 direct_body: bytes | None = None) -> None:
-        self.mid = mid
-        self.kind = kind
-        self.rid = rid
-        self.body_len = body_len
-        self.view = view
-        self.size = size
-        self.filled = 0
-        self.direct_body = direct_body
 
 
 def _trailer_len(trailer: Any) -> int:

@@ -88,6 +88,11 @@ class EventLoop:
     def is_running(self) -> bool:
         return self._running
 
+    def is_awake(self) -> bool:
+        """Running and not waiting for events: what is posted now runs
+        within this iteration, without a wake-up."""
+        return self._running and not self._sleeping
+
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread soon. Safe from any thread."""
         self._posted.append((fn, args))

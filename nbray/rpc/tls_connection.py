@@ -33,6 +33,11 @@ def make_connection(loop: EventLoop, sock: socket.socket, dispatcher: Dispatcher
 
 
 class TlsConnection(Connection):
+    # Measured with ``python -m nbray.scripts.microbenchmark_tls``: with
+    # 1,000 calls in flight, TLS's extra CPU per call about halves on the
+    # caller's side this way (docs/benchmarks.md, TLS).
+    defer_writes_to_awake_loop = True
+
     def __init__(self, loop: EventLoop, sock: TlsSocket, dispatcher: Dispatcher, **kwargs: Any) -> None:
         super().__init__(loop, sock, dispatcher, **kwargs)
         self._tls = sock

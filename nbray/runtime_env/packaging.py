@@ -19,7 +19,9 @@ import os
 import re
 import threading
 import types
+import weakref
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -32,6 +34,10 @@ _HASH_HEX_CHARS = 32
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ZIP_LEVEL = 6
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+# Files whose first _SAMPLE_BYTES deflate (fast level) to more than this
+# share of their size are stored uncompressed.
+_SAMPLE_BYTES = 64 * 1024
+_INCOMPRESSIBLE_RATIO = 0.9
 
 
 class PackageError(ValueError):
@@ -111,10 +117,23 @@ def pack_directory(root: str, *, excludes: Iterable[str] = (), prefix: str = "",
             info = zipfile.ZipInfo(prefix + rel, date_time=_ZIP_DATE)
             mode = 0o755 if os.access(full, os.X_OK) else 0o644
             info.external_attr = (0o100000 | mode) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
             with open(full, "rb") as f:
-                zf.writestr(info, f.read(), compresslevel=_ZIP_LEVEL)
+                data = f.read()
+            info.compress_type = compress_type_for(data)
+            zf.writestr(info, data, compresslevel=_ZIP_LEVEL)
     return buf.getvalue()
+
+
+def compress_type_for(data: bytes) -> int:
+    """Deflate what compresses; store what does not (random bytes, images,
+    archives), whose deflating costs ~0.2 s per MB here for nothing. Decided
+    from a sample, so the same content always packs the same way."""
+    sample = data[:_SAMPLE_BYTES]
+    if len(sample) < _SAMPLE_BYTES // 16:
+        return zipfile.ZIP_DEFLATED
+    if len(zlib.compress(sample, 1)) > _INCOMPRESSIBLE_RATIO * len(sample):
+        return zipfile.ZIP_STORED
+    return zipfile.ZIP_DEFLATED
 
 
 def read_archive(path: str, *, max_bytes: int | None, what: str) -> bytes:
@@ -228,7 +247,24 @@ def kv_put_requests(uri: str, data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTE
 
 
 _uploaded_lock = threading.Lock()
-_uploaded: set[tuple[int, str]] = set()
+# Per GCS connection object, the hashes it stored or found stored. Weak, so
+# a later connection (perhaps to another cluster) that reuses the same
+# id() does not inherit them.
+_uploaded: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _seen(gcs: Any) -> set[str]:
+    try:
+        return _uploaded.setdefault(gcs, set())
+    except TypeError:  # not weakly referable: nothing is remembered
+        return set()
+
+
+def forget_stored(gcs: Any, content_hash: str) -> None:
+    """Look again next time: a new job holds the package, and it may have been
+    collected since this connection last saw it (package_refs.py)."""
+    with _uploaded_lock:
+        _seen(gcs).discard(content_hash)
 
 
 def store_package(gcs: Any, uri: str, data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> bool:
@@ -237,18 +273,17 @@ def store_package(gcs: Any, uri: str, data: bytes, chunk_bytes: int = DEFAULT_CH
     (a GcsClient, or a notebook client's proxy). Returns False when it was
     already there."""
     h = hash_of_uri(uri)
-    key = (id(gcs), h)
     with _uploaded_lock:
-        if key in _uploaded:
+        if h in _seen(gcs):
             return False
     if gcs.call("KVGet", kv_meta_request(uri)).found:
         with _uploaded_lock:
-            _uploaded.add(key)
+            _seen(gcs).add(h)
         return False
     for request in kv_put_requests(uri, data, chunk_bytes):
         gcs.call("KVPut", request)
     with _uploaded_lock:
-        _uploaded.add(key)
+        _seen(gcs).add(h)
     return True
 
 

@@ -18,7 +18,7 @@ import threading
 import types
 from typing import Any
 
-from nbray.runtime_env import packaging
+from nbray.runtime_env import package_refs, packaging
 from nbray.runtime_env.spec import max_package_bytes, validate
 
 # Spec env var holding the resolved environment (minus env_vars) as JSON.
@@ -102,15 +102,28 @@ def _absolute_if_local(requirement: str) -> str:
     return requirement
 
 
-def upload(gcs: Any, uploads: dict[str, bytes], chunk_bytes: int = packaging.DEFAULT_CHUNK_BYTES) -> None:
+def upload(gcs: Any, uploads: dict[str, bytes], chunk_bytes: int = packaging.DEFAULT_CHUNK_BYTES,
+           also_held: list[str] | None = None) -> None:
+    """Store the packages for the current job. The job's references are
+    written first (package_refs.py), so a package found already stored
+    cannot be collected while this job runs; `also_held` names packages
+    the job uses without uploading them."""
+    package_refs.hold(gcs, [*uploads, *(also_held or ())], _current_job_id())
     for uri, data in uploads.items():
         packaging.store_package(gcs, uri, data, chunk_bytes)
+
+
+def _current_job_id() -> bytes:
+    from nbray.worker import context
+
+    ctx = context.current_or_none()
+    return ctx.job_id if ctx is not None else b""
 
 
 def prepare(env: dict[str, Any] | None, gcs: Any, what: str) -> dict[str, Any]:
     """Pack and upload: the resolved environment."""
     resolved, uploads = pack(env, what)
-    upload(gcs, uploads)
+    upload(gcs, uploads, also_held=package_uris(resolved))
     return resolved
 
 
@@ -142,3 +155,21 @@ def merge_encoded(parent: str, child: str) -> str:
     fields win, field by field."""
     merged = {**json.loads(parent), **json.loads(child)}
     return json.dumps(merged, sort_keys=True, separators=(",", ":"))
+
+
+def uris_in_env_vars(env_vars: Any) -> list[str]:
+    """The package URIs a spec's env_vars name (its RUNTIME_ENV_VAR entry)."""
+    raw = env_vars.get(RUNTIME_ENV_VAR) if env_vars else None
+    if not raw:
+        return []
+    try:
+        resolved = json.loads(raw)
+    except ValueError:
+        return []
+    return package_uris(resolved) if isinstance(resolved, dict) else []
+
+
+def package_uris(resolved: dict[str, Any]) -> list[str]:
+    """The package URIs of a resolved environment (working_dir, py_modules)."""
+    found = [resolved.get("working_dir"), *(resolved.get("py_modules") or ())]
+    return [u for u in found if packaging.is_package_uri(u)]

@@ -28,9 +28,12 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nbray.common.config import Config
+if TYPE_CHECKING:
+    # Imported where a command needs it: building the parser (and `--help`)
+    # must not pay for the config module and what it imports.
+    from nbray.common.config import Config
 
 
 def _json_arg(text: str, flag: str) -> dict[str, Any]:
@@ -44,6 +47,8 @@ def _json_arg(text: str, flag: str) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from nbray.common.config import Config
+
     config = Config()
     config.apply_env()
     if getattr(args, "system_config", None):
@@ -377,13 +382,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from nbray.util.state import timeline_events
+    from nbray.util import timeline
 
-    events = timeline_events(_state_address(args))
     path = args.output or f"timeline-{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}.json"
+    try:
+        path = timeline.check_output_path(path)
+    except OSError as exc:
+        raise SystemExit(f"nbray timeline: {exc.strerror}: {exc.filename}") from None
+    events = timeline.timeline(address=_state_address(args))
+    assert events is not None
     with open(path, "w") as f:
         json.dump(events, f)
-    print(f"Wrote {len(events)} events to {path} (open it in chrome://tracing or ui.perfetto.dev).")
+    print(f"Wrote {len(events)} events to {path} (open it in ui.perfetto.dev or chrome://tracing).")
     return 0
 
 
@@ -482,9 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("timeline", help="write a Chrome trace of recent tasks")
+    p = sub.add_parser("timeline", help="write a Chrome trace of the task attempts the GCS keeps")
     p.add_argument("--address", default=None)
-    p.add_argument("--output", default=None)
+    p.add_argument("--output", "-o", default=None, help="file to write (default: timeline-<date>.json)")
     p.add_argument("--temp-dir", default=None, help=_TEMP_DIR_HELP)
     p.set_defaults(func=cmd_timeline)
 

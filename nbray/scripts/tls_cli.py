@@ -16,7 +16,14 @@ import os
 import shlex
 from typing import Any
 
-from nbray.rpc import tls
+# The environment variables the flags set, as nbray.rpc.tls names them
+# (spelled out so that building the parser does not import ssl; a unit test
+# keeps them equal).
+USE_TLS_ENV = "NBRAY_USE_TLS"
+SERVER_CERT_ENV = "NBRAY_TLS_SERVER_CERT"
+SERVER_KEY_ENV = "NBRAY_TLS_SERVER_KEY"
+CA_CERT_ENV = "NBRAY_TLS_CA_CERT"
+ALLOW_INSECURE_ENV = "NBRAY_ALLOW_INSECURE_NETWORK"
 
 
 def add_parser(sub: Any) -> None:
@@ -57,20 +64,22 @@ def cmd_tls_init(args: argparse.Namespace) -> int:
 def add_start_flags(p: argparse.ArgumentParser) -> None:
     """The TLS flags of ``nbray start``."""
     p.add_argument("--use-tls", action="store_true", default=None,
-                   help=f"mutual TLS on every TCP port of this node (sets {tls.USE_TLS_ENV}=1)")
+                   help=f"mutual TLS on every TCP port of this node (sets {USE_TLS_ENV}=1)")
     p.add_argument("--tls-server-cert", default=None, metavar="FILE",
-                   help=f"certificate this node's processes present ({tls.SERVER_CERT_ENV})")
-    p.add_argument("--tls-server-key", default=None, metavar="FILE", help=f"its key ({tls.SERVER_KEY_ENV})")
+                   help=f"certificate this node's processes present ({SERVER_CERT_ENV})")
+    p.add_argument("--tls-server-key", default=None, metavar="FILE", help=f"its key ({SERVER_KEY_ENV})")
     p.add_argument("--tls-ca-cert", default=None, metavar="FILE",
-                   help=f"CA that peers' certificates must be signed by ({tls.CA_CERT_ENV})")
+                   help=f"CA that peers' certificates must be signed by ({CA_CERT_ENV})")
     p.add_argument("--allow-insecure-network", action="store_true", default=None,
-                   help=f"listen on a non-loopback address without TLS ({tls.ALLOW_INSECURE_ENV}=1)")
+                   help=f"listen on a non-loopback address without TLS ({ALLOW_INSECURE_ENV}=1)")
 
 
 def apply_start_flags(args: argparse.Namespace, listen_hosts: list[str]) -> None:
     """Put the flags into the environment the node's processes inherit, and
     check now (before anything starts) that the node may listen on
     `listen_hosts`. Raises TlsConfigError or InsecureNetworkError."""
+    from nbray.rpc import tls
+
     values = {tls.SERVER_CERT_ENV: args.tls_server_cert, tls.SERVER_KEY_ENV: args.tls_server_key,
               tls.CA_CERT_ENV: args.tls_ca_cert}
     for name, value in values.items():

@@ -16,6 +16,9 @@ from nbray.protocol import common_pb2, gcs_pb2, raylet_pb2
 from nbray.rpc.blocking import BlockingClient
 
 DEFAULT_LIMIT = 100
+# Every row (the GCS caps each page at state_api_max_limit).
+ALL_ROWS = 2**31 - 1
+FORMATS = ("dicts", "arrow")
 Filter = tuple[str, str, Any]
 
 _STATE_NAMES = {v: k for k, v in gcs_pb2.TaskState.items()}
@@ -80,6 +83,20 @@ def _filters(filters: Iterable[Filter] | None) -> list[gcs_pb2.StateFilter]:
     return out
 
 
+def _check_format(format: str | None) -> None:
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; use 'dicts' (the default) or 'arrow'")
+
+
+def _rows(kind: str, rows: list[dict[str, Any]], detail: bool, format: str | None) -> Any:
+    """Rows as asked: the dicts themselves, or a pyarrow Table typed by nbray.util.state_arrow."""
+    if format != "arrow":
+        return rows
+    from nbray.util import state_arrow
+
+    return state_arrow.rows_table(kind, rows, detail)
+
+
 def _match(row: dict[str, Any], filters: Iterable[Filter] | None) -> bool:
     for key, op, value in filters or ():
         if op not in ("=", "!="):
@@ -137,23 +154,16 @@ def task_row(t: gcs_pb2.TaskStateRow, detail: bool) -> dict[str, Any]:
     return row
 
 
-def list_tasks(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
-               timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-               _explain: bool = False) -> list[dict[str, Any]]:
-    """One row per task attempt (Ray's list_tasks): the newest `limit` attempts, oldest first.
-
-    Reads page by page, so any limit up to what the GCS keeps
-    (``task_events_max_tasks_in_gcs``) is honoured. Raises RpcError
-    (``invalid_argument``) for a filter the GCS cannot apply, ConnectionError
-    when no cluster is reachable.
-    """
+def read_task_rows(address: str | None = None, filters: list[Filter] | None = None, limit: int = ALL_ROWS,
+                   timeout: float = 30) -> list[gcs_pb2.TaskStateRow]:
+    """The newest `limit` task attempts as the GCS keeps them, oldest first (page by page)."""
     gcs = _Gcs(address)
     deadline = time.monotonic() + timeout
     found: list[gcs_pb2.TaskStateRow] = []
     try:
         cursor = 0
         while len(found) < limit:
-            request = gcs_pb2.GetTaskEventsRequest(filters=_filters(filters), limit=limit - len(found),
+            request = gcs_pb2.GetTaskEventsRequest(filters=_filters(filters), limit=min(limit - len(found), ALL_ROWS),
                                                    newest_first=True, cursor=cursor)
             reply = gcs.call("GetTaskEvents", request, max(0.001, deadline - time.monotonic()))
             found.extend(reply.tasks)
@@ -163,6 +173,27 @@ def list_tasks(address: str | None = None, filters: list[Filter] | None = None, 
     finally:
         gcs.close()
     found.reverse()
+    return found
+
+
+def list_tasks(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
+               timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
+               _explain: bool = False, format: str | None = None) -> Any:
+    """One row per task attempt (Ray's list_tasks): the newest `limit` attempts, oldest first.
+
+    Reads page by page, so any limit up to what the GCS keeps
+    (``task_events_max_tasks_in_gcs``) is honoured. ``format="arrow"``
+    returns a pyarrow Table (one typed column per field) built straight from
+    the GCS's rows. Raises RpcError (``invalid_argument``) for a filter the
+    GCS cannot apply, ConnectionError when no cluster is reachable,
+    ValueError for an unknown format.
+    """
+    _check_format(format)
+    found = read_task_rows(address, filters, limit, timeout)
+    if format == "arrow":
+        from nbray.util import state_arrow
+
+        return state_arrow.tasks_table(found, detail)
     return [task_row(t, detail) for t in found]
 
 
@@ -213,7 +244,8 @@ def actor_row(a: gcs_pb2.ActorInfo, detail: bool) -> dict[str, Any]:
 
 def list_actors(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
                 timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-                _explain: bool = False) -> list[dict[str, Any]]:
+                _explain: bool = False, format: str | None = None) -> Any:
+    _check_format(format)
     gcs = _Gcs(address)
     try:
         reply = gcs.call("GetAllActorInfo", gcs_pb2.GetAllActorInfoRequest(), timeout)
@@ -224,7 +256,7 @@ def list_actors(address: str | None = None, filters: list[Filter] | None = None,
     if not detail:
         keys = ("actor_id", "class_name", "state", "job_id", "name", "node_id", "pid", "ray_namespace")
         rows = [{k: r[k] for k in keys} for r in rows]
-    return rows
+    return _rows("actors", rows, detail, format)
 
 
 def get_actor(actor_id: str, address: str | None = None) -> dict[str, Any] | None:
@@ -263,14 +295,15 @@ def node_row(n: gcs_pb2.NodeInfo, detail: bool) -> dict[str, Any]:
 
 def list_nodes(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
                timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-               _explain: bool = False) -> list[dict[str, Any]]:
+               _explain: bool = False, format: str | None = None) -> Any:
+    _check_format(format)
     gcs = _Gcs(address)
     try:
         reply = gcs.call("GetAllNodeInfo", None, timeout)
     finally:
         gcs.close()
     rows = [node_row(n, detail) for n in reply.nodes]
-    return [r for r in rows if _match(r, filters)][:limit]
+    return _rows("nodes", [r for r in rows if _match(r, filters)][:limit], detail, format)
 
 
 def get_node(node_id: str, address: str | None = None) -> dict[str, Any] | None:
@@ -280,7 +313,8 @@ def get_node(node_id: str, address: str | None = None) -> dict[str, Any] | None:
 
 def list_jobs(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
               timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-              _explain: bool = False) -> list[dict[str, Any]]:
+              _explain: bool = False, format: str | None = None) -> Any:
+    _check_format(format)
     gcs = _Gcs(address)
     try:
         reply = gcs.call("GetAllJobInfo", None, timeout)
@@ -291,7 +325,7 @@ def list_jobs(address: str | None = None, filters: list[Filter] | None = None, l
         "entrypoint": j.entrypoint, "start_time": j.start_time_ms, "end_time": j.end_time_ms or None,
         "driver_info": {"pid": j.driver_pid, "node_ip_address": j.driver.host}, "namespace": j.namespace,
     } for j in reply.jobs]
-    return [r for r in rows if _match(r, filters)][:limit]
+    return _rows("jobs", [r for r in rows if _match(r, filters)][:limit], detail, format)
 
 
 def placement_group_row(pg: gcs_pb2.PlacementGroupInfo, detail: bool) -> dict[str, Any]:
@@ -313,14 +347,15 @@ def placement_group_row(pg: gcs_pb2.PlacementGroupInfo, detail: bool) -> dict[st
 
 def list_placement_groups(address: str | None = None, filters: list[Filter] | None = None,
                           limit: int = DEFAULT_LIMIT, timeout: int = 30, detail: bool = False,
-                          raise_on_missing_output: bool = True, _explain: bool = False) -> list[dict[str, Any]]:
+                          raise_on_missing_output: bool = True, _explain: bool = False, format: str | None = None) -> Any:
+    _check_format(format)
     gcs = _Gcs(address)
     try:
         reply = gcs.call("GetAllPlacementGroup", None, timeout)
     finally:
         gcs.close()
     rows = [placement_group_row(p, detail) for p in reply.placement_groups]
-    return [r for r in rows if _match(r, filters)][:limit]
+    return _rows("placement_groups", [r for r in rows if _match(r, filters)][:limit], detail, format)
 
 
 # ---- objects and workers ----------------------------------------------------------------------------------
@@ -344,8 +379,9 @@ def _node_stats(gcs: _Gcs, include_objects: bool, include_workers: bool) -> list
 
 def list_objects(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
                  timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-                 _explain: bool = False) -> list[dict[str, Any]]:
+                 _explain: bool = False, format: str | None = None) -> Any:
     """References held by every driver and worker, with sizes (Ray's list_objects)."""
+    _check_format(format)
     gcs = _Gcs(address)
     rows: list[dict[str, Any]] = []
     try:
@@ -380,7 +416,7 @@ def list_objects(address: str | None = None, filters: list[Filter] | None = None
                     })
     finally:
         gcs.close()
-    return [r for r in rows if _match(r, filters)][:limit]
+    return _rows("objects", [r for r in rows if _match(r, filters)][:limit], detail, format)
 
 
 def summarize_objects(address: str | None = None) -> dict[str, Any]:
@@ -391,7 +427,8 @@ def summarize_objects(address: str | None = None) -> dict[str, Any]:
 
 def list_workers(address: str | None = None, filters: list[Filter] | None = None, limit: int = DEFAULT_LIMIT,
                  timeout: int = 30, detail: bool = False, raise_on_missing_output: bool = True,
-                 _explain: bool = False) -> list[dict[str, Any]]:
+                 _explain: bool = False, format: str | None = None) -> Any:
+    _check_format(format)
     gcs = _Gcs(address)
     try:
         rows = []
@@ -405,33 +442,17 @@ def list_workers(address: str | None = None, filters: list[Filter] | None = None
                              "is_idle": w.is_idle, "resources": dict(w.resources)})
     finally:
         gcs.close()
-    return [r for r in rows if _match(r, filters)][:limit]
+    return _rows("workers", [r for r in rows if _match(r, filters)][:limit], detail, format)
 
 
 # ---- timeline -----------------------------------------------------------------------------------------------
 
 
 def timeline_events(address: str | None = None) -> list[dict[str, Any]]:
-    """Chrome trace ("X" complete events) of task executions."""
-    rows = list_tasks(address, limit=100_000, detail=True)
-    events = []
-    for r in rows:
-        start, end = r.get("start_time_ms"), r.get("end_time_ms")
-        if start is None:
-            continue
-        end = end if end is not None else start
-        events.append({
-            "cat": "task::" + r["func_or_class_name"],
-            "name": r["name"],
-            "pid": f"node:{(r['node_id'] or '')[:8]}",
-            "tid": f"worker:{r['worker_pid']}",
-            "ts": start * 1000,
-            "dur": max(1, (end - start) * 1000),
-            "ph": "X",
-            "cname": "rail_response" if r["state"] == "FINISHED" else "cq_build_failed",
-            "args": {"task_id": r["task_id"], "state": r["state"], "attempt": r["attempt_number"]},
-        })
-    return events
+    """Chrome trace events of every task attempt the GCS keeps (see nbray.util.timeline)."""
+    from nbray.util.timeline import trace_events
+
+    return trace_events(read_task_rows(address))
 
 
 class StateApiClient:

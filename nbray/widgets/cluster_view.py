@@ -7,13 +7,18 @@ thread and updates one row of progress bars per alive node.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import ipywidgets as w
 
-from nbray.jupyter import runtime_hooks
+from nbray.jupyter import backends, runtime_hooks
 from nbray.jupyter.settings import get_settings
 from nbray.widgets.refresh import Refresher
+from nbray.widgets.sparkline import sparklines_html
+
+# Utilization history shown as sparklines per node.
+HISTORY_S = 600.0
 
 _BARS = (("CPU", "CPU"), ("GPU", "GPU"), ("memory", "memory"), ("object store", "store"))
 
@@ -25,7 +30,7 @@ def _fmt(kind: str, value: float) -> str:
 
 
 class _NodeRow:
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, period_s: float = 1.0) -> None:
         self.title = w.HTML(layout=w.Layout(width="220px"))
         self.bars: dict[str, w.FloatProgress] = {}
         self.labels: dict[str, w.Label] = {}
@@ -36,7 +41,11 @@ class _NodeRow:
             label = w.Label(layout=w.Layout(width="120px"))
             self.bars[key], self.labels[key] = bar, label
             cells.append(w.VBox([bar, label]))
-        self.box = w.HBox(cells)
+        # (CPU, GPU, memory, store) used per refresh, for the last HISTORY_S
+        self.period_s = period_s
+        self.history: deque[tuple[float, float, float, float]] = deque(maxlen=max(2, int(HISTORY_S / period_s)))
+        self.sparks = w.HTML()
+        self.box = w.VBox([w.HBox(cells), self.sparks])
         self.node_id = node_id
 
     def update(self, node: Any) -> None:
@@ -55,6 +64,11 @@ class _NodeRow:
             if key == "store" and node.object_store_spilled_bytes:
                 text += f" (+{_fmt(key, node.object_store_spilled_bytes)} spilled)"
             self.labels[key].value = text
+        self.history.append(tuple(max(used_total[k][0], 0.0) for k in ("CPU", "GPU", "memory", "store")))
+        series = [(label, [s[i] for s in self.history], used_total[key][1])
+                  for i, (label, key) in enumerate((("CPU", "CPU"), ("GPU", "GPU"), ("memory", "memory"),
+                                                    ("store", "store"))) if key != "GPU" or used_total[key][1] > 0]
+        self.sparks.value = sparklines_html(series, self.history.maxlen or 2, self.period_s)
 
 
 class ClusterView(w.VBox):
@@ -63,6 +77,7 @@ class ClusterView(w.VBox):
     def __init__(self, refresh_s: float | None = None, live: bool = True, **kwargs: Any) -> None:
         self.header = w.HTML()
         self.rows: dict[str, _NodeRow] = {}
+        self._period_s = refresh_s or get_settings().widget_refresh_s
         super().__init__([self.header], **kwargs)
         self.refresh()
         self._refresher = Refresher(self.refresh, refresh_s or get_settings().widget_refresh_s, "nbray-cluster-view")
@@ -70,18 +85,23 @@ class ClusterView(w.VBox):
             self._refresher.start()
 
     def refresh(self) -> None:
-        status = runtime_hooks.cluster_status()
-        alive = {n.node_id.hex(): n for n in status.nodes}
+        backend = backends.current()
+        if backend.name != "nbray":  # other runtimes: the backend's node list
+            alive: dict[str, Any] = {n.node_id: n for n in backend.nodes()}
+            demands: list[Any] = []
+        else:
+            status = runtime_hooks.cluster_status()
+            alive, demands = {n.node_id.hex(): n for n in status.nodes}, list(status.demands)
         for node_id in list(self.rows):
             if node_id not in alive:
                 del self.rows[node_id]
         for node_id, node in alive.items():
             row = self.rows.get(node_id)
             if row is None:
-                row = self.rows[node_id] = _NodeRow(node_id)
+                row = self.rows[node_id] = _NodeRow(node_id, self._period_s)
             row.update(node)
-        pending = f", {len(status.demands)} pending demand(s)" if status.demands else ""
-        self.header.value = f"<b>nbray cluster</b>: {len(alive)} node(s){pending}"
+        pending = f", {len(demands)} pending demand(s)" if demands else ""
+        self.header.value = f"<b>{'nbray' if backend.name == 'nbray' else 'Ray'} cluster</b>: {len(alive)} node(s){pending}"
         children = (self.header, *(self.rows[n].box for n in sorted(self.rows)))
         if tuple(self.children) != children:  # type: ignore[has-type]
             self.children = children

@@ -185,8 +185,9 @@ def layout(graph: Graph) -> None:
 # ---- SVG ------------------------------------------------------------------------------------------------------
 
 
-def to_svg(graph: Graph, width: int = 900, height: int = 420) -> str:
-    """The graph as a self-contained SVG (shown live, and as the static fallback)."""
+def to_svg(graph: Graph, width: int = 900, height: int = 420, note: str = "") -> str:
+    """The graph as a self-contained SVG (shown live, and as the static fallback);
+    `note` is a line under the legend (what the edges can and cannot show)."""
     pad = 30
     pos = {n.id: (pad + n.x * (width - 2 * pad), pad + n.y * (height - 2 * pad)) for n in graph.nodes}
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
@@ -223,7 +224,7 @@ def to_svg(graph: Graph, width: int = 900, height: int = 420) -> str:
                          f"<title>{title}</title></circle>"
                          f"<text x='{x:.1f}' y='{y + 17:.1f}' text-anchor='middle'>{html.escape(n.label[:18])}"
                          "</text></g>")
-    parts.append(_legend(graph, width))
+    parts.append(_legend(graph, width, note))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -239,7 +240,7 @@ def _title(n: Node) -> str:
     return f"{n.label} [{detail}] task {n.id}" + (f"\n{error}" if error else "")
 
 
-def _legend(graph: Graph, width: int) -> str:
+def _legend(graph: Graph, width: int, note: str = "") -> str:
     items = []
     x = 8
     for state in ("PENDING", "RUNNING", "FINISHED", "FAILED"):
@@ -249,4 +250,6 @@ def _legend(graph: Graph, width: int) -> str:
         x += 95
     mode = "one node per function" if graph.collapsed else f"{graph.num_objects} objects"
     items.append(f"<text x='{width - 8}' y='14' text-anchor='end'>{graph.num_tasks} tasks, {mode}</text>")
+    if note:
+        items.append(f"<text x='8' y='28' class='legend-note'>{html.escape(note)}</text>")
     return "<g class='legend'>" + "".join(items) + "</g>"

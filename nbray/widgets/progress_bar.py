@@ -2,7 +2,8 @@
 
 Runs in the notebook kernel (or a console, where it draws a text bar on
 stderr). Counts refs that are done, failed (the task raised) and pending,
-checking with ``nbray.wait`` every ``progress_poll_s``; returns a
+checking with the backend's wait (``nbray.wait``, or ``ray.wait`` on the
+Ray backend) every ``progress_poll_s``; returns a
 ``ProgressSummary`` when all are ready. Ctrl-C stops waiting (the tasks go
 on).
 """
@@ -13,10 +14,10 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import nbray
-from nbray.jupyter.reprs import in_notebook, ref_failed
+from nbray.jupyter import backends
+from nbray.jupyter.reprs import in_notebook
 from nbray.jupyter.settings import get_settings
 
 
@@ -28,16 +29,19 @@ class ProgressSummary:
     elapsed_s: float
 
 
-def _as_refs(refs: Any) -> list[Any]:
-    if isinstance(refs, (nbray.ObjectRef, nbray.ObjectRefGenerator)):
+def as_refs(refs: Any, ref_type: type, generator_type: type) -> list[Any]:
+    """`refs` (a ref, a generator, a list or dict of them) as a list of refs.
+    Raises TypeError for anything else."""
+    if isinstance(refs, (ref_type, generator_type)):
         refs = [refs]
     elif isinstance(refs, dict):
         refs = list(refs.values())
+    items: list[Any] = list(refs) if isinstance(refs, Iterable) else [refs]
     out = []
-    for r in refs if isinstance(refs, Iterable) else [refs]:
-        if isinstance(r, nbray.ObjectRefGenerator):
-            r = r.completed()
-        if not isinstance(r, nbray.ObjectRef):
+    for r in items:
+        if isinstance(r, generator_type):
+            r = cast(Any, r).completed()
+        if not isinstance(r, ref_type):
             raise TypeError(f"progress() expects ObjectRefs, got {type(r).__name__}")
         out.append(r)
     return out
@@ -78,16 +82,17 @@ class _Bar:
 def progress(refs: Any, *, description: str = "nbray", poll_s: float | None = None) -> ProgressSummary:
     """Show a progress bar of `refs` (ObjectRefs, generators, a list or dict
     of them) and return when all are ready: ``progress([f.remote(i) for i in range(100)])``."""
-    pending = _as_refs(refs)
+    backend = backends.current()
+    pending = as_refs(refs, *backend.object_ref_types())
     poll = poll_s if poll_s is not None else get_settings().progress_poll_s
     bar = _Bar(len(pending), description)
     start = time.monotonic()
     done = failed = 0
     bar.update(0, 0, 0.0)
     while pending:
-        ready, pending = nbray.wait(pending, num_returns=len(pending), timeout=poll, fetch_local=False)
+        ready, pending = backend.wait_objects(pending, poll)
         for ref in ready:
-            if ref_failed(ref):
+            if backend.object_failed(ref):
                 failed += 1
             else:
                 done += 1

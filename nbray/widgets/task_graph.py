@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-import nbray
+from nbray.jupyter import backends
 from nbray.jupyter.settings import get_settings
 from nbray.widgets import graph_model
 from nbray.widgets.refresh import Refresher
@@ -74,7 +74,7 @@ class TaskGraph(anywidget.AnyWidget):
         self.num_tasks, self.num_objects = graph.num_tasks, graph.num_objects
         self.collapsed = graph.collapsed
         self.state_counts = dict(graph.state_counts)
-        self.svg = graph_model.to_svg(graph)
+        self.svg = graph_model.to_svg(graph, note=_edge_note(backends.current().name))
 
     def to_networkx(self) -> Any:
         """The current graph as a networkx DiGraph."""
@@ -106,6 +106,12 @@ class TaskGraph(anywidget.AnyWidget):
     # ---- reading -----------------------------------------------------------------------------------------
 
     def _read_rows(self) -> bool:
+        backend = backends.current()
+        if backend.name != "nbray":  # other runtimes: whole rows from their state API
+            rows = [r for r in backend.list_tasks(limit=self._max_rows) if self.job in ("all", r.get("job_id"))]
+            before = dict(self._rows)
+            self._rows = {(r["task_id"], int(r.get("attempt_number") or 0)): r for r in rows}
+            return self._rows != before
         from nbray.jupyter import runtime_hooks
         from nbray.util.state import list_tasks, task_row
 
@@ -145,6 +151,11 @@ class TaskGraph(anywidget.AnyWidget):
 def _resolve_job(job: str | None) -> str:
     if job is not None:
         return job
-    if nbray.is_initialized():
-        return str(nbray.get_runtime_context().get_job_id())
-    return "all"
+    backend = backends.current()
+    return backend.job_id() if backend.connected() else "all"
+
+
+def _edge_note(backend_name: str) -> str:
+    if backend_name == "nbray":
+        return ""
+    return "dashed edges: parent -> child; no data edges (Ray does not record which objects a task read)"

@@ -20,8 +20,8 @@ from nbray.exceptions import ActorDiedError, TaskCancelledError
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
 from nbray.worker.normal_submitter import locked
+from nbray.worker.pending_task import PendingTask
 from nbray.worker.task_events import record_state
-from nbray.worker.task_manager import PendingTask
 
 if TYPE_CHECKING:
     from nbray.worker.core_worker import CoreWorker
@@ -235,7 +235,7 @@ class ActorTaskSubmitter:
             if restarted and st.death is None and not task.cancelled and task.retries_left != 0:
                 if task.retries_left > 0:
                     task.retries_left -= 1
-                task.spec.attempt_number += 1
+                task.next_attempt()
                 retry.append(task)
                 continue
             err = st.death or ActorDiedError(

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbray.common import ids
 from nbray.common.config import Config
@@ -31,11 +31,9 @@ from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handshake import Listener, bind_listener, connect
 from nbray.rpc.pool import ConnectionPool
-from nbray.runtime_env.resolve import RUNTIME_ENV_VAR, merge_encoded
 from nbray.worker import context
 from nbray.worker.actor_submitter import ActorTaskSubmitter
 from nbray.worker.context import TaskContext
-from nbray.worker.executor import Executor
 from nbray.worker.function_manager import ExportedFunction
 from nbray.worker.gcs_reconnect import watch_gcs
 from nbray.worker.log_output import print_logs
@@ -43,10 +41,15 @@ from nbray.worker.memory_store import Entry, MemoryStore
 from nbray.worker.normal_submitter import NormalTaskSubmitter
 from nbray.worker.objects import ObjectAccess
 from nbray.worker.ownership import Ownership
+from nbray.worker.pending_task import PendingTask
 from nbray.worker.recovery import Lineage
 from nbray.worker.reference_counter import ReferenceCounter
+from nbray.worker.task_args import ArgumentPacking, inherits_from
 from nbray.worker.task_events import TaskEventBuffer
-from nbray.worker.task_manager import PendingTask, TaskManager
+from nbray.worker.task_manager import TaskManager
+
+if TYPE_CHECKING:
+    from nbray.worker.executor import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ _EXITING = method("RayletService.NotifyWorkerExiting")
 _IN_PLASMA = common_pb2.VALUE_IN_PLASMA
 
 
-class CoreWorker(Ownership):
+class CoreWorker(Ownership, ArgumentPacking):
     def __init__(
         self,
         *,
@@ -95,7 +98,11 @@ class CoreWorker(Ownership):
         self.objects = ObjectAccess(self)
         self.lineage = Lineage(self)
         self.nodes: dict[bytes, gcs_pb2.NodeInfo] = {}
-        self.executor: Executor | None = Executor(self) if is_worker else None
+        self.executor: Executor | None = None
+        if is_worker:  # a driver runs no tasks: it need not import the executor (and asyncio)
+            from nbray.worker.executor import Executor
+
+            self.executor = Executor(self)
         self._init_ownership()
         self._function_bodies: dict[bytes, bytes] = {}
         self._owner_cache: dict[bytes, common_pb2.Address] = {}
@@ -202,35 +209,42 @@ class CoreWorker(Ownership):
         """Submit a task; `task_id` is given by notebook clients, which pick
         it (and so the return ids) themselves to submit without waiting."""
         ctx = context.current()
-        req = core_worker_pb2.PushTaskRequest()
-        spec = req.spec
-        spec.CopyFrom(template)
         job_id = ctx.job_id
         task_id = task_id or ids.new_task_id(ids.nil_actor_id(job_id))
-        spec.task_id = task_id
-        spec.job_id = job_id
-        spec.parent_task_id = ctx.task_id
-        spec.caller.CopyFrom(self.address)
-        if ctx.context_tag:
-            spec.context_tag = ctx.context_tag
-        spec.namespace = ctx.namespace or self.namespace
-        if name:
-            spec.name = name
-        inherited = self._inherit(spec, ctx)
-        arg_ids, keep_alive = self._pack_args(spec, args, kwargs)
-        if spec.streaming_generator:
-            return_ids = [ids.return_object_id(task_id, 1)]
-        else:
-            return_ids = [ids.return_object_id(task_id, i + 1) for i in range(spec.num_returns)]
-        spec.return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
-        task = PendingTask(req, return_ids, arg_ids)
-        if not inherited:
+        args_pickle, top, nested = self._serialize_args(name or template.name, args, kwargs)
+        n = 1 if template.streaming_generator else template.num_returns
+        return_ids = [ids.return_object_id(task_id, i + 1) for i in range(n)]
+        return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
+        keep_alive: list[ObjectRef] = []
+        if not top and not nested and not inherits_from(ctx):
+            # The common case: a compact record, its spec built when pushed.
+            task = PendingTask.compact(template, task_id, job_id, ctx.task_id, ctx.context_tag,
+                                       ctx.namespace or self.namespace, self.address, args_pickle,
+                                       return_ids, return_base_id, name)
             task.sched_key = self._template_key(template)
+        else:
+            req = core_worker_pb2.PushTaskRequest()
+            spec = req.spec
+            spec.CopyFrom(template)
+            spec.task_id = task_id
+            spec.job_id = job_id
+            spec.parent_task_id = ctx.task_id
+            spec.caller.CopyFrom(self.address)
+            if ctx.context_tag:
+                spec.context_tag = ctx.context_tag
+            spec.namespace = ctx.namespace or self.namespace
+            if name:
+                spec.name = name
+            inherited = self._inherit(spec, ctx)
+            arg_ids, keep_alive = self._fill_args(spec, args_pickle, top, nested)
+            spec.return_base_id = return_base_id
+            task = PendingTask(req, return_ids, arg_ids)
+            if not inherited:
+                task.sched_key = self._template_key(template)
         with self.lock:
-            for oid in return_ids:
-                self.refs.own(oid, lineage=task_id)
-            if arg_ids:
-                self.refs.add_submitted(arg_ids)
+            self.refs.own_returns(return_ids, task_id)
+            if task.arg_ids:
+                self.refs.add_submitted(task.arg_ids)
             self.task_manager.add(task)
         del keep_alive
         self._track(task)
@@ -249,123 +263,35 @@ class CoreWorker(Ownership):
         return key[1]
 
     def _track(self, task: PendingTask) -> None:
-        if not task.spec.disable_task_events:
+        if not task.template.disable_task_events:
             task.ev.append((0, gcs_pb2.PENDING_ARGS_AVAIL, time.time_ns()))
             self.events.track(task)
 
     def _build_task_info(self, task: PendingTask, info: gcs_pb2.TaskInfo) -> None:
-        spec = task.spec
-        key = (spec.name, spec.func_or_class_name, spec.type, spec.job_id, task.sched_key)
+        # From the record and its template: a queued task's spec is not built yet.
+        t = task.template
+        key = (task.name, t.func_or_class_name, t.type, task.job_id, task.sched_key)
         proto = self._info_protos.get(key) if task.sched_key is not None else None
         if proto is None:
-            proto = gcs_pb2.TaskInfo(type=spec.type, name=spec.name, func_or_class_name=spec.func_or_class_name,
-                                     job_id=spec.job_id, caller_node_id=self.node_id)
+            proto = gcs_pb2.TaskInfo(type=t.type, name=task.name, func_or_class_name=t.func_or_class_name,
+                                     job_id=task.job_id, caller_node_id=self.node_id)
             proto.caller.CopyFrom(self.address)
-            proto.required_resources.update(spec.resources)
+            proto.required_resources.update(t.resources)
             if task.sched_key is not None:
                 if len(self._info_protos) > 1024:
                     self._info_protos.clear()
                 self._info_protos[key] = proto
         info.CopyFrom(proto)
-        info.parent_task_id = spec.parent_task_id
-        if spec.type != common_pb2.NORMAL_TASK:
-            info.actor_id = spec.actor_id
-        if spec.scheduling_strategy.placement_group_id:
-            info.placement_group_id = spec.scheduling_strategy.placement_group_id
+        info.parent_task_id = task.parent_task_id
+        if t.type != common_pb2.NORMAL_TASK:
+            info.actor_id = t.actor_id
+        if t.scheduling_strategy.placement_group_id:
+            info.placement_group_id = t.scheduling_strategy.placement_group_id
         if task.arg_ids:
             info.arg_object_ids.extend(task.arg_ids[:-1] if task.holds_handle else task.arg_ids)
         info.return_object_ids.extend(task.return_ids)
-        if spec.context_tag:
-            info.context_tag = spec.context_tag
-
-    def _inherit(self, spec: common_pb2.TaskSpec, ctx: TaskContext) -> bool:
-        """Child tasks inherit the parent's placement group (when it captures
-        them) and runtime environment. Returns True if the spec changed."""
-        changed = False
-        if ctx.runtime_env and ctx.runtime_env.get("env_vars"):
-            own = spec.runtime_env.env_vars
-            for k, v in ctx.runtime_env["env_vars"].items():
-                if k not in own:
-                    own[k] = v
-                    changed = True
-                elif k == RUNTIME_ENV_VAR and own[k] != v:  # fields merge one by one
-                    merged = merge_encoded(v, own[k])
-                    changed = changed or merged != own[k]
-                    own[k] = merged
-        s = spec.scheduling_strategy
-        if not (ctx.capture_child_tasks and ctx.placement_group_id):
-            return changed
-        if (s.kind == common_pb2.SchedulingStrategy.DEFAULT
-                and not spec.runtime_env.env_vars.get("__nbray_no_capture__")):
-            from nbray.common.resources import placement_group_demand
-
-            demand = placement_group_demand(ctx.placement_group_id, -1, dict(spec.resources))
-            spec.resources.clear()
-            spec.resources.update(demand)
-            s.kind = common_pb2.SchedulingStrategy.PLACEMENT_GROUP
-            s.placement_group_id = ctx.placement_group_id
-            s.bundle_index = -1
-            s.capture_child_tasks = True
-            changed = True
-        return changed
-
-    def _pack_args(self, spec: common_pb2.TaskSpec, args: tuple[Any, ...] | list[Any],
-                   kwargs: dict[str, Any]) -> tuple[list[bytes], list[ObjectRef]]:
-        """Fill args_pickle, ref_args and nested_refs.
-
-        Returns the ids of the objects the task holds while pending, and the
-        refs to keep alive until those holds are registered.
-        """
-        if not args and not kwargs:
-            spec.args_pickle = _EMPTY_ARGS
-            return [], []
-        top: list[tuple[int, str, ObjectRef]] = []
-        if any(type(a) is ObjectRef for a in args):
-            top.extend((i, "", a) for i, a in enumerate(args) if type(a) is ObjectRef)
-            args = tuple(None if type(a) is ObjectRef else a for a in args)
-        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-            top.extend((-1, k, v) for k, v in kwargs.items() if type(v) is ObjectRef)
-            kwargs = {k: (None if type(v) is ObjectRef else v) for k, v in kwargs.items()}
-        try:
-            s = serialize((args, kwargs))
-        except TypeError:
-            raise TypeError(_bad_argument_message(spec.name, args, kwargs)) from None
-        if s.total_bytes > self.config.max_inline_object_bytes:
-            args, kwargs, promoted = self._promote_large_args(list(args), dict(kwargs))
-            top.extend(promoted)
-            s = serialize((tuple(args), kwargs))
-        spec.args_pickle = s.to_bytes()
-        arg_ids: list[bytes] = []
-        for position, keyword, ref in top:
-            ra = spec.ref_args.add(position=position, keyword=keyword)
-            ra.ref.object_id = ref._id
-            ra.ref.owner.CopyFrom(self.parse_address(ref._owner) if ref._owner else self.address)
-            arg_ids.append(ref._id)
-        for oid, owner in s.nested_refs:
-            spec.nested_refs.add(object_id=oid, owner=self.parse_address(owner))
-            arg_ids.append(oid)
-        return arg_ids, [ref for _, _, ref in top]
-
-    def _promote_large_args(self, args: list[Any], kwargs: dict[str, Any]
-                            ) -> tuple[list[Any], dict[str, Any], list[tuple[int, str, ObjectRef]]]:
-        """Arguments too big to inline become objects in the store."""
-        promoted: list[tuple[int, str, ObjectRef]] = []
-        limit = self.config.max_inline_object_bytes
-        for i, a in enumerate(args):
-            if a is None:
-                continue
-            part = serialize(a)
-            if part.total_bytes > limit // 4:
-                promoted.append((i, "", self.objects.put_serialized(part)))
-                args[i] = None
-        for k, v in list(kwargs.items()):
-            if v is None:
-                continue
-            part = serialize(v)
-            if part.total_bytes > limit // 4:
-                promoted.append((-1, k, self.objects.put_serialized(part)))
-                kwargs[k] = None
-        return args, kwargs, promoted
+        if task.context_tag:
+            info.context_tag = task.context_tag
 
     def resubmit(self, task: PendingTask) -> None:
         if task.is_actor:
@@ -513,7 +439,7 @@ class CoreWorker(Ownership):
 
     def cancel_children(self, parent_task_id: bytes) -> None:
         for task in list(self.task_manager.pending.values()):
-            if task.spec.parent_task_id == parent_task_id:
+            if task.parent_task_id == parent_task_id:
                 self.cancel(task.return_ids[0] if task.return_ids else ids.return_object_id(task.task_id, 1),
                             force=False, recursive=True)
 
@@ -635,8 +561,8 @@ class CoreWorker(Ownership):
 
     # ---- task events --------------------------------------------------------------------------------------------
 
-    def flush_events(self) -> None:
-        req = self.events.drain()
+    def flush_events(self, everything: bool = False) -> None:
+        req = self.events.drain(everything)
         if req is not None and not self.gcs.conn.closed:
             self.gcs.send("AddTaskEvents", req)
 
@@ -708,7 +634,7 @@ class CoreWorker(Ownership):
         try:
             self.raylet.send_oneway(_EXITING, raylet_pb2.WorkerExitingRequest(reason=reason))
             self.raylet.flush()
-            self.flush_events()
+            self.flush_events(everything=True)
             self.gcs.conn.flush()
         except Exception:
             pass
@@ -738,7 +664,7 @@ class CoreWorker(Ownership):
             done = threading.Event()
 
             def final() -> None:
-                self.flush_events()
+                self.flush_events(everything=True)
                 self.normal_submitter.shutdown()
                 done.set()
 
@@ -768,32 +694,9 @@ class CoreWorker(Ownership):
         self.loop.stop()
 
 
-_EMPTY_ARGS = serialize(((), {})).to_bytes()
-
-
 class _nullcontext:
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc: Any) -> None:
         return None
-
-
-def _bad_argument_message(task_name: str, args: Any, kwargs: dict[str, Any]) -> str:
-    from nbray.common.serialization import find_unserializable
-
-    for i, a in enumerate(args):
-        try:
-            serialize(a)
-        except TypeError:
-            return (f"Could not serialize argument {i} of {task_name}(): "
-                    f"{find_unserializable(a)}. Arguments must be picklable (cloudpickle); "
-                    "create such objects inside the task instead of passing them.")
-    for k, v in kwargs.items():
-        try:
-            serialize(v)
-        except TypeError:
-            return (f"Could not serialize keyword argument {k!r} of {task_name}(): "
-                    f"{find_unserializable(v)}. Arguments must be picklable (cloudpickle); "
-                    "create such objects inside the task instead of passing them.")
-    return f"Could not serialize the arguments of {task_name}()"

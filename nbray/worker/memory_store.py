@@ -8,6 +8,8 @@ serve ``await ref`` and ``ref.future()``.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,7 +50,8 @@ class MemoryStore:
         self.remote_plasma: set[bytes] = set()
         self._waiters: dict[bytes, list[_Waiter]] = {}
         self._callbacks: dict[bytes, list[Callable[[Entry], None]]] = {}
-        # Called (outside the lock) with the id of each deleted entry.
+        # Called (outside the lock) with the id of each deleted entry that
+        # marked a shared-memory object.
         self.on_delete: Callable[[bytes], None] | None = None
 
     def get(self, object_id: bytes) -> Entry | None:
@@ -56,6 +59,11 @@ class MemoryStore:
 
     def contains(self, object_id: bytes) -> bool:
         return object_id in self._entries
+
+    def missing(self, object_ids: list[bytes]) -> list[bytes]:
+        """The distinct ids among `object_ids` with no entry yet, in order."""
+        entries = self._entries
+        return [oid for oid in dict.fromkeys(object_ids) if oid not in entries]
 
     def contains_each(self, object_ids: list[bytes]) -> list[bool]:
         entries = self._entries
@@ -103,9 +111,16 @@ class MemoryStore:
         with self._lock:
             self.remote_plasma.discard(object_id)
             entry = self._entries.pop(object_id, None)
-        if entry is not None and self.on_delete is not None:
+        if entry is not None and entry.in_plasma and self.on_delete is not None:
             self.on_delete(object_id)
         return entry
+
+    def shrink(self) -> bool:
+        """Give back the room of deleted entries (dicts keep it); True if there was some."""
+        with self._lock:
+            entries = self._entries
+            self._entries = shrunk(entries)
+            return self._entries is not entries
 
     def on_ready(self, object_id: bytes, callback: Callable[[Entry], None]) -> None:
         """Run callback(entry) once the object is ready (now, if it is)."""
@@ -160,3 +175,30 @@ def deadline_after(timeout_s: float | None) -> float | None:
 
 def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def shrunk(table: dict[Any, Any]) -> dict[Any, Any]:
+    """`table`, or a copy of it if most of its room is unused (after many deletions)."""
+    if sys.getsizeof(table) > _BYTES_PER_LIVE_ENTRY * (len(table) + 1024):
+        return dict(table)
+    return table
+
+
+# A full dict needs some 50 bytes per entry; past this it mostly holds room.
+_BYTES_PER_LIVE_ENTRY = 400
+
+
+_malloc_trim: list[Any] = []
+
+
+def return_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS after a large release
+    (glibc keeps them otherwise); does nothing where malloc_trim is missing."""
+    if not _malloc_trim:
+        try:
+            _malloc_trim.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _malloc_trim.append(None)  # not glibc
+    trim = _malloc_trim[0]
+    if trim is not None:
+        trim(0)

@@ -23,8 +23,8 @@ from nbray.common.serialization import deserialize
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.worker.memory_store import Entry
+from nbray.worker.pending_task import PendingTask
 from nbray.worker.task_events import record_state
-from nbray.worker.task_manager import PendingTask
 
 if TYPE_CHECKING:
     from nbray.worker.core_worker import CoreWorker
@@ -115,7 +115,7 @@ class NormalTaskSubmitter:
         """User thread: push at once if a leased worker is free and the task
         needs nothing else first. False means: take the normal path."""
         key = task.sched_key
-        if key is None or task.spec.ref_args:
+        if key is None or task.has_ref_args:
             return False
         with self._lock:
             cq = self.queues.get(key)
@@ -161,7 +161,9 @@ class NormalTaskSubmitter:
 
     def _resolve(self, task: PendingTask) -> list[tuple[bytes, bytes]]:
         """Inline small ready arguments; return the (id, owner) still missing."""
-        missing = []
+        missing: list[tuple[bytes, bytes]] = []
+        if not task.has_ref_args:
+            return missing
         store = self.core.memory_store
         for arg in task.spec.ref_args:
             if arg.has_inline_value:
@@ -188,8 +190,10 @@ class NormalTaskSubmitter:
 
     def _locality_node(self, task: PendingTask) -> bytes:
         """The node holding most argument bytes, if that is worth moving for."""
+        if not task.has_ref_args:
+            return b""
         spec = task.spec
-        if spec.scheduling_strategy.kind != common_pb2.SchedulingStrategy.DEFAULT or not spec.ref_args:
+        if spec.scheduling_strategy.kind != common_pb2.SchedulingStrategy.DEFAULT:
             return b""
         by_node: dict[bytes, int] = {}
         for arg in spec.ref_args:
@@ -210,13 +214,13 @@ class NormalTaskSubmitter:
             return
         key = task.sched_key
         if key is None:
-            key = task.sched_key = scheduling_key(task.spec)
+            key = task.sched_key = scheduling_key(task.template)
         locality = self._locality_node(task)
         if locality:
             key = key + (locality,)
         cq = self.queues.get(key)
         if cq is None:
-            cq = self.queues[key] = ClassQueue(key, task.spec)
+            cq = self.queues[key] = ClassQueue(key, task.template)
             cq.locality = locality
         if front:
             cq.tasks.appendleft(task)
@@ -227,11 +231,12 @@ class NormalTaskSubmitter:
 
     @locked
     def resubmit(self, task: PendingTask) -> None:
-        task.spec.attempt_number += 1
-        for arg in task.spec.ref_args:
-            # values may have moved (e.g. reconstructed elsewhere); resolve again
-            if arg.has_inline_value and arg.inline_value.format == common_pb2.VALUE_IN_PLASMA:
-                arg.has_inline_value = False
+        task.next_attempt()
+        if task.has_ref_args:
+            for arg in task.spec.ref_args:
+                # values may have moved (e.g. reconstructed elsewhere); resolve again
+                if arg.has_inline_value and arg.inline_value.format == common_pb2.VALUE_IN_PLASMA:
+                    arg.has_inline_value = False
         task.sched_key = None
         record_state(task, gcs_pb2.PENDING_ARGS_AVAIL)
         self.submit(task)

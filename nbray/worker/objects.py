@@ -12,11 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import pickle
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbray.common.ids import put_object_id
+from nbray.common.serialization import context as ser_context
 from nbray.common.serialization import deserialize, serialize
 from nbray.exceptions import (
     GetTimeoutError,
@@ -99,7 +101,7 @@ class ObjectAccess:
         store = core.memory_store
         ids = [r._id for r in refs]
         deadline = deadline_after(timeout_s)
-        missing = [oid for oid in dict.fromkeys(ids) if not store.contains(oid)]
+        missing = store.missing(ids)
         if missing:
             owners = {r._id: r._owner for r in refs}
             for oid in missing:
@@ -114,11 +116,16 @@ class ObjectAccess:
                     f"after {timeout_s} s (first missing: {missing[0].hex()}).")
         values: dict[bytes, Any] = {}
         in_plasma: list[ObjectRef] = []
+        entry_of = store.get
+        # Inline values in the plain layout are a flag byte and a pickle: read
+        # straight, unless a deserialization hook is active on this thread.
+        plain = ser_context.on_ref_deserialized is None
+        loads = pickle.loads
         for ref in refs:
             oid = ref._id
             if oid in values:
                 continue
-            entry = store.get(oid)
+            entry = entry_of(oid)
             if entry is None:
                 continue  # another object failed first; raised below
             if entry.is_error:
@@ -127,7 +134,11 @@ class ObjectAccess:
                 in_plasma.append(ref)
                 values[oid] = None
             else:
-                values[oid] = self._decode(entry.data, oid)
+                data = entry.data
+                if plain and data and data[0] == 0:
+                    values[oid] = loads(data[1:])
+                else:
+                    values[oid] = self._decode(data, oid)
         if in_plasma:
             self._get_plasma(in_plasma, values, deadline)
         return [values[oid] for oid in ids]

@@ -24,7 +24,7 @@ from nbray.object_ref import ObjectRef
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.worker import call_sites
-from nbray.worker.memory_store import Entry
+from nbray.worker.memory_store import Entry, return_free_heap, shrunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,6 +81,11 @@ class Ownership:
     def _init_ownership(self) -> None:
         self._releases: deque[bytes] = deque()
         self._release_scheduled = False
+        # The drain timer runs only while releases wait (an idle process must
+        # not wake up on a period); the lock keeps it to one armed timer.
+        self._release_timer_armed = True  # the first tick is posted at start
+        self._release_timer_lock = threading.RLock()
+        self._released_since_check = 0
         self._deltas: dict[bytes, list[tuple[bytes, bytes, int, Any]]] = {}
         self._deltas_scheduled = False
         self._status_requests: set[bytes] = set()
@@ -113,18 +118,38 @@ class Ownership:
 
         Releases are drained by the I/O thread on its next pass or tick
         (waking it for every dropped ref would cost a thread switch each);
-        a large backlog wakes it at once."""
+        a large backlog wakes it at once. The tick is armed by the first
+        release queued while none is armed."""
         releases = self._releases
         releases.append(object_id)
+        if not self._release_timer_armed:
+            self._arm_release_timer()
         if len(releases) > 512 and not self._release_scheduled:
             self._release_scheduled = True
             self.loop.post(self._drain_releases)
 
+    def _arm_release_timer(self) -> None:
+        with self._release_timer_lock:
+            if self._release_timer_armed or self._shutdown:
+                return
+            self._release_timer_armed = True
+        delay_s = self.config.release_drain_interval_ms / 1000
+        if self.loop.in_loop_thread():
+            self.loop.call_later(delay_s, self._release_tick)
+        else:
+            self.loop.call_later_threadsafe(delay_s, self._release_tick)
+
     def _release_tick(self) -> None:
+        """Drain what waits, then stay armed only if more was queued since.
+
+        The flag drops before the queue is looked at again: a release queued
+        after that look sees the flag down and arms the timer itself."""
         if self._releases:
             self._drain_releases()
-        if not self._shutdown:
-            self.loop.call_later(self.config.release_drain_interval_ms / 1000, self._release_tick)
+        with self._release_timer_lock:
+            self._release_timer_armed = False
+        if self._releases:
+            self._arm_release_timer()
 
     def _drain_releases(self) -> None:
         self._release_scheduled = False
@@ -135,6 +160,16 @@ class Ownership:
                 actions.extend(self.refs.remove_local(releases.popleft()))
         if actions:
             self.apply_actions(actions)
+            self._released_since_check += len(actions)
+            if self._released_since_check >= _SHRINK_CHECK_AFTER:
+                # Many refs went (a large batch dropped): give back the tables'
+                # room, which dicts keep after deletions.
+                self._released_since_check = 0
+                with self.lock:
+                    table = self.refs.refs
+                    self.refs.refs = shrunk(table)
+                if self.memory_store.shrink() or self.refs.refs is not table:
+                    return_free_heap()
 
     def deserialize_ref(self, object_id: bytes, owner: bytes) -> ObjectRef:
         """An ObjectRef came out of a pickle in this process."""
@@ -524,6 +559,10 @@ class Ownership:
             if ref.node_ids:
                 row.node_id = next(iter(ref.node_ids))
         return reply
+
+
+# Releases after which the tables are checked for spare room.
+_SHRINK_CHECK_AFTER = 4096
 
 
 def _worker_id_of(address_bytes: bytes) -> bytes:

@@ -29,7 +29,7 @@ from nbray.worker.memory_store import Entry
 
 if TYPE_CHECKING:
     from nbray.worker.core_worker import CoreWorker
-    from nbray.worker.task_manager import PendingTask
+    from nbray.worker.pending_task import PendingTask
 
 logger = logging.getLogger(__name__)
 

@@ -112,6 +112,17 @@ class ReferenceCounter:
             self.set_contains(object_id, contains)
         return actions
 
+    def own_returns(self, object_ids: list[bytes], lineage: bytes) -> None:
+        """Start owning the returns of a task just submitted (one local ref each)."""
+        refs = self.refs
+        me = self.my_address
+        for oid in object_ids:
+            ref = refs.get(oid)
+            if ref is None:
+                ref = refs[oid] = Ref(True, me)
+            ref.local += 1
+            ref.lineage = lineage
+
     def set_contains(self, object_id: bytes, contains: Iterable[tuple[bytes, bytes]]) -> None:
         """The value of `object_id` (owned, or borrowed and cached here)
         holds these refs until the entry goes away."""

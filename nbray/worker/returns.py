@@ -6,8 +6,10 @@ return needs is done:
 
 - worker side (``pack_returns``): small plain values are pickled and added
   to the reply in place, without building a ``ReturnObject`` apart and
-  copying it in; values with nested refs or too large to travel inline
-  take the general path (``CoreWorker.store_serialized``);
+  copying it in (atoms -- ints, strings, ... -- straight through pickle,
+  without the general serializer's bookkeeping); values with nested refs
+  or too large to travel inline take the general path
+  (``CoreWorker.store_serialized``);
 - both sides pause CPython's cyclic garbage collector while a large batch
   is built or stored (``gc_paused``). Each return allocates a few
   container objects, so a batch triggers dozens of young collections, and
@@ -19,6 +21,7 @@ return needs is done:
 from __future__ import annotations
 
 import gc
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -57,9 +60,17 @@ def pack_returns(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_wor
     tid = spec.task_id
     caller = spec.caller
     max_inline = core.config.max_inline_object_bytes
+    atoms = _ATOMS
+    dumps = pickle.dumps
     with gc_paused(len(values) >= GC_PAUSE_MIN_RETURNS):
         for i, value in enumerate(values):
             oid = return_object_id(tid, i + 1)
+            if type(value) in atoms:
+                # The plain layout (see serialization.Serialized): a zero flag byte, then the pickle.
+                data = _PLAIN_FLAGS + dumps(value, protocol=5)
+                if len(data) <= max_inline:
+                    add(object_id=oid).value.data = data
+                    continue
             s = serialize(value)
             if s.nested_refs or s.total_bytes > max_inline or s.is_error:
                 returns.append(core.store_serialized(oid, s, caller))
@@ -67,3 +78,8 @@ def pack_returns(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_wor
                 # VALUE_PICKLE is the default format: only the bytes to set
                 add(object_id=oid).value.data = s.to_bytes()
     return reply
+
+
+# Values that hold nothing but themselves (no refs, no out-of-band buffers).
+_ATOMS = frozenset({int, float, str, bool, type(None), complex})
+_PLAIN_FLAGS = b"\x00"

@@ -3,9 +3,15 @@
 Runs in every core worker (drivers and workers). Recording sits on the
 task hot path, so it is as cheap as possible:
 
-- tasks this process owns are *tracked* once; their state timestamps are
+- tasks this process owns are *tracked*; their state timestamps are
   appended to a list on the task object itself (``record_state``), and
-  the static facts are built from the spec only at flush time;
+  the static facts are built from the spec only at flush time. A flush
+  reads only tasks with something due: a new task once it is
+  ``task_events_report_interval_ms`` old (most short tasks have finished by
+  then and go out once, whole), a task that reached a final state at once,
+  and a slice of the tasks reported before and still in flight (so their
+  later states follow and those that ended are let go). A million queued
+  tasks thus cost nothing per flush while they wait;
 - other events (the executor's RUNNING, failures) are small tuples in a
   bounded buffer.
 
@@ -34,17 +40,32 @@ Scheduler = Callable[..., None]
 
 
 class TrackedTask:
-    """What the event buffer needs from an owned task (PendingTask mixes it in)."""
+    """What the event buffer needs from an owned task (PendingTask has it)."""
 
     __slots__ = ()
+    task_id: bytes
+    attempt: int
     ev: list[tuple[int, int, int]]  # (attempt, state, unix ns)
     ev_sent: int
     ev_info_sent: bool
     ev_done: bool
+    ev_queued: bool  # in its buffer's queue of tasks with a final state
+    ev_waiting: bool  # among its buffer's reported tasks in flight
+    ev_buffer: TaskEventBuffer | None  # set when tracked
+
+
+_FINAL_STATES = frozenset({gcs_pb2.FINISHED, gcs_pb2.FAILED})
 
 
 def record_state(task: Any, state: int) -> None:
-    task.ev.append((task.spec.attempt_number, state, time.time_ns()))
+    task.ev.append((task.attempt, state, time.time_ns()))
+    # A final state is reported soon; others go with the task's next report.
+    # Appended first, then queued: a flush that ran meanwhile either sent
+    # the state or cleared the flag (so the task is queued again here).
+    if state in _FINAL_STATES and not task.ev_queued:
+        buffer = task.ev_buffer
+        if buffer is not None:
+            buffer.requeue(task)
 
 
 class TaskEventBuffer:
@@ -53,9 +74,13 @@ class TaskEventBuffer:
         self.report_interval_s = report_interval_ms / 1000
         self.final_report_delay_s = final_report_delay_ms / 1000
         self._events: deque[tuple[Any, ...]] = deque()
-        # A deque: past max_events, the oldest is dropped on every new task
-        # (a list's pop(0) made a long queue of pending tasks quadratic).
+        # Tracked tasks never reported, oldest first (a deque: past
+        # max_events the oldest is dropped on every new task).
+        self._fresh: deque[Any] = deque()
+        # Tracked tasks that reached a final state, to report soon.
         self._tracked: deque[Any] = deque()
+        # Tracked tasks reported so far and not known to be done.
+        self._waiting: deque[Any] = deque()
         self._dropped = 0
         self.enabled = True
         # filled by the core worker: builds TaskInfo for a tracked task
@@ -72,7 +97,7 @@ class TaskEventBuffer:
         self._drain_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._events) + len(self._tracked)
+        return len(self._events) + len(self._fresh) + len(self._tracked) + len(self._waiting)
 
     # ---- flush timing ----------------------------------------------------------------------------
 
@@ -80,7 +105,7 @@ class TaskEventBuffer:
         """Begin timed flushes: `schedule` runs a call on the I/O loop later, `flush` sends a batch."""
         self._schedule = schedule
         self._flush = flush
-        if self._events or self._tracked or self._dropped:
+        if self._events or self._fresh or self._tracked or self._dropped:
             self._arm(self.report_interval_s)
 
     def report_soon(self) -> None:
@@ -111,7 +136,7 @@ class TaskEventBuffer:
         self._soon_armed = False
         assert self._flush is not None
         self._flush()
-        if self._tracked and not self._armed:
+        if (self._fresh or self._tracked or self._waiting) and not self._armed:
             self._arm(self.report_interval_s)
 
     # ---- recording -------------------------------------------------------------------------------
@@ -119,13 +144,21 @@ class TaskEventBuffer:
     def track(self, task: Any) -> None:
         if not self.enabled:
             return
-        tracked = self._tracked
-        tracked.append(task)
-        if len(tracked) > self.max_events:
-            tracked.popleft()
+        task.ev_buffer = self
+        fresh = self._fresh
+        fresh.append(task)
+        if len(fresh) > self.max_events:
+            # Dropped for good: it never reports (nor queues itself) again.
+            fresh.popleft().ev_buffer = None
             self._dropped += 1
         if not self._armed:
             self._arm(self.report_interval_s)
+
+    def requeue(self, task: Any) -> None:
+        """`task` reached a final state (any thread)."""
+        task.ev_queued = True
+        self._tracked.append(task)
+        self.report_soon()
 
     def info(self, task_id: bytes, attempt: int, info: gcs_pb2.TaskInfo) -> None:
         self._append(("i", task_id, attempt, info))
@@ -158,51 +191,69 @@ class TaskEventBuffer:
         if not self._armed:
             self._arm(self.report_interval_s)
 
-    def drain(self) -> gcs_pb2.AddTaskEventsRequest | None:
-        """Everything recorded so far, merged per task attempt (any thread)."""
+    def drain(self, everything: bool = False) -> gcs_pb2.AddTaskEventsRequest | None:
+        """What is due, merged per task attempt (any thread); `everything`:
+        new tasks too, however young (before the process exits)."""
         with self._drain_lock:
-            return self._drain()
+            return self._drain(everything)
 
-    def _drain(self) -> gcs_pb2.AddTaskEventsRequest | None:
+    def _drain(self, everything: bool) -> gcs_pb2.AddTaskEventsRequest | None:
         events = self._events
-        if not events and not self._tracked and not self._dropped:
-            return None
-        # Swap, so a task tracked by another thread meanwhile lands in the new list.
-        tracked, self._tracked = self._tracked, deque()
         request = gcs_pb2.AddTaskEventsRequest(num_dropped=self._dropped)
         self._dropped = 0
         records: dict[tuple[bytes, int], gcs_pb2.TaskEventRecord] = {}
         add = request.events.add
-        if tracked:
-            keep = []
-            for task in tracked:
-                # Read "done" first: its final state was appended before it was set.
-                done = task.ev_done
-                ev = task.ev
-                n = len(ev)
-                sent = task.ev_sent
-                if sent < n or not task.ev_info_sent:
-                    task_id = task.task_id
-                    for attempt, state, ts in ev[sent:n]:
-                        key = (task_id, attempt)
-                        rec = records.get(key)
-                        if rec is None:
-                            rec = records[key] = add(task_id=task_id, attempt_number=attempt)
-                        rec.states.append(state)
-                        rec.state_ts_ns.append(ts)
-                    if not task.ev_info_sent:
-                        task.ev_info_sent = True
-                        key = (task_id, ev[0][0] if ev else 0)
-                        rec = records.get(key)
-                        if rec is None:
-                            rec = records[key] = add(task_id=task_id, attempt_number=key[1])
-                        self.info_builder(task, rec.info)
-                        rec.has_info = True
-                    task.ev_sent = n
-                if not done:
-                    keep.append(task)
-            if keep:
-                self._tracked.extend(keep)
+        waiting = self._waiting
+
+        def report(task: Any) -> None:
+            # Read "done" first: its final state was appended before it was set.
+            done = task.ev_done
+            ev = task.ev
+            n = len(ev)
+            sent = task.ev_sent
+            if sent < n or not task.ev_info_sent:
+                task_id = task.task_id
+                for attempt, state, ts in ev[sent:n]:
+                    key = (task_id, attempt)
+                    rec = records.get(key)
+                    if rec is None:
+                        rec = records[key] = add(task_id=task_id, attempt_number=attempt)
+                    rec.states.append(state)
+                    rec.state_ts_ns.append(ts)
+                if not task.ev_info_sent:
+                    task.ev_info_sent = True
+                    key = (task_id, ev[0][0] if ev else 0)
+                    rec = records.get(key)
+                    if rec is None:
+                        rec = records[key] = add(task_id=task_id, attempt_number=key[1])
+                    self.info_builder(task, rec.info)
+                    rec.has_info = True
+                task.ev_sent = n
+            if not done and not task.ev_waiting:
+                task.ev_waiting = True
+                waiting.append(task)
+
+        # Taken one by one (no swap): a task queued by another thread meanwhile
+        # stays for the next flush, and is never appended to a list let go.
+        tracked = self._tracked
+        for _ in range(len(tracked)):
+            if not tracked:
+                break
+            task = tracked.popleft()
+            # Cleared before reading the states: a final state recorded from
+            # now on (a retry's) queues it again.
+            task.ev_queued = False
+            report(task)
+        fresh = self._fresh
+        due_ns = time.time_ns() - int(self.report_interval_s * 0.5e9)
+        while fresh:
+            task = fresh[0]
+            if not everything and task.ev and task.ev[0][2] > due_ns:
+                break  # this one and those after it are too young
+            fresh.popleft()
+            if task.ev_buffer is self:
+                report(task)
+        self._walk_waiting(report, everything)
         while events:
             ev = events.popleft()
             key = (ev[1], ev[2])
@@ -234,6 +285,29 @@ class TaskEventBuffer:
         if not request.events and not request.num_dropped:
             return None  # only tracked tasks with nothing new
         return request
+
+
+    def _walk_waiting(self, report: Callable[[Any], None], everything: bool) -> None:
+        """Look over a slice of the reported tasks in flight (all of them
+        with `everything`): report their new states, forget those done. A
+        slice, so a flush stays cheap however many wait."""
+        waiting = self._waiting
+        n = len(waiting)
+        if not n:
+            return
+        count = n if everything else min(n, max(_WALK_MIN, n // _WALK_FRACTION))
+        for _ in range(count):
+            task = waiting.popleft()
+            task.ev_waiting = False
+            report(task)  # puts it back while not done
+        while len(waiting) > self.max_events:
+            waiting.popleft().ev_waiting = False
+
+
+# Each flush looks over this many reported tasks in flight at least, or
+# 1/fraction of them.
+_WALK_MIN = 1024
+_WALK_FRACTION = 8
 
 
 def error_type_name(error_type: int) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbray.common.serialization import serialize
@@ -35,7 +33,10 @@ from nbray.exceptions import (
     WorkerCrashedError,
 )
 from nbray.protocol import common_pb2, gcs_pb2
-from nbray.worker.memory_store import Entry
+from nbray.worker import failed_tasks
+from nbray.worker.gc_policy import BacklogCollector
+from nbray.worker.memory_store import Entry, shrunk
+from nbray.worker.pending_task import GeneratorState, PendingTask
 from nbray.worker.returns import GC_PAUSE_MIN_RETURNS, gc_paused
 from nbray.worker.task_events import record_state
 
@@ -48,66 +49,30 @@ _IN_PLASMA = common_pb2.VALUE_IN_PLASMA
 _ERROR = common_pb2.VALUE_ERROR
 
 
-class GeneratorState:
-    """Items of a streaming generator task, as they arrive."""
-
-    __slots__ = ("items", "total", "cond", "consumed", "dropped")
-
-    def __init__(self) -> None:
-        self.items: dict[int, bytes] = {}
-        self.total: int | None = None
-        self.cond = threading.Condition()
-        self.consumed = 0
-        self.dropped = False
-
-
-class PendingTask:
-    __slots__ = ("spec", "push_req", "task_id", "return_ids", "arg_ids", "retries_left", "cancelled",
-                 "force_cancelled", "generator", "is_actor", "name", "pushed_to", "lineage_bytes",
-                 "on_done", "pin_args", "sched_key", "ev", "ev_sent", "ev_info_sent", "ev_done",
-                 "holds_handle")
-
-    def __init__(self, push_req: Any, return_ids: list[bytes], arg_ids: list[bytes]) -> None:
-        # The spec lives inside the push request, so pushing needs no copy.
-        self.push_req = push_req
-        spec = push_req.spec
-        self.spec = spec
-        self.task_id = spec.task_id
-        self.sched_key: Any = None
-        self.ev: list[tuple[int, int, int]] = []
-        self.ev_sent = 0
-        self.ev_info_sent = False
-        self.ev_done = False
-        self.return_ids = return_ids
-        self.arg_ids = arg_ids
-        self.retries_left = spec.max_retries if spec.type == common_pb2.NORMAL_TASK else spec.max_task_retries
-        self.cancelled = False
-        self.force_cancelled = False
-        self.generator: GeneratorState | None = GeneratorState() if spec.streaming_generator else None
-        self.is_actor = spec.type == common_pb2.ACTOR_TASK
-        self.name = spec.name
-        # Address of the worker the task was pushed to (for cancel/kill).
-        self.pushed_to: common_pb2.Address | None = None
-        self.lineage_bytes = 0
-        self.on_done: Callable[[], None] | None = None
-        self.pin_args = True
-        # An actor task's last arg id is its actor handle's ref, held so the
-        # actor outlives the call even if the caller drops the handle at once.
-        self.holds_handle = False
-
-
 class TaskManager:
     def __init__(self, core: CoreWorker) -> None:
         self.core = core
         self.pending: dict[bytes, PendingTask] = {}
+        self.backlog_gc = BacklogCollector()
         # finished tasks kept for their generators
         self.generators: dict[bytes, GeneratorState] = {}
 
     def add(self, task: PendingTask) -> None:
         """Caller holds core.lock."""
-        self.pending[task.task_id] = task
+        pending = self.pending
+        pending[task.task_id] = task
+        backlog_gc = self.backlog_gc
+        if len(pending) >= backlog_gc.next_freeze:
+            backlog_gc.on_submitted(len(pending))
         if task.generator is not None:
             self.generators[task.task_id] = task.generator
+
+    def _backlog_drained(self) -> None:
+        """Caller holds core.lock: a task left a large backlog."""
+        backlog_gc = self.backlog_gc
+        backlog_gc.on_finished(len(self.pending))
+        if not backlog_gc.frozen:  # the backlog is gone: so is the room it took
+            self.pending = shrunk(self.pending)
 
     def get(self, task_id: bytes) -> PendingTask | None:
         return self.pending.get(task_id)
@@ -130,11 +95,16 @@ class TaskManager:
         core = self.core
         actions: list[Any] = []
         stored: list[tuple[bytes, Entry]] = []
+        template = task.template  # static facts, without building a queued task's spec
+        any_in_plasma = False
         with core.lock:
             if self.pending.pop(task.task_id, None) is None:
                 return True
+            if self.backlog_gc.frozen:
+                self._backlog_drained()
             refs = core.refs
             owned = refs.refs
+            append = stored.append
             for ret in reply.returns:
                 oid = ret.object_id
                 value = ret.value
@@ -152,26 +122,30 @@ class TaskManager:
                     refs.set_contains(oid, nested)
                 fmt = value.format
                 if fmt == _IN_PLASMA:
+                    any_in_plasma = True
                     ref = owned[oid]
                     ref.in_plasma = True
                     ref.node_ids = {value.plasma_node_id}
                     ref.size = value.plasma_size
-                    stored.append((oid, Entry(None, in_plasma=True, node_id=value.plasma_node_id,
-                                              size=value.plasma_size)))
+                    append((oid, Entry(None, in_plasma=True, node_id=value.plasma_node_id,
+                                       size=value.plasma_size)))
                 else:
-                    stored.append((oid, Entry(value.data, is_error=fmt == _ERROR)))
-            if task.spec.dynamic_returns:
+                    append((oid, Entry(value.data, is_error=fmt == _ERROR)))
+            if template.dynamic_returns:
                 actions.extend(self._release_dynamic_items(task))
             lineage = core.lineage
             if lineage.holds(task.task_id):
                 # a rebuild finished: the arguments stay lineage pinned
                 lineage.live_returns[task.task_id] = sum(1 for r in task.return_ids if r in refs.refs)
             elif task.pin_args:
-                live = sum(1 for r in task.return_ids if r in refs.refs)
-                if live and lineage.worth_keeping(task, reply) and not reply.is_application_error:
+                # Only outputs in a shared-memory store can be lost (and rebuilt).
+                live = 0
+                if any_in_plasma and not reply.is_application_error and lineage.worth_keeping(task, reply):
+                    live = sum(1 for r in task.return_ids if r in owned)
+                if live:
                     actions.extend(refs.to_lineage(task.arg_ids))
                     actions.extend(lineage.keep(task, live))
-                else:
+                elif task.arg_ids:
                     actions.extend(refs.remove_submitted(task.arg_ids))
         core.lineage.rebuilt(task.task_id)
         core.memory_store.put_many(stored)
@@ -180,17 +154,19 @@ class TaskManager:
             with gen.cond:
                 gen.total = reply.num_generator_items
                 gen.cond.notify_all()
-        core.apply_actions(actions)
-        if task.spec.type == common_pb2.ACTOR_CREATION_TASK:
+        if actions:
+            core.apply_actions(actions)
+        if template.type == common_pb2.ACTOR_CREATION_TASK:
             return True
         state = gcs_pb2.FAILED if reply.is_application_error or reply.was_cancelled else gcs_pb2.FINISHED
         if state == gcs_pb2.FAILED:
+            if not reply.was_cancelled:
+                failed_tasks.remember(core, task.spec)  # kept for %nbray debug
             # the executor reported the exception itself; record only the state here
             self._record_failure(task, common_pb2.TASK_CANCELLED if reply.was_cancelled
                                  else common_pb2.TASK_EXECUTION_EXCEPTION, "")
         else:
-            record_state(task, state)
-            core.events.report_soon()
+            record_state(task, state)  # reported soon
         task.ev_done = True
         if task.on_done is not None:
             task.on_done()
@@ -218,7 +194,7 @@ class TaskManager:
                 task.retries_left -= 1
             self._record_failure(task, error_type, message)
             delay = self.core.config.task_retry_delay_ms / 1000
-            logger.info("retrying task %s (attempt %d): %s", task.name, task.spec.attempt_number + 2, message)
+            logger.info("retrying task %s (attempt %d): %s", task.name, task.attempt + 2, message)
             if delay:
                 self.core.loop.call_later(delay, self.core.resubmit, task)
             else:
@@ -234,6 +210,8 @@ class TaskManager:
         with core.lock:
             if self.pending.pop(task.task_id, None) is None:
                 return
+            if self.backlog_gc.frozen:
+                self._backlog_drained()
             live = [oid for oid in task.return_ids if oid in core.refs.refs]
             if task.spec.dynamic_returns:
                 actions.extend(self._release_dynamic_items(task))
@@ -256,8 +234,8 @@ class TaskManager:
             task.on_done()
 
     def _record_failure(self, task: PendingTask, error_type: int, message: str) -> None:
-        if task.spec.type != common_pb2.ACTOR_CREATION_TASK:
-            self.core.events.failed(task.task_id, task.spec.attempt_number, error_type, message[:2000], "")
+        if task.template.type != common_pb2.ACTOR_CREATION_TASK:
+            self.core.events.failed(task.task_id, task.attempt, error_type, message[:2000], "")
 
     def _error_for(self, task: PendingTask, error_type: int, message: str) -> BaseException:
         if task.cancelled or error_type == common_pb2.TASK_CANCELLED:

@@ -13,146 +13,23 @@ otherwise.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 import nbray
-from nbray.testing import Cluster, shutdown_all, wait_for_condition
+from nbray.testing import wait_for_condition
 from nbray.util.state import get_task
-
-CHROMIUM = os.environ.get("NBRAY_TEST_CHROMIUM", "/usr/bin/chromium")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILT = os.path.join(REPO, "nbray", "labextension", "package.json")
-ARTIFACTS = os.path.join(REPO, "test-artifacts")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-LAB_TOKEN = "nbray-browser-test"
-MIB = 1024 * 1024
+from tests.browser.lab import ARTIFACTS, MARKS, MIB, Env, open_panel, start_cluster
 
 try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - playwright is a test dependency
-    sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - skipped by MARKS
+    pass
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium)"),
-    pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed"),
-    pytest.mark.skipif(not os.path.exists(BUILT), reason="labextension not built: run `pip install -e .` "
-                                                         "or `jlpm build:prod` in labextension/"),
-    pytest.mark.timeout(240),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def labextension_installed() -> bool:
-    from jupyter_core.paths import jupyter_path
-
-    return any(os.path.exists(os.path.join(p, "nbray-labextension", "package.json"))
-               for p in jupyter_path("labextensions"))
-
-
-@dataclass
-class Env:
-    cluster: Cluster
-    lab_url: str
-    page: Any
-    started: list[Cluster]
-    held: dict[str, Any] = field(default_factory=dict)
-
-
-def start_cluster(started: list[Cluster]) -> Cluster:
-    """Head (2 CPUs, 1 GPU, dashboard) + a worker node; recorded in `started` before it starts."""
-    cluster = Cluster()
-    started.append(cluster)
-    cluster.add_node(num_cpus=2, num_gpus=1, include_dashboard=True, dashboard_port=0,
-                     object_store_memory=256 * MIB)
-    cluster.add_node(num_cpus=1, object_store_memory=128 * MIB)
-    return cluster
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("browser")
-    saved_tmpdir = os.environ.get("NBRAY_TMPDIR")
-    # The panel follows the newest cluster it can see: only this module's.
-    os.environ["NBRAY_TMPDIR"] = str(tmp / "nbray-tmp")
-    os.makedirs(os.environ["NBRAY_TMPDIR"])
-    for sub in ("root", "config", "runtime", "workspaces", "settings/@jupyterlab/apputils-extension"):
-        os.makedirs(tmp / sub)
-    # No "get notified about Jupyter news?" toast over the screenshots.
-    with open(tmp / "settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings", "w") as f:
-        f.write('{"fetchNews": "false"}')
-    with open(tmp / "config" / "jupyter_server_config.py", "w") as f:
-        f.write("c.ServerApp.jpserver_extensions = {'nbray.jupyter.server_extension': True}\n"
-                "c.LabApp.news_url = None\n"
-                "c.LabApp.check_for_updates_class = 'jupyterlab.NeverCheckForUpdate'\n")
-        if not labextension_installed():
-            f.write(f"c.LabApp.extra_labextensions_path = [{os.path.join(REPO, 'nbray')!r}]\n")
-    started: list[Cluster] = []
-    port = free_port()
-    lab_env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-               "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
-               "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings")}
-    lab_env.pop("NBRAY_ADDRESS", None)
-    with open(tmp / "lab.log", "wb") as lab_log:
-        lab = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1", "--allow-root",
-             f"--IdentityProvider.token={LAB_TOKEN}", f"--ServerApp.root_dir={tmp / 'root'}"],
-            env=lab_env, stdout=lab_log, stderr=subprocess.STDOUT, start_new_session=True)
-    lab_url = f"http://127.0.0.1:{port}"
-    playwright = browser = None
-    try:
-        cluster = start_cluster(started)
-
-        def lab_up() -> bool:
-            assert lab.poll() is None, (tmp / "lab.log").read_text()
-            with urllib.request.urlopen(f"{lab_url}/api/status?token={LAB_TOKEN}", timeout=2) as r:
-                return r.status == 200
-
-        wait_for_condition(lab_up, timeout=60, retry_interval_ms=200, message="JupyterLab started")
-        nbray.init(address=cluster.address)
-        playwright = sync_playwright().start()
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 2000})
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        yield Env(cluster, lab_url, page, started)
-    finally:
-        if browser is not None:
-            browser.close()
-        if playwright is not None:
-            playwright.stop()
-        if nbray.is_initialized():
-            nbray.shutdown()
-        os.killpg(lab.pid, signal.SIGTERM)
-        try:
-            lab.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(lab.pid, signal.SIGKILL)
-            lab.wait(10)
-        try:
-            shutdown_all(started)  # the restart test adds a second cluster
-        finally:
-            if saved_tmpdir is None:
-                os.environ.pop("NBRAY_TMPDIR", None)
-            else:
-                os.environ["NBRAY_TMPDIR"] = saved_tmpdir
-            shutil.rmtree(tmp / "nbray-tmp", ignore_errors=True)
+pytestmark = [*MARKS, pytest.mark.timeout(240)]
 
 
 def run_workload() -> dict[str, Any]:
@@ -207,15 +84,6 @@ def run_workload() -> dict[str, Any]:
 
 def task_id_of(ref: Any) -> str:
     return ref.hex()[:48]
-
-
-def open_panel(page: Page, lab_url: str) -> None:
-    page.goto(f"{lab_url}/lab?token={LAB_TOKEN}")
-    tab = page.locator('li.lm-TabBar-tab[data-id="nbray-panel"]')
-    tab.wait_for(timeout=60_000)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    expect(page.locator("#nbray-panel .nbray-status")).to_have_attribute("data-state", "connected", timeout=30_000)
 
 
 def test_panel_shows_the_cluster(env: Env) -> None:

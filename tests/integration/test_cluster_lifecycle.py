@@ -83,8 +83,10 @@ def test_auto_without_cluster_raises(tmp_path, monkeypatch):
         nbray.init(address="auto")
 
 
-@pytest.fixture
-def head(tmp_path):
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """One `nbray start --head` for the tests that only connect drivers and CLI commands to it."""
+    tmp_path = tmp_path_factory.mktemp("cli-head")
     env = os.environ.copy()
     env["NBRAY_TMPDIR"] = str(tmp_path / "t")
     result = run_cli("start", "--head", "--port", "0", "--num-cpus", "2", "--num-gpus", "1",
@@ -134,7 +136,6 @@ def test_cli_status_shows_usage_and_pending_demand(head):
         "@nbray.remote(num_gpus=4)\n"
         "def never(): pass\n"
         "ref = never.remote()\n"
-        "time.sleep(1.5)\n"
         "print('SUBMITTED', flush=True)\n"
         "time.sleep(30)\n"
     )

@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +36,8 @@ class Head:
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[Head]:
-    cluster = Cluster()
+    # Packages no job uses any more go soon after (see test_job_with_working_dir_and_py_modules).
+    cluster = Cluster(system_config={"runtime_env_package_grace_ms": 300})
     try:
         node = cluster.add_node(num_cpus=2, include_dashboard=True, dashboard_port=0,
                                 object_store_memory=96 * 1024 * 1024)
@@ -261,7 +264,10 @@ def test_job_with_working_dir_and_py_modules(head: Head, client: JobSubmissionCl
     assert "task ('from helper', 'extmod-ok', 'payload-123')" in logs  # the job's env reached the task
     sent = client.get_job_info(sid).runtime_env
     assert packaging.is_package_uri(sent["working_dir"]) and all(map(packaging.is_package_uri, sent["py_modules"]))
-    assert client.package_exists("gcs", sent["working_dir"].split("://", 1)[1])
+    # The job's supervisor (a detached actor) held its packages; the job over, they are deleted.
+    for uri in [sent["working_dir"], *sent["py_modules"]]:
+        name = uri.split("://", 1)[1]
+        wait_for_condition(lambda name=name: not client.package_exists("gcs", name), timeout=30)
 
 
 def test_cli_working_dir(head: Head, tmp_path: Path) -> None:
@@ -355,3 +361,47 @@ def test_logs_of_a_job_on_another_node(head: Head, client: JobSubmissionClient, 
     tail = "".join(client.iter_job_logs(sid))
     assert tail.index("remote-first") < tail.index("remote-second")
     assert client.delete_job(sid) is True
+
+
+def test_logs_of_a_job_on_a_node_with_its_own_session_dir(head: Head, client: JobSubmissionClient) -> None:
+    """The supervisor's node keeps its files under another temp dir: the dashboard cannot read the log file."""
+    from nbray.node import launcher
+
+    cluster = head.cluster
+    temp_root = tempfile.mkdtemp(prefix="nbj")  # short: the node's socket paths live under it
+    other = launcher.start_worker_node(config=cluster.config, gcs_address=cluster.address, token=head.token,
+                                       num_cpus=1, resources={"own_session": 1},
+                                       object_store_memory=64 * 1024 * 1024, temp_dir=temp_root,
+                                       parent_pid=os.getpid())
+    cluster.worker_nodes.append(other)  # so the fixture's leak check covers it
+    try:
+        cluster.wait_for_nodes()
+        assert os.path.dirname(other.session_dir) != os.path.dirname(cluster.session_dir)
+        gate = Path(temp_root) / "gate"
+        sid = client.submit_job(entrypoint=f"echo own-first; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                           "echo own-second", entrypoint_resources={"own_session": 1})
+        wait_for_condition(lambda: client.get_job_status(sid) == JobStatus.RUNNING, timeout=60)
+        info = client.get_job_info(sid)
+        assert info.driver_node_id == other.node_id.hex()
+        assert info.log_path and info.log_path.startswith(other.session_dir)
+        _logs_match(client, sid, "own-first")  # read through the supervisor while it runs
+        assert "own-first" in _cli(head, "logs", sid).stdout
+
+        async def follow() -> str:
+            text = ""
+            async for chunk in client.tail_job_logs(sid):
+                text += chunk
+                if "own-first" in text and not gate.exists():
+                    gate.touch()
+            return text
+
+        text = asyncio.run(asyncio.wait_for(follow(), 60))
+        assert text.index("own-first") < text.index("own-second")
+        assert client.get_job_status(sid) == JobStatus.SUCCEEDED
+        # The supervisor is gone: the copy it left in the GCS answers now.
+        assert re.search(r"own-first\s+own-second", client.get_job_logs(sid))
+        assert "own-second" in _cli(head, "logs", sid).stdout
+        assert client.delete_job(sid) is True
+    finally:
+        cluster.remove_node(other)
+        shutil.rmtree(temp_root, ignore_errors=True)

@@ -38,16 +38,54 @@ def where_after(path, *args):
     return nbray.get_runtime_context().get_node_id()
 
 
-@pytest.fixture
-def two_nodes():
+def _start_two_nodes():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 400 * MB},
                       system_config=FAST_HEALTH)
-    worker = cluster.add_node(num_cpus=1, resources={"node_b": 1}, object_store_memory=400 * MB)
+    try:
+        worker = cluster.add_node(num_cpus=1, resources={"node_b": 1}, object_store_memory=400 * MB)
+    except BaseException:
+        cluster.shutdown()
+        raise
+    return cluster, worker
+
+
+@pytest.fixture
+def own_two_nodes():
+    """A head and a worker node (1 CPU each) of this test's own: for tests that stop or kill nodes."""
+    cluster, worker = _start_two_nodes()
     cluster.connect()
     try:
         yield cluster, cluster.head, worker
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def _module_two_nodes():
+    cluster, worker = _start_two_nodes()
+    try:
+        yield cluster, cluster.head, worker
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture
+def two_nodes(_module_two_nodes):
+    """Two nodes as ``own_two_nodes`` starts them, shared by the tests that leave both nodes running;
+    each test has a driver (a job) of its own and starts once the previous one's work is gone."""
+    yield from _connected(_module_two_nodes)
+
+
+def _connected(nodes):
+    cluster, head, worker = nodes
+    nbray.init(address=cluster.address)
+    try:
+        assert {n["NodeID"] for n in nbray.nodes() if n["Alive"]} == {node_hex(head), node_hex(worker)}
+        wait_for_condition(lambda: nbray.available_resources() == nbray.cluster_resources(), timeout=20,
+                           message="the previous test's work is gone")
+        yield nodes
+    finally:
+        nbray.shutdown()
 
 
 def node_hex(node):
@@ -71,8 +109,8 @@ def test_nodes_join_and_are_listed_with_resources(two_nodes):
     assert nbray.cluster_resources()["CPU"] == 2.0
 
 
-def test_graceful_removal_marks_the_node_dead(two_nodes):
-    cluster, head, worker = two_nodes
+def test_graceful_removal_marks_the_node_dead(own_two_nodes):
+    cluster, head, worker = own_two_nodes
     cluster.remove_node(worker, allow_graceful=True)
 
     def gone():
@@ -123,8 +161,8 @@ def test_node_affinity_hard_and_soft(two_nodes):
         nbray.get(b.node.remote(), timeout=30)
 
 
-def test_hard_affinity_to_a_dead_node_is_unschedulable(two_nodes):
-    cluster, head, worker = two_nodes
+def test_hard_affinity_to_a_dead_node_is_unschedulable(own_two_nodes):
+    cluster, head, worker = own_two_nodes
     target = node_hex(worker)
     cluster.remove_node(worker, allow_graceful=False)
     wait_for_condition(lambda: not {x["NodeID"]: x for x in nbray.nodes()}[target]["Alive"], timeout=20)
@@ -157,7 +195,7 @@ def test_large_objects_move_between_nodes(two_nodes):
     def digest(a):
         return int(a.sum()), nbray.get_runtime_context().get_node_id()
 
-    n = 200 * MB
+    n = 64 * MB  # 8 chunks of 8 MiB: the pull moves two full windows of 4 chunks
     ref = make.options(**on_b).remote(n)
     local = nbray.get(ref)  # pulled from node B to the head
     expected = (np.arange(n, dtype=np.uint8) * 3)
@@ -200,21 +238,33 @@ def test_concurrent_readers_share_one_transfer(two_nodes):
     assert 40 * MB <= _pulled(worker) - before < 41 * MB  # one transfer, not four
 
 
-def test_locality_prefers_the_node_holding_large_arguments():
+@pytest.fixture(scope="module")
+def _module_two_cpus_each():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    worker = cluster.add_node(num_cpus=2, resources={"node_b": 1})
-    cluster.connect()
     try:
-        @nbray.remote(resources={"node_b": 0.1}, num_cpus=0)
-        def make():
-            return np.ones(20 * MB // 8)
-
-        big = make.remote()
-        nbray.wait([big], fetch_local=False)
-        # the head is idle, yet the tasks go where their 20 MB argument is
-        assert [nbray.get(where.remote(big)) for _ in range(3)] == [node_hex(worker)] * 3
+        worker = cluster.add_node(num_cpus=2, resources={"node_b": 1})
+        yield cluster, cluster.head, worker
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture
+def two_cpus_each(_module_two_cpus_each):
+    """A head and a worker node of 2 CPUs each, shared as ``two_nodes`` is."""
+    yield from _connected(_module_two_cpus_each)
+
+
+def test_locality_prefers_the_node_holding_large_arguments(two_cpus_each):
+    cluster, head, worker = two_cpus_each
+
+    @nbray.remote(resources={"node_b": 0.1}, num_cpus=0)
+    def make():
+        return np.ones(20 * MB // 8)
+
+    big = make.remote()
+    nbray.wait([big], fetch_local=False)
+    # the head is idle, yet the tasks go where their 20 MB argument is
+    assert [nbray.get(where.remote(big)) for _ in range(3)] == [node_hex(worker)] * 3
 
 
 def _pulled(node):
@@ -228,22 +278,16 @@ def _pulled(node):
 
 
 @pytest.mark.parametrize("strategy,distinct", [("PACK", 1), ("STRICT_PACK", 1), ("SPREAD", 2), ("STRICT_SPREAD", 2)])
-def test_placement_group_strategies(strategy, distinct):
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    cluster.add_node(num_cpus=2)
-    cluster.connect()
-    try:
-        pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy=strategy)
-        assert nbray.get(pg.ready(), timeout=30) == pg
-        table = placement_group_table(pg)
-        assert table["state"] == "CREATED" and len(set(table["bundles_to_node_id"].values())) == distinct
-        nodes = nbray.get([where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
-                           for i in range(2)])
-        assert nodes == [table["bundles_to_node_id"][0], table["bundles_to_node_id"][1]]
-        remove_placement_group(pg)
-        resources_settle()
-    finally:
-        cluster.shutdown()
+def test_placement_group_strategies(strategy, distinct, two_cpus_each):
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy=strategy)
+    assert nbray.get(pg.ready(), timeout=30) == pg
+    table = placement_group_table(pg)
+    assert table["state"] == "CREATED" and len(set(table["bundles_to_node_id"].values())) == distinct
+    nodes = nbray.get([where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
+                       for i in range(2)])
+    assert nodes == [table["bundles_to_node_id"][0], table["bundles_to_node_id"][1]]
+    remove_placement_group(pg)
+    resources_settle()
 
 
 def test_placement_group_lifecycle_and_errors(two_nodes):
@@ -301,8 +345,8 @@ def test_placement_group_input_errors(two_nodes):
 # ---- node death ----------------------------------------------------------------------------------------
 
 
-def test_task_on_a_dying_node_is_rerun_elsewhere(two_nodes, tmp_path):
-    cluster, head, worker = two_nodes
+def test_task_on_a_dying_node_is_rerun_elsewhere(own_two_nodes, tmp_path):
+    cluster, head, worker = own_two_nodes
     started = tmp_path / "started"
 
     @nbray.remote(max_retries=2)
@@ -321,8 +365,8 @@ def test_task_on_a_dying_node_is_rerun_elsewhere(two_nodes, tmp_path):
     assert nbray.get(ref, timeout=60) == node_hex(head)
 
 
-def test_actor_restarts_on_another_node(two_nodes):
-    cluster, head, worker = two_nodes
+def test_actor_restarts_on_another_node(own_two_nodes):
+    cluster, head, worker = own_two_nodes
 
     @nbray.remote(max_restarts=1)
     class Survivor:
@@ -336,8 +380,8 @@ def test_actor_restarts_on_another_node(two_nodes):
     assert node == node_hex(head)
 
 
-def test_lost_task_outputs_are_rebuilt_recursively(two_nodes):
-    cluster, head, worker = two_nodes
+def test_lost_task_outputs_are_rebuilt_recursively(own_two_nodes):
+    cluster, head, worker = own_two_nodes
     on_b = NodeAffinitySchedulingStrategy(node_hex(worker), soft=True)
 
     @nbray.remote(max_retries=2)
@@ -356,8 +400,8 @@ def test_lost_task_outputs_are_rebuilt_recursively(two_nodes):
     assert value[0] == 3.0 and value.shape == (300_000,)
 
 
-def test_lost_put_object_raises_a_reconstruction_error(two_nodes):
-    cluster, head, worker = two_nodes
+def test_lost_put_object_raises_a_reconstruction_error(own_two_nodes):
+    cluster, head, worker = own_two_nodes
 
     @nbray.remote(resources={"node_b": 0.1})
     def put_there():
@@ -369,8 +413,8 @@ def test_lost_put_object_raises_a_reconstruction_error(two_nodes):
         nbray.get(holder[0], timeout=60)
 
 
-def test_get_does_not_hang_when_the_owner_dies(two_nodes):
-    cluster, head, worker = two_nodes
+def test_get_does_not_hang_when_the_owner_dies(own_two_nodes):
+    cluster, head, worker = own_two_nodes
 
     @nbray.remote(resources={"node_b": 0.1})
     class Owner:

@@ -7,7 +7,7 @@ import nbray
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_nested_tasks_depth_50_with_two_cpus(ray_start):
+def test_nested_tasks_depth_50_with_two_cpus(shared_cluster):
     @nbray.remote
     def depth(n):
         if n == 0:
@@ -17,7 +17,7 @@ def test_nested_tasks_depth_50_with_two_cpus(ray_start):
     assert nbray.get(depth.remote(50), timeout=100) == 50
 
 
-def test_blocked_parent_lends_cpu_to_children(ray_start):
+def test_blocked_parent_lends_cpu_to_children(shared_cluster):
     @nbray.remote
     def child(i):
         return i

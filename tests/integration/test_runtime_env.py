@@ -5,6 +5,7 @@ the node's cache being collected."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import zipfile
@@ -323,3 +324,115 @@ def test_benchmark_figures(driver: Any, tmp_path: Path) -> None:
           f"later tasks with it {cached_s * 1000:.1f} ms; first task in a new worker with a cached pip env "
           f"{pip_cached_s * 1000:.0f} ms")
     assert cached_s < 1.0
+
+
+# ---- packages in the GCS ----------------------------------------------------------------------------
+
+_HOLDING_DRIVER = """
+import sys
+import nbray
+from nbray.api import core_or_init
+from nbray.runtime_env import packaging
+
+nbray.init(address=sys.argv[1], runtime_env={"working_dir": sys.argv[2]})
+
+@nbray.remote
+def read():
+    with open("data.txt") as f:
+        return f.read().strip()
+
+print("read", nbray.get(read.remote(), timeout=60), flush=True)
+sys.stdin.readline()
+# Another job using the package ended meanwhile: it is still there for this one.
+print("fetched", len(packaging.fetch_package(core_or_init().gcs, sys.argv[3])), flush=True)
+sys.stdin.readline()
+"""
+
+
+class _Driver:
+    def __init__(self, script: Path, *args: str, cwd: Path) -> None:
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        self.proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                                     env=env)
+
+    def line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def next(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+def _package_keys(uri: str) -> list[bytes]:
+    from nbray.api import core_or_init
+    from nbray.protocol import gcs_pb2
+    from nbray.runtime_env import package_refs, packaging
+
+    prefix = package_refs.package_prefix(packaging.hash_of_uri(uri))
+    return list(core_or_init().gcs.call("KVKeys", gcs_pb2.KVKeysRequest(ns=packaging.KV_NAMESPACE,
+                                                                        prefix=prefix)).keys)
+
+
+def _holders(uri: str) -> list[bytes]:
+    from nbray.api import core_or_init
+    from nbray.protocol import gcs_pb2
+    from nbray.runtime_env import packaging
+
+    prefix = f"ref:{packaging.hash_of_uri(uri)}:".encode()
+    return list(core_or_init().gcs.call("KVKeys", gcs_pb2.KVKeysRequest(ns=packaging.KV_NAMESPACE,
+                                                                        prefix=prefix)).keys)
+
+
+@pytest.mark.timeout(240)
+def test_a_package_lives_while_a_job_uses_it_and_goes_with_the_last_one(tmp_path: Path, elsewhere: Path) -> None:
+    from nbray.runtime_env import packaging
+
+    grace_s = 0.3
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2},
+                      system_config={"runtime_env_package_grace_ms": int(grace_s * 1000)})
+    wd = tmp_path / "shared_wd"
+    wd.mkdir()
+    (wd / "data.txt").write_text("shared payload\n")
+    uri = packaging.uri_of(packaging.pack_working_dir(str(wd), (), None))
+    script = tmp_path / "holding_driver.py"
+    script.write_text(_HOLDING_DRIVER)
+    drivers: list[_Driver] = []
+    try:
+        nbray.init(address=cluster.address)  # this test's own driver holds nothing
+        first = _Driver(script, cluster.address, str(wd), uri, cwd=elsewhere)
+        drivers.append(first)
+        assert first.line() == "read shared payload"
+        assert _package_keys(uri), "the working_dir was uploaded"
+        second = _Driver(script, cluster.address, str(wd), uri, cwd=elsewhere)
+        drivers.append(second)
+        assert second.line() == "read shared payload"
+        wait_for_condition(lambda: len(_holders(uri)) == 2, timeout=30)
+
+        first.next()
+        first.line()
+        first.next()
+        assert first.proc.wait(30) == 0
+        wait_for_condition(lambda: len(_holders(uri)) == 1, timeout=30)
+        # Nothing should happen now: watch over several grace periods that the package stays.
+        watch_until = time.monotonic() + 5 * grace_s
+        while time.monotonic() < watch_until:
+            assert _package_keys(uri), "deleted while another job still uses it"
+            time.sleep(0.05)
+        second.next()
+        assert second.line() == f"fetched {len(packaging.pack_working_dir(str(wd), (), None))}"
+        second.next()
+        assert second.proc.wait(30) == 0
+        wait_for_condition(lambda: not _package_keys(uri) and not _holders(uri), timeout=30)
+    finally:
+        for d in drivers:
+            d.close()
+        nbray.shutdown()
+        cluster.shutdown()

@@ -1,6 +1,8 @@
 """A notebook imports a module from its own directory and uses it in a task,
 an actor and a %%remote cell, with no working_dir: the cluster's workers
-run in another directory and cannot import it, so it travels by value."""
+run in another directory and cannot import it, so it travels by value; an
+edited and reloaded module travels again. Runs as a driver and in client
+mode (``nbray://``)."""
 
 from __future__ import annotations
 
@@ -54,6 +56,12 @@ def test_a_local_module_in_tasks_actors_and_remote_cells(address: str, tmp_path:
                            "print(nbray.get(counter.add.remote(2)), nbray.get(counter.add.remote(3)))"),
         NamedCell("remote", "%%remote\nvalue = nb_helper.compute(4)\np = nb_helper.Point(value, -1)\nvalue"),
         NamedCell("check", "print(value, type(p) is nb_helper.Point, p.norm1())"),
+        # Editing the module and reloading it ships the new version.
+        NamedCell("edit", "import importlib, pathlib\n"
+                          "src = pathlib.Path('nb_helper.py')\n"
+                          "src.write_text(src.read_text().replace('x * 10 + 1', 'x * 100 + 7'))\n"
+                          "importlib.reload(nb_helper)\n"
+                          "print(nbray.get(nbray.remote(nb_helper.compute).remote(2)))"),
         NamedCell("close", "%nbray shutdown"),
     ]
     nb = ExecutedNotebook(execute(build_notebook(cells), timeout_s=60, cwd=str(tmp_path), address=address))
@@ -64,3 +72,4 @@ def test_a_local_module_in_tasks_actors_and_remote_cells(address: str, tmp_path:
     assert nb.stream("actor") == "7 10\n"
     assert nb.result("remote")["text/plain"] == "41"
     assert nb.stream("check") == "41 True 42\n"
+    assert nb.stream("edit") == "207\n"

@@ -151,12 +151,15 @@ def test_init_magic_passes_runtime_env_to_init(tmp_path: Path, monkeypatch: pyte
 
     from IPython.core.error import UsageError
 
-    from nbray.jupyter import magics
+    import nbray
+    from nbray.jupyter import backends, magics
+    from nbray.jupyter.backends.nbray_runtime import NbrayRuntimeBackend
     from nbray.jupyter.magic_options import nbray_parser
 
     calls: list[tuple[object, dict[str, object]]] = []
-    monkeypatch.setattr(magics.nbray, "is_initialized", lambda: False)
-    monkeypatch.setattr(magics.nbray, "init", lambda address, **kw: calls.append((address, kw)) or "ctx")
+    monkeypatch.setattr(backends, "_current", [NbrayRuntimeBackend()])
+    monkeypatch.setattr(nbray, "is_initialized", lambda: False)
+    monkeypatch.setattr(nbray, "init", lambda address, **kw: calls.append((address, kw)) or "ctx")
     fake = SimpleNamespace(ext=SimpleNamespace(router=SimpleNamespace(attach=lambda: None)))
 
     def run(line: str) -> object:

@@ -190,3 +190,12 @@ def test_worker_still_using_a_ref_keeps_the_registration_it_takes_back():
     worker.registered_for_us(b"x", OWNER, 1)    # a task handed back unrun
     assert worker.check_release(b"x") == []
     assert deltas(worker.remove_local(b"x")) == [(OWNER, b"x", ME, -2)]
+
+
+def test_task_returns_are_owned_with_lineage_and_freed_one_by_one():
+    rc = ReferenceCounter(b"me", b"addr-me")
+    rc.own_returns([b"r1", b"r2"], b"task")
+    assert rc.refs[b"r1"].owned and rc.refs[b"r1"].lineage == b"task" and rc.refs[b"r2"].local == 1
+    actions = rc.remove_local(b"r1")
+    assert [a[:2] for a in actions] == [("free", b"r1")]
+    assert b"r1" not in rc.refs and b"r2" in rc.refs

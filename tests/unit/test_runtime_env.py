@@ -249,3 +249,16 @@ def test_setup_stops_at_its_deadline(tmp_path: Path) -> None:
     with pytest.raises(SetupFailed, match="setup_timeout_seconds"):
         ensure_venv(str(tmp_path), {"packages": ["x"], "pip_install_options": []}, time.monotonic() + 0.05)
     assert [p for p in os.listdir(tmp_path) if not p.endswith(".lock")] == []
+
+
+def test_incompressible_files_are_stored_and_the_rest_deflated(tmp_path: Path) -> None:
+    (tmp_path / "noise.bin").write_bytes(os.urandom(200_000))
+    (tmp_path / "text.txt").write_text("the same line again\n" * 10_000)
+    (tmp_path / "tiny.txt").write_text("x")
+    data = packaging.pack_directory(str(tmp_path))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist()}
+        assert zf.read("noise.bin") == (tmp_path / "noise.bin").read_bytes()
+    assert kinds == {"noise.bin": zipfile.ZIP_STORED, "text.txt": zipfile.ZIP_DEFLATED,
+                     "tiny.txt": zipfile.ZIP_DEFLATED}
+    assert packaging.pack_directory(str(tmp_path)) == data  # still the same bytes for the same files

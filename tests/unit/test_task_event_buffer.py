@@ -41,8 +41,9 @@ def make():
 
 
 def task(i):
-    return SimpleNamespace(task_id=bytes([i]) * 24, spec=SimpleNamespace(attempt_number=0),
-                           ev=[(0, gcs_pb2.PENDING_ARGS_AVAIL, 1)], ev_sent=0, ev_info_sent=False, ev_done=False)
+    return SimpleNamespace(task_id=bytes([i]) * 24, attempt=0, ev=[(0, gcs_pb2.PENDING_ARGS_AVAIL, 1)], ev_sent=0,
+                           ev_info_sent=False, ev_done=False, ev_queued=False, ev_waiting=False,
+                           ev_buffer=None)
 
 
 def test_an_idle_process_sets_no_timer():

@@ -340,3 +340,19 @@ def test_tls_cost_is_the_fraction_lost() -> None:
         tls_cost(0.0, 1.0)
     table = format_comparison({"client: put 100 MB (GB/s)": {"plain": 1.0, "tls": 0.5}})
     assert "50%" in table and "MISS (<= 30%)" in table
+
+
+def test_the_stream_and_call_costs_measure_each_mode(certs: TlsFiles) -> None:
+    from nbray.scripts.microbenchmark_tls import call_cpu_us, stream_cpu_seconds
+
+    settings = cluster_settings(certs)
+    ciphers = {}
+    for mode in ("plain", "tls", "tls1.2-aes128"):
+        cpu_s, wall_s, ciphers[mode] = stream_cpu_seconds(mode, 4 << 20, settings)
+        assert cpu_s > 0 and wall_s > 0
+    assert ciphers["plain"] == "none"
+    assert ciphers["tls"].startswith("TLSv1.3 ")  # nbray's own contexts keep TLS 1.3
+    assert ciphers["tls1.2-aes128"].startswith("TLSv1.2 ") and "AES128-GCM" in ciphers["tls1.2-aes128"]
+    figures = call_cpu_us("tls", 200, settings)
+    assert set(figures) == {"sync_caller", "sync_server", "async_caller", "async_server"}
+    assert figures["sync_caller"] > 0

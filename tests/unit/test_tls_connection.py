@@ -248,3 +248,46 @@ def test_a_close_ends_the_stream_after_the_data_and_a_reset_raises(certs: TlsFil
             server.recv(100)
     finally:
         server.close()
+
+
+def test_calls_from_another_thread_while_the_loop_is_busy_leave_together_and_in_order(
+        certs: TlsFiles, closing: list[Pair]) -> None:
+    count = 200
+    got: list[int] = []
+    all_in = threading.Event()
+    dispatcher = Dispatcher()
+
+    def pull(conn: Connection, req: raylet_pb2.PullChunkRequest, rid: int) -> None:
+        got.append(req.offset)
+        if len(got) == count:
+            all_in.set()
+
+    dispatcher.register(PULL, pull)
+    pair = Pair(certs, dispatcher)
+    closing.append(pair)
+    sock = pair.client.sock
+    assert isinstance(sock, TlsSocket)
+    encrypted: list[int] = []
+    encrypt = sock.encrypt
+
+    def counting(data: object) -> None:
+        encrypted.append(1)
+        encrypt(data)
+
+    sock.encrypt = counting  # type: ignore[method-assign]
+    gate = threading.Event()
+    busy = threading.Event()
+
+    def hold_the_loop() -> None:
+        busy.set()
+        gate.wait(20)
+
+    pair.loops[1].post(hold_the_loop)  # the client's loop is awake and busy
+    assert busy.wait(10)
+    for i in range(count):
+        pair.client.send_oneway(PULL, raylet_pb2.PullChunkRequest(offset=i, length=1))
+    assert encrypted == []  # queued for the loop, not written from this thread
+    gate.set()
+    assert all_in.wait(20), f"{len(got)} of {count} frames dispatched"
+    assert got == list(range(count))
+    assert len(encrypted) <= 2  # one encryption for the burst (a record holds 16 KiB)

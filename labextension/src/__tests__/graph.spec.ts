@@ -175,7 +175,7 @@ describe('GraphModel: incremental updates', () => {
 });
 
 describe('GraphModel at 10,000 tasks', () => {
-  it('stays small and fast to build, update and lay out', () => {
+  it('stays small, and state updates neither relayout nor rebuild more than once per batch', () => {
     const m = new GraphModel();
     const rows = [];
     for (let i = 0; i < 10_000; i++) {
@@ -183,29 +183,36 @@ describe('GraphModel at 10,000 tasks', () => {
       const args = i >= 5 ? [`T${i - 5}-ret`] : [];
       rows.push(task(`T${i}`, { func_or_class_name: fn, name: fn, arg_object_ids: args, parent_task_id: 'driver' }));
     }
-    let t0 = Date.now();
     m.upsert(rows);
     const view = m.view();
     const layout = layeredLayout(view.nodes, view.edges);
-    const buildMs = Date.now() - t0;
     expect(view.grouped).toBe(true);
     expect(view.visibleTasks).toBe(10_000);
     expect(view.nodes.length).toBe(5);
     expect(layout.positions.size).toBe(5);
-    expect(buildMs).toBeLessThan(1000);
 
     // 50 event batches of 200 state changes each, each followed by a redraw's view().
-    t0 = Date.now();
+    // The work is counted rather than timed (a loaded machine makes clocks lie):
+    // state changes must not touch the structure, so nothing is laid out again,
+    // and each redraw rebuilds the view at most once.
+    const builds = jest.spyOn(m as any, '_build');
+    const structureKey = view.structureKey;
+    let structureChanges = 0;
     for (let b = 0; b < 50; b++) {
       const batch = [];
       for (let i = b * 200; i < (b + 1) * 200; i++) {
         batch.push(later(rows[i], { state: 'FINISHED' }));
       }
-      m.upsert(batch);
+      if (m.upsert(batch).structure) {
+        structureChanges++;
+      }
       m.view();
+      m.view(); // a second redraw without changes reuses the view
     }
-    const updateMs = Date.now() - t0;
-    expect(updateMs).toBeLessThan(2000);
+    expect(structureChanges).toBe(0);
+    expect(m.view().structureKey).toBe(structureKey);
+    expect(builds).toHaveBeenCalledTimes(50);
+    builds.mockRestore();
     const counts = m.view().nodes.reduce((s, n) => s + (n.counts!['FINISHED'] || 0), 0);
     expect(counts).toBe(10_000);
   });

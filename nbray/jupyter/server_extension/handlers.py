@@ -6,7 +6,7 @@ leaves this process.
 
     GET  nbray/clusters                  visible clusters, the selection, the connection state
     POST nbray/clusters/select           {"cluster": "auto" | "<GCS address>"}
-    GET  nbray/api/<cluster|nodes|tasks|actors|objects|jobs>   relayed (query validated)
+    GET  nbray/api/<cluster|nodes|tasks|actors|objects|jobs|utilization>   relayed (query validated)
     GET  nbray/api/tasks/<task id>       relayed
     POST nbray/api/tasks/<task id>/cancel, nbray/api/actors/<actor id>/kill   relayed
     GET  nbray/events                    the dashboard's event stream, relayed; follows
@@ -29,12 +29,14 @@ from jupyter_server.utils import url_path_join
 from nbray.common import ids
 from nbray.dashboard import params
 from nbray.dashboard.security import RequestRefused
+from nbray.dashboard.utilization import UTILIZATION_QUERY
 from nbray.jupyter.server_extension.clusters import ClusterManager
 from nbray.jupyter.server_extension.relay import EventStream, UpstreamUnavailable, fetch
 
 GET_ROUTES: dict[str, dict[str, params.Validator]] = {
     "cluster": params.NO_QUERY, "nodes": params.NO_QUERY, "tasks": params.TASKS_QUERY,
     "actors": params.ACTORS_QUERY, "objects": params.OBJECTS_QUERY, "jobs": params.NO_QUERY,
+    "utilization": UTILIZATION_QUERY,
 }
 RECONNECT_DELAY_S = 1.0
 MAX_SELECT_BODY_BYTES = 4096

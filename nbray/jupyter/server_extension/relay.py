@@ -53,7 +53,10 @@ async def fetch(up: Upstream, method: str, path: str, query: str = "", timeout_s
     request = HTTPRequest(url, method=method, headers=up.headers(), body=b"" if method == "POST" else None,
                           connect_timeout=min(5.0, timeout_s), request_timeout=timeout_s, follow_redirects=False,
                           decompress_response=False, ssl_options=up.ssl_context())
-    response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    try:
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    except OSError as exc:  # refused, reset: raised by tornado even with raise_error=False
+        raise UpstreamUnavailable(f"the dashboard at {up.url} is not reachable: {exc}") from None
     if response.code == 599:
         raise UpstreamUnavailable(f"the dashboard at {up.url} is not reachable: {response.error}")
     if response.code in (401, 403):

@@ -1,0 +1,44 @@
+"""Ray-backend tests: the notebook layer against a real Ray head, through a
+real kernel running the Ray venv's Python (``scripts/setup_ray_env.sh``).
+
+Marked ``ray_backend`` (their own CI step: ``pytest -m ray_backend``); without
+the Ray venv they fail with the command that builds it rather than skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, start_ray_head, write_kernelspec
+from tests.raybackend.ray_kernel import RayKernel
+
+
+@pytest.fixture(scope="package")
+def ray_head() -> Iterator[RayHead]:
+    if not RAY_PYTHON.exists():
+        pytest.fail(f"{RAY_PYTHON} is missing: build it with scripts/setup_ray_env.sh")
+    head = start_ray_head(num_cpus=2)
+    try:
+        yield head
+    finally:
+        head.stop()
+        assert not head.processes(), "the Ray head left processes behind"
+
+
+@pytest.fixture(scope="package")
+def kernel_dirs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_kernelspec(str(tmp_path_factory.mktemp("kernelspec")))
+
+
+@pytest.fixture(scope="package")
+def ray_kernel(ray_head: RayHead, kernel_dirs: str) -> Iterator[RayKernel]:
+    """A kernel connected to the head with ``%nbray init --backend ray``."""
+    kernel = RayKernel(kernel_dirs)
+    try:
+        reply, _ = kernel.run(f"%load_ext nbray\n%nbray init --backend ray {ray_head.address}", timeout_s=120)
+        assert reply["status"] == "ok", reply
+        yield kernel
+    finally:
+        kernel.shutdown()

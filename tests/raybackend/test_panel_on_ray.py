@@ -1,0 +1,222 @@
+"""The JupyterLab panel's routes on a real Ray head: a Jupyter server from the main
+venv with the extension set to Ray, a driver from the Ray venv, requests through
+the relay with the Jupyter token."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nbray.testing import wait_for_condition
+from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, free_port
+
+pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
+
+TOKEN = "nbray-ray-panel-test"
+LATENCY_ROUNDS = 5
+
+DRIVER = r'''
+import sys, time, ray
+ray.init(address=sys.argv[1], namespace="panel", log_to_driver=False)
+
+@ray.remote
+class Keeper:
+    def ping(self):
+        return "pong"
+
+@ray.remote
+def child(x):
+    return x * 2
+
+@ray.remote
+def parent(x):
+    return ray.get(child.remote(x)) + 1
+
+keeper = Keeper.options(name="panel_keeper", lifetime="detached").remote()
+assert ray.get(keeper.ping.remote()) == "pong"
+assert ray.get(parent.remote(3)) == 7
+print("ready", ray.get_runtime_context().get_job_id(), flush=True)
+for i in range(int(sys.argv[2])):
+    if sys.stdin.readline().strip() != "go":
+        break
+    task = ray.remote(lambda: 1).options(name=f"latency_{i}").remote()
+    ray.get(task)
+    print("done", i, time.time(), flush=True)
+sys.stdin.readline()
+'''
+
+
+class Server:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def request(self, method: str, route: str) -> tuple[int, Any]:
+        req = urllib.request.Request(f"{self.url}/nbray/{route}", method=method, data=b"" if method == "POST" else None,
+                                     headers={"Authorization": f"token {TOKEN}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, route: str) -> Any:
+        status, body = self.request("GET", route)
+        assert status == 200, (route, status, body)
+        return body
+
+
+@pytest.fixture(scope="module")
+def server(ray_head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("jupyter-ray")
+    for sub in ("config", "runtime", "root"):
+        (tmp / sub).mkdir()
+    (tmp / "config" / "jupyter_server_config.py").write_text(
+        "c.ServerApp.jpserver_extensions = {'nbray.jupyter.server_extension': True}\n"
+        "c.NbrayExtension.backend = 'ray'\n")
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+           "RAY_DASHBOARD_ADDRESS": f"http://127.0.0.1:{ray_head.dashboard_port}", "RAY_ADDRESS": ray_head.address}
+    env.pop("NBRAY_PANEL_BACKEND", None)
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
+                             "--ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={TOKEN}",
+                             f"--ServerApp.root_dir={tmp / 'root'}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp / "server.log").read_text()
+        with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as r:
+            return r.status == 200
+
+    try:
+        wait_for_condition(up, timeout=60, retry_interval_ms=200, message="the Jupyter server started")
+        yield Server(url)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def driver(ray_head: RayHead) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([str(RAY_PYTHON), "-c", DRIVER, ray_head.address, str(LATENCY_ROUNDS)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=str(pathlib.Path(ray_head.temp_dir)))
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), line
+        yield proc
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_nodes_actors_tasks_and_jobs_through_the_relay(server: Server, driver: subprocess.Popen[str]) -> None:
+    [node] = server.get("api/nodes")["nodes"]
+    assert node["state"] == "ALIVE" and node["is_head_node"]
+    assert node["cpu"]["total"] == 2.0 and node["memory"]["total"] > 0
+    assert node["object_store"]["capacity_bytes"] > 0
+
+    def tasks_recorded() -> dict[str, Any]:
+        rows = {t["func_or_class_name"].split(".")[-1]: t for t in server.get("api/tasks")["tasks"]}
+        names = {"parent", "child", "ping"}
+        return rows if names <= set(rows) and all(rows[n]["state"] == "FINISHED" for n in names) else {}
+
+    tasks = wait_for_condition(tasks_recorded, timeout=30, retry_interval_ms=250, message="Ray recorded the tasks")
+    assert tasks["child"]["parent_task_id"] == tasks["parent"]["task_id"]
+    assert tasks["parent"]["end_time_ms"] >= tasks["parent"]["start_time_ms"] > 0
+    assert tasks["ping"]["type"] == "ACTOR_TASK"
+    detail = server.get(f"api/tasks/{tasks['child']['task_id']}")
+    assert detail["events"][-1]["state"] == "FINISHED"
+
+    actors = {a["name"]: a for a in server.get("api/actors")["actors"]}
+    assert actors["panel_keeper"]["class_name"] == "Keeper" and actors["panel_keeper"]["state"] == "ALIVE"
+
+    jobs = server.get("api/jobs")["jobs"]
+    assert any(j["status"] == "RUNNING" and "-c" in j["entrypoint"] for j in jobs)
+    summary = server.get("api/cluster")
+    assert summary["backend"] == "ray" and summary["data_edges"] is False and "Ray 2.60" in summary["version"]
+    assert summary["nodes"] == {"alive": 1, "dead": 0}
+    clusters = server.get("clusters")
+    assert clusters["connected"] is not None and clusters["error"] is None
+
+
+def test_kill_through_the_relay_and_cancel_says_why_not(server: Server, driver: subprocess.Popen[str]) -> None:
+    actor = next(a for a in server.get("api/actors")["actors"] if a["name"] == "panel_keeper")
+    status, body = server.request("POST", f"api/actors/{actor['actor_id']}/kill")
+    assert status == 200, body
+
+    def dead() -> bool:
+        row = next(a for a in server.get("api/actors")["actors"] if a["actor_id"] == actor["actor_id"])
+        return row["state"] == "DEAD" and "ray.kill" in (row["death_cause"] or "")
+
+    wait_for_condition(dead, timeout=30, retry_interval_ms=200, message="Ray reports the actor dead")
+    task_id = server.get("api/tasks")["tasks"][0]["task_id"]
+    status, body = server.request("POST", f"api/tasks/{task_id}/cancel")
+    assert status == 501 and "ray.cancel" in body["error"]
+
+
+def test_time_from_a_task_finishing_to_the_panel_showing_it(server: Server, driver: subprocess.Popen[str]) -> None:
+    assert driver.stdin is not None and driver.stdout is not None
+    delays_ms = []
+    for i in range(LATENCY_ROUNDS):
+        driver.stdin.write("go\n")
+        driver.stdin.flush()
+        line = driver.stdout.readline().split()
+        assert line[:2] == ["done", str(i)], line
+        finished = float(line[2])
+
+        def shown(name: str = f"latency_{i}") -> bool:
+            rows = server.get("api/tasks?func=lambda&limit=100")["tasks"]
+            return any(r["name"] == name and r["state"] == "FINISHED" for r in rows)
+
+        wait_for_condition(shown, timeout=30, retry_interval_ms=20, message=f"latency_{i} in the task list")
+        delays_ms.append((time.time() - finished) * 1000)
+    print(f"\nRay task finished -> shown in the relayed task list: median {statistics.median(delays_ms):.0f} ms, "
+          f"all {[round(d) for d in delays_ms]} ms")
+    assert statistics.median(delays_ms) < 10_000
+
+
+def test_the_lab_panel_renders_the_ray_node(ray_head: RayHead, server: Server, driver: subprocess.Popen[str],
+                                            tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headless Chromium on JupyterLab with the panel set to Ray (skipped where Chromium is missing)."""
+    from tests.browser import lab
+    for mark in lab.MARKS:
+        if mark.args[0]:
+            pytest.skip(mark.kwargs["reason"])
+    [node_row] = server.get("api/nodes")["nodes"]
+    node_id = node_row["node_id"]
+    monkeypatch.setenv("NBRAY_PANEL_BACKEND", "ray")
+    monkeypatch.setenv("RAY_DASHBOARD_ADDRESS", f"http://127.0.0.1:{ray_head.dashboard_port}")
+    monkeypatch.setenv("RAY_ADDRESS", ray_head.address)
+    with lab.jupyter_lab(tmp_path) as env:
+        lab.open_panel(env.page, env.url)
+        panel = env.page.locator("#nbray-panel")
+        node = panel.locator(f".nbray-node[data-node-id='{node_id}']")
+        lab.expect(node).to_have_attribute("data-state", "ALIVE", timeout=30_000)
+        lab.expect(node.locator(".nbray-usage-cpu")).to_be_visible()
+        lab.expect(panel.locator(".nbray-edges-note")).to_contain_text("Ray records no data edges",
+                                                                       timeout=30_000)
+        env.page.screenshot(path=os.path.join(lab.ARTIFACTS, "panel-on-ray.png"))

@@ -74,3 +74,24 @@ export function h(
   }
   return el;
 }
+
+/** Fill a filter dropdown ("all" first, then each value), rebuilding its
+ * options only when the values changed, and select `current`. */
+export function fillSelect(
+  select: HTMLSelectElement,
+  all: string,
+  values: string[],
+  current: string | null,
+  label: (v: string) => string
+): void {
+  const key = values.join('\n');
+  if (select.dataset.values !== key) {
+    select.dataset.values = key;
+    select.textContent = '';
+    select.append(h('option', { value: '' }, all));
+    for (const v of values) {
+      select.append(h('option', { value: v }, label(v)));
+    }
+  }
+  select.value = current || '';
+}

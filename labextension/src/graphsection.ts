@@ -5,7 +5,7 @@
  */
 
 import { ClusterClient } from './client';
-import { bytes, h } from './format';
+import { bytes, fillSelect, h } from './format';
 import { IGraphNode } from './graph/model';
 import { GraphCanvas, stateClass } from './graph/view';
 import { append, field, TaskDetail } from './taskdetail';
@@ -160,23 +160,4 @@ export class GraphSection {
       known ? field('size', bytes(known.size_bytes)) : null
     );
   }
-}
-
-function fillSelect(
-  select: HTMLSelectElement,
-  all: string,
-  values: string[],
-  current: string | null,
-  label: (v: string) => string
-): void {
-  const key = values.join('\n');
-  if (select.dataset.values !== key) {
-    select.dataset.values = key;
-    select.textContent = '';
-    select.append(h('option', { value: '' }, all));
-    for (const v of values) {
-      select.append(h('option', { value: v }, label(v)));
-    }
-  }
-  select.value = current || '';
 }

@@ -5,7 +5,7 @@
  */
 
 import { ClusterClient } from './client';
-import { h } from './format';
+import { fillSelect, h } from './format';
 import { FAILED_COLOR, funcColor, IFrame, layoutRows, shortFuncName } from './stream/layout';
 import { IStreamFilter } from './stream/model';
 import { StreamCanvas } from './stream/view';
@@ -76,8 +76,8 @@ export class StreamSection {
   /** Lay out again if the bars, the filter or the nodes changed; the canvas redraws on its next frame. */
   render(): void {
     const facets = this.client.graph.facets();
-    fill(this._jobFilter, 'All jobs', facets.jobs, this._filter.jobId, j => `job ${j}`);
-    fill(this._cellFilter, 'All cells', facets.contextTags, this._filter.contextTag, t => t);
+    fillSelect(this._jobFilter, 'All jobs', facets.jobs, this._filter.jobId, j => `job ${j}`);
+    fillSelect(this._cellFilter, 'All cells', facets.contextTags, this._filter.contextTag, t => t);
     const nodes = [...this.client.nodes.values()].sort(
       (a, b) => Number(b.is_head_node) - Number(a.is_head_node) || a.node_id.localeCompare(b.node_id)
     );
@@ -150,23 +150,4 @@ export class StreamSection {
       );
     }
   }
-}
-
-function fill(
-  select: HTMLSelectElement,
-  all: string,
-  values: string[],
-  current: string | null,
-  label: (v: string) => string
-): void {
-  const key = values.join('\n');
-  if (select.dataset.values !== key) {
-    select.dataset.values = key;
-    select.textContent = '';
-    select.append(h('option', { value: '' }, all));
-    for (const v of values) {
-      select.append(h('option', { value: v }, label(v)));
-    }
-  }
-  select.value = current || '';
 }

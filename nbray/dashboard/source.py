@@ -28,6 +28,7 @@ from typing import Any
 from nbray.common.config import Config
 from nbray.dashboard.events import EventHub
 from nbray.dashboard.nodes import NodeTable, actor_row, job_row
+from nbray.dashboard.summary import sum_resources
 from nbray.dashboard.tasks import TaskTable, detail_from_proto, row_from_proto
 from nbray.exceptions import RpcError
 from nbray.gcs.client import GcsClient
@@ -65,13 +66,7 @@ class ClusterModel:
     def summary(self) -> dict[str, Any]:
         nodes = self.node_rows()
         alive = [n for n in nodes if n["state"] == "ALIVE"]
-        total: dict[str, float] = {}
-        available: dict[str, float] = {}
-        for n in alive:
-            for k, v in n["resources_total"].items():
-                total[k] = total.get(k, 0.0) + v
-            for k, v in n["resources_available"].items():
-                available[k] = available.get(k, 0.0) + v
+        total, available = sum_resources(alive)
         actor_states: dict[str, int] = {}
         for a in self.actors.values():
             actor_states[a["state"]] = actor_states.get(a["state"], 0) + 1
@@ -501,3 +496,4 @@ def _task_changes(reply: gcs_pb2.GetTaskEventsReply) -> tuple[list[dict[str, Any
 def _object_row(object_id: str) -> dict[str, Any]:
     return {"object_id": object_id, "size_bytes": 0, "owner": None, "locations": [], "reference_types": [],
             "holders": [], "in_plasma": False, "task_status": None, "call_site": None}
+

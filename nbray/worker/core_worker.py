@@ -635,6 +635,7 @@ class CoreWorker(Ownership, ArgumentPacking):
             self.raylet.send_oneway(_EXITING, raylet_pb2.WorkerExitingRequest(reason=reason))
             self.raylet.flush()
             self.flush_events(everything=True)
+            _flush_user_metrics()
             self.gcs.conn.flush()
         except Exception:
             pass
@@ -659,6 +660,10 @@ class CoreWorker(Ownership, ArgumentPacking):
         if self._shutdown:
             return
         self._shutdown = True
+        try:
+            _flush_user_metrics()
+        except Exception:
+            pass
         _core[0] = None
         try:
             done = threading.Event()
@@ -700,3 +705,11 @@ class _nullcontext:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+def _flush_user_metrics() -> None:
+    """Send what nbray.util.metrics recorded since its last report (a process
+    that never used it has nothing to send and does not import it)."""
+    metrics = sys.modules.get("nbray.util.metrics")
+    if metrics is not None:
+        metrics.flush()

@@ -236,6 +236,7 @@ class TaskEventBuffer:
         # Taken one by one (no swap): a task queued by another thread meanwhile
         # stays for the next flush, and is never appended to a list let go.
         tracked = self._tracked
+        batch: list[Any] = []
         for _ in range(len(tracked)):
             if not tracked:
                 break
@@ -243,16 +244,23 @@ class TaskEventBuffer:
             # Cleared before reading the states: a final state recorded from
             # now on (a retry's) queues it again.
             task.ev_queued = False
-            report(task)
+            batch.append(task)
+        # Young tasks wait, except those created before a task reported now:
+        # the GCS keeps tasks in the order they first arrive, which must stay
+        # the order they were submitted (listings are oldest first, and a
+        # limit keeps the newest).
+        due_ns = max(time.time_ns() - int(self.report_interval_s * 0.5e9), max(map(_created_ns, batch), default=0))
         fresh = self._fresh
-        due_ns = time.time_ns() - int(self.report_interval_s * 0.5e9)
         while fresh:
             task = fresh[0]
             if not everything and task.ev and task.ev[0][2] > due_ns:
                 break  # this one and those after it are too young
             fresh.popleft()
             if task.ev_buffer is self:
-                report(task)
+                batch.append(task)
+        batch.sort(key=_created_ns)
+        for task in batch:
+            report(task)
         self._walk_waiting(report, everything)
         while events:
             ev = events.popleft()
@@ -302,6 +310,12 @@ class TaskEventBuffer:
             report(task)  # puts it back while not done
         while len(waiting) > self.max_events:
             waiting.popleft().ev_waiting = False
+
+
+def _created_ns(task: Any) -> int:
+    """When a tracked task was first recorded (its first state's time)."""
+    ev = task.ev
+    return int(ev[0][2]) if ev else 0
 
 
 # Each flush looks over this many reported tasks in flight at least, or

@@ -92,6 +92,11 @@ def center_on(page: Any, canvas: Any, t_ms: float) -> float:
     box = canvas.bounding_box()
     assert box is not None
     width = box["width"] - LABEL_PX
+    span, _ = time_window(canvas)
+    # The window ends at now; a drag can only bring `t_ms` to the middle once
+    # it is more than half a window in the past (a fast run gets here sooner).
+    wait_for_condition(lambda: time.time() * 1000 - t_ms > span / 2 + 500, timeout=span / 1000 + 5,
+                       retry_interval_ms=100, message="the moment is half a window in the past")
     span, end = time_window(canvas)
     drag_right(page, box, (end - span / 2 - t_ms) / (span / width))
     expect(canvas).to_have_attribute("data-follow", "false")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import urllib.parse
@@ -62,19 +63,28 @@ class DashboardCluster:
     client: DashboardClient
 
 
-@pytest.fixture(scope="module")
-def dash() -> Iterator[DashboardCluster]:
-    """Head (2 CPUs, 1 GPU, dashboard) + one worker node, with this process as the driver."""
+@contextlib.contextmanager
+def dashboard_cluster(head: dict[str, Any], *others: dict[str, Any]) -> Iterator[DashboardCluster]:
+    """A head with a dashboard (``head``: its add_node arguments) and the
+    ``others`` nodes, with this process as the driver; torn down after."""
     cluster = Cluster()
     try:
-        cluster.add_node(num_cpus=2, num_gpus=1, include_dashboard=True, dashboard_port=0,
-                         object_store_memory=128 * 1024 * 1024)
-        cluster.add_node(num_cpus=1, object_store_memory=96 * 1024 * 1024)
+        cluster.add_node(include_dashboard=True, dashboard_port=0, **head)
+        for kwargs in others:
+            cluster.add_node(**kwargs)
         nbray.init(address=cluster.address)
-        head = cluster.head
-        assert head is not None
-        yield DashboardCluster(cluster, DashboardClient(head.extra["dashboard_url"], head.token))
+        node = cluster.head
+        assert node is not None
+        yield DashboardCluster(cluster, DashboardClient(node.extra["dashboard_url"], node.token))
     finally:
         if nbray.is_initialized():
             nbray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dash() -> Iterator[DashboardCluster]:
+    """Head (2 CPUs, 1 GPU, dashboard) + one worker node, with this process as the driver."""
+    with dashboard_cluster({"num_cpus": 2, "num_gpus": 1, "object_store_memory": 128 * 1024 * 1024},
+                           {"num_cpus": 1, "object_store_memory": 96 * 1024 * 1024}) as d:
+        yield d

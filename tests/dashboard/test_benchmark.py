@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 import nbray
-from nbray.testing import Cluster, wait_for_condition
-from tests.dashboard.conftest import DashboardClient
+from nbray.testing import wait_for_condition
+from tests.dashboard.conftest import DashboardClient, dashboard_cluster
 
 NUM_TASKS = 10_000
 LISTING_BUDGET_MS = 200
@@ -23,17 +23,8 @@ LISTING_BUDGET_MS = 200
 
 @pytest.fixture(scope="module")
 def busy_cluster() -> Iterator[DashboardClient]:
-    cluster = Cluster()
-    try:
-        cluster.add_node(num_cpus=2, include_dashboard=True, dashboard_port=0, object_store_memory=128 * 1024 * 1024)
-        nbray.init(address=cluster.address)
-        head = cluster.head
-        assert head is not None
-        yield DashboardClient(head.extra["dashboard_url"], head.token)
-    finally:
-        if nbray.is_initialized():
-            nbray.shutdown()
-        cluster.shutdown()
+    with dashboard_cluster({"num_cpus": 2, "object_store_memory": 128 * 1024 * 1024}) as d:
+        yield d.client
 
 
 @pytest.mark.timeout(300)

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import nbray
-from nbray.testing import Cluster, wait_for_condition
-from tests.dashboard.conftest import DashboardClient
+from nbray.testing import wait_for_condition
+from tests.dashboard.conftest import DashboardClient, dashboard_cluster
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -18,18 +18,9 @@ REPORT_PERIOD_MS = 200
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[DashboardClient]:
-    cluster = Cluster()
-    try:
-        cluster.add_node(num_cpus=2, include_dashboard=True, dashboard_port=0, object_store_memory=96 * 1024 * 1024,
-                         _system_config={"metrics_report_period_ms": REPORT_PERIOD_MS})
-        nbray.init(address=cluster.address)
-        head = cluster.head
-        assert head is not None
-        yield DashboardClient(head.extra["dashboard_url"], head.token)
-    finally:
-        if nbray.is_initialized():
-            nbray.shutdown()
-        cluster.shutdown()
+    with dashboard_cluster({"num_cpus": 2, "object_store_memory": 96 * 1024 * 1024,
+                            "_system_config": {"metrics_report_period_ms": REPORT_PERIOD_MS}}) as d:
+        yield d.client
 
 
 def scrape(client: DashboardClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -110,3 +101,4 @@ def test_driver_metrics_and_failed_attempts(client: DashboardClient) -> None:
 
     wait_for_condition(seen, timeout=30, retry_interval_ms=100, message="the gauge or the failure never showed")
     assert scrape(client).get(failed, 0) - before == 1
+

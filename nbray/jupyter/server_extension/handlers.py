@@ -246,17 +246,28 @@ class EventsHandler(NbrayHandler):
         return super().finish(*args, **kwargs)
 
 
-def setup_handlers(web_app: tornado.web.Application, manager: ClusterManager) -> None:
-    base = url_path_join(web_app.settings["base_url"], "nbray")
-    web_app.settings["nbray_clusters"] = manager
+def panel_routes(base_url: str, **handlers: type[tornado.web.RequestHandler]) -> list[tuple[str, Any]]:
+    """The panel's URL patterns under ``base_url``/nbray, each paired with
+    the handler given for its role: clusters, select, get, task, cancel,
+    kill, submissions, events (whichever a backend serves)."""
+    base = url_path_join(base_url, "nbray")
     task = f"([0-9a-fA-F]{{{2 * ids.TASK_ID_SIZE}}})"
     actor = f"([0-9a-fA-F]{{{2 * ids.ACTOR_ID_SIZE}}})"
-    web_app.add_handlers(".*$", [
-        (url_path_join(base, "clusters"), ClustersHandler),
-        (url_path_join(base, "clusters", "select"), SelectClusterHandler),
-        (url_path_join(base, "api", f"({'|'.join(GET_ROUTES)})"), RelayGetHandler),
-        (url_path_join(base, "api", "tasks", task), RelayTaskHandler),
-        (url_path_join(base, "api", "tasks", task, "cancel"), RelayCancelHandler),
-        (url_path_join(base, "api", "actors", actor, "kill"), RelayKillActorHandler),
-        (url_path_join(base, "events"), EventsHandler),
-    ])
+    patterns = {
+        "clusters": url_path_join(base, "clusters"),
+        "select": url_path_join(base, "clusters", "select"),
+        "get": url_path_join(base, "api", f"({'|'.join(GET_ROUTES)})"),
+        "task": url_path_join(base, "api", "tasks", task),
+        "cancel": url_path_join(base, "api", "tasks", task, "cancel"),
+        "kill": url_path_join(base, "api", "actors", actor, "kill"),
+        "submissions": url_path_join(base, "api", "submissions"),
+        "events": url_path_join(base, "events"),
+    }
+    return [(patterns[role], handler) for role, handler in handlers.items()]
+
+
+def setup_handlers(web_app: tornado.web.Application, manager: ClusterManager) -> None:
+    web_app.settings["nbray_clusters"] = manager
+    web_app.add_handlers(".*$", panel_routes(
+        web_app.settings["base_url"], clusters=ClustersHandler, select=SelectClusterHandler, get=RelayGetHandler,
+        task=RelayTaskHandler, cancel=RelayCancelHandler, kill=RelayKillActorHandler, events=EventsHandler))

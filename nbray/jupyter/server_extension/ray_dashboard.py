@@ -28,14 +28,12 @@ from typing import Any
 
 import tornado.iostream
 import tornado.web
-from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from nbray import __version__
-from nbray.common import ids
 from nbray.dashboard import params
 from nbray.jupyter.server_extension import ray_rows
-from nbray.jupyter.server_extension.handlers import GET_ROUTES, NbrayHandler
+from nbray.jupyter.server_extension.handlers import GET_ROUTES, NbrayHandler, panel_routes
 from nbray.jupyter.server_extension.relay import USER_AGENT
 
 RAY_REQUEST_TIMEOUT_S = 30.0
@@ -434,17 +432,8 @@ def _sse(event: str, data: Any) -> bytes:
 
 
 def setup_ray_handlers(web_app: tornado.web.Application, dashboard: RayDashboard) -> None:
-    base = url_path_join(web_app.settings["base_url"], "nbray")
     web_app.settings["nbray_ray"] = dashboard
-    task = f"([0-9a-fA-F]{{{2 * ids.TASK_ID_SIZE}}})"
-    actor = f"([0-9a-fA-F]{{{2 * ids.ACTOR_ID_SIZE}}})"
-    web_app.add_handlers(".*$", [
-        (url_path_join(base, "clusters"), RayClustersHandler),
-        (url_path_join(base, "clusters", "select"), RaySelectHandler),
-        (url_path_join(base, "api", f"({'|'.join(GET_ROUTES)})"), RayGetHandler),
-        (url_path_join(base, "api", "tasks", task), RayTaskHandler),
-        (url_path_join(base, "api", "tasks", task, "cancel"), RayCancelHandler),
-        (url_path_join(base, "api", "actors", actor, "kill"), RayKillHandler),
-        (url_path_join(base, "api", "submissions"), RaySubmissionsHandler),
-        (url_path_join(base, "events"), RayEventsHandler),
-    ])
+    web_app.add_handlers(".*$", panel_routes(
+        web_app.settings["base_url"], clusters=RayClustersHandler, select=RaySelectHandler, get=RayGetHandler,
+        task=RayTaskHandler, cancel=RayCancelHandler, kill=RayKillHandler, submissions=RaySubmissionsHandler,
+        events=RayEventsHandler))

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nbray.dashboard.summary import sum_resources
+
 # A driver's task id is 16 + 4 bytes of 0xff followed by the job id; such a
 # parent is the notebook or script itself, not a task the panel can show.
 DRIVER_TASK_PREFIX = "ff" * 20
@@ -278,13 +280,7 @@ def cluster_summary(nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], ac
                     jobs: list[dict[str, Any]], info: Mapping[str, Any]) -> dict[str, Any]:
     """The panel's ``/api/cluster`` summary from translated rows; ``info`` names the cluster."""
     alive = [n for n in nodes if n["state"] == "ALIVE"]
-    total: dict[str, float] = {}
-    available: dict[str, float] = {}
-    for n in alive:
-        for k, v in n["resources_total"].items():
-            total[k] = total.get(k, 0.0) + v
-        for k, v in n["resources_available"].items():
-            available[k] = available.get(k, 0.0) + v
+    total, available = sum_resources(alive)
 
     def count(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
         out: dict[str, int] = {}

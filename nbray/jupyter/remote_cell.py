@@ -170,7 +170,29 @@ def _result_value(value: Any) -> Any:
 # ---- streams ------------------------------------------------------------------------------------------------
 
 
-class _WatchedStream(io.TextIOBase):
+class TextSink(io.TextIOBase):
+    """A write-only text stream standing in for sys.stdout/sys.stderr; when
+    it wraps another stream (``inner``) it takes that one's encoding and fd."""
+
+    inner: Any = None
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self.inner is None:
+            raise io.UnsupportedOperation("fileno")
+        return int(self.inner.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.inner, "encoding", None) or "utf-8")
+
+
+class _WatchedStream(TextSink):
     """sys.stdout/sys.stderr during a cell: notes whether anything was written."""
 
     def __init__(self, inner: Any) -> None:
@@ -188,19 +210,6 @@ class _WatchedStream(io.TextIOBase):
 
     def flush(self) -> None:
         self.inner.flush()
-
-    def fileno(self) -> int:
-        return self.inner.fileno()  # type: ignore[no-any-return]
-
-    def isatty(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.inner, "encoding", "utf-8")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -1,4 +1,5 @@
-"""Building task-event reports for the GCS store's unit tests."""
+"""Building task-event reports for the GCS store's unit tests, and timers
+the task-event buffer's tests fire by hand."""
 
 from nbray.protocol import gcs_pb2
 
@@ -13,3 +14,18 @@ def record(tid, attempt=0, states=(), info=None, **kw):
         rec.info.CopyFrom(info)
         rec.has_info = True
     return rec
+
+
+class ManualTimers:
+    """A scheduler whose timers a test fires by hand."""
+
+    def __init__(self):
+        self.timers = []
+
+    def schedule(self, delay_s, fn, *args):
+        self.timers.append((delay_s, fn, args))
+
+    def fire_all(self):
+        timers, self.timers = self.timers, []
+        for _, fn, args in timers:
+            fn(*args)

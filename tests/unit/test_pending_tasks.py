@@ -12,6 +12,7 @@ from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2
 from nbray.worker.gc_policy import BacklogCollector, FreezePolicy
 from nbray.worker.pending_task import PendingTask
 from nbray.worker.task_events import TaskEventBuffer, record_state
+from tests.unit.task_records import ManualTimers
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -59,21 +60,8 @@ def test_the_attempt_number_follows_retries_before_and_after_the_spec_exists():
     assert task.spec.attempt_number == 2
 
 
-class Timers:
-    def __init__(self):
-        self.timers = []
-
-    def schedule(self, delay_s, fn, *args):
-        self.timers.append((delay_s, fn, args))
-
-    def fire_all(self):
-        timers, self.timers = self.timers, []
-        for _, fn, args in timers:
-            fn(*args)
-
-
 def buffer(interval_ms=60_000):
-    loop = Timers()
+    loop = ManualTimers()
     sent = []
     buf = TaskEventBuffer(1000, report_interval_ms=interval_ms, final_report_delay_ms=100)
     buf.info_builder = lambda task, info: setattr(info, "name", task.name)

@@ -6,27 +6,13 @@ import pytest
 
 from nbray.protocol import gcs_pb2
 from nbray.worker.task_events import TaskEventBuffer, record_state
+from tests.unit.task_records import ManualTimers
 
 pytestmark = pytest.mark.timeout(30)
 
 
-class FakeLoop:
-    """Timers that a test fires by hand."""
-
-    def __init__(self):
-        self.timers = []
-
-    def schedule(self, delay_s, fn, *args):
-        self.timers.append((delay_s, fn, args))
-
-    def fire_all(self):
-        timers, self.timers = self.timers, []
-        for _, fn, args in timers:
-            fn(*args)
-
-
 def make():
-    loop = FakeLoop()
+    loop = ManualTimers()
     sent = []
     buf = TaskEventBuffer(1000, report_interval_ms=250, final_report_delay_ms=100)
     buf.info_builder = lambda task, info: None

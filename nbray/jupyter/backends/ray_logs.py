@@ -16,7 +16,6 @@ goes to the cell running now, as Ray itself would print it.
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbray.jupyter.backends.base import LogBatch, LogEntry, OutputHandler
+from nbray.jupyter.remote_cell import TextSink
 
 TASK_MARK = ":nbray_task:"
 """A line starting with this names the task whose output follows (hex id)."""
@@ -47,7 +47,7 @@ TaskLookup = Callable[[str], "TaskRow | None"]
 # ---- the worker side -------------------------------------------------------------------------------------
 
 
-class TaskMarkingStream(io.TextIOBase):
+class TaskMarkingStream(TextSink):
     """Writes to `inner`, with a ``TASK_MARK`` line whenever the writing task
     changes. `task_id` gives the running task's hex id (None or "" in a
     thread that runs no task: its output counts for the last task seen)."""
@@ -73,19 +73,6 @@ class TaskMarkingStream(io.TextIOBase):
 
     def flush(self) -> None:
         self.inner.flush()
-
-    def fileno(self) -> int:
-        return int(self.inner.fileno())
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(getattr(self.inner, "encoding", "utf-8"))
 
 
 # ---- the kernel side: pure parts ---------------------------------------------------------------------------

@@ -14,14 +14,13 @@ passed on to the cell's thread.
 from __future__ import annotations
 
 import ctypes
-import io
 import queue
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from nbray.jupyter.remote_cell import TRACEBACK_ATTR, CellRequest, new_namespace, run_in_namespace
+from nbray.jupyter.remote_cell import TRACEBACK_ATTR, CellRequest, TextSink, new_namespace, run_in_namespace
 
 OUTPUT_PERIOD_S = 0.05
 """How long written output may wait before it is sent (it is batched within this)."""
@@ -30,7 +29,7 @@ INTERRUPT_JOIN_S = 2.0
 _DONE = object()
 
 
-class _QueueStream(io.TextIOBase):
+class _QueueStream(TextSink):
     """A text stream whose writes become (is_err, text) items of a queue."""
 
     def __init__(self, chunks: queue.Queue[Any], is_err: bool) -> None:
@@ -44,16 +43,6 @@ class _QueueStream(io.TextIOBase):
 
     def flush(self) -> None:
         pass
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
 
 
 def _portable_error(exc: BaseException) -> BaseException:

@@ -56,6 +56,14 @@ class NbrayHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps({"error": message}))
 
+    def begin_event_stream(self) -> None:
+        """Headers of a server-sent event stream (no caching, no proxy
+        buffering) and its first line: reconnect after a second."""
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")
+        self.write(b"retry: 1000\n\n")
+
     def validated_query(self, spec: dict[str, params.Validator]) -> str | None:
         """The query string rebuilt from validated parameters, or None after answering 400.
 
@@ -167,12 +175,9 @@ class EventsHandler(NbrayHandler):
     async def get(self) -> None:
         if self.validated_query(params.NO_QUERY) is None:
             return
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")
         manager = self.clusters
         try:
-            self.write(b"retry: 1000\n\n")
+            self.begin_event_stream()
             await self.flush()
             connected: bool | None = None
             while not self._closed:

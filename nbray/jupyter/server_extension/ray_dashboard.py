@@ -383,14 +383,11 @@ class RayEventsHandler(RayHandler):
     async def get(self) -> None:
         if self.validated_query(params.NO_QUERY) is None:
             return
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")
         seen: dict[str, dict[str, str]] = {"tasks": {}, "nodes": {}, "actors": {}}
         keys = {"tasks": "task_id", "nodes": "node_id", "actors": "actor_id"}
         connected: bool | None = None
         try:
-            self.write(b"retry: 1000\n\n")
+            self.begin_event_stream()
             while not self._closed:
                 started = time.monotonic()
                 try:

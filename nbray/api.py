@@ -13,18 +13,24 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbray.cluster_context import RayContext
 from nbray.common import module_shipping
 from nbray.common.config import Config, set_config
 from nbray.exceptions import AuthenticationError, RpcError
-from nbray.node import launcher, session
+from nbray.node import session
 from nbray.object_ref import ObjectRef, ObjectRefGenerator
-from nbray.protocol import gcs_pb2
 from nbray.rpc import auth
-from nbray.rpc.blocking import BlockingClient
 from nbray.worker import call_sites
+
+if TYPE_CHECKING:
+    from nbray.node import launcher
+
+# Not imported here: the protocol and RPC modules (BlockingClient, gcs_pb2).
+# init() starts the cluster's processes first and imports them while those
+# start (_import_driver_modules), so the two costs overlap. Nor the launcher:
+# workers import this module too, and only a driver starts a cluster.
 
 logger = logging.getLogger("nbray")
 
@@ -210,6 +216,8 @@ def init(
             module_shipping.configure(cluster_is_remote=True)
             return _connect_driver(found[0], found[1], config, namespace, runtime_env,
                                    kwargs.get("_auth_token"))
+        from nbray.node import launcher
+
         token = auth.token_from_environment()
         node = launcher.start_head(
             config=config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -231,11 +239,14 @@ def init(
 
 def _import_driver_modules() -> None:
     """Import what the driver's core worker needs, while the cluster's processes start."""
+    import nbray.rpc.blocking  # noqa: F401
     import nbray.runtime_env.resolve  # noqa: F401
     import nbray.worker.core_worker  # noqa: F401
 
 
 def _cluster_alive(gcs_address: str, session_dir: str | None) -> bool:
+    from nbray.rpc.blocking import BlockingClient
+
     token = session.find_token(session_dir)
     if token is None:
         return False
@@ -249,6 +260,8 @@ def _cluster_alive(gcs_address: str, session_dir: str | None) -> bool:
 
 def _connect_driver(gcs_address: str, session_dir: str | None, config: Config, namespace: str | None,
                     runtime_env: dict[str, Any] | None, token_arg: str | None) -> RayContext:
+    from nbray.rpc.blocking import BlockingClient
+
     _probe(gcs_address, config.connect_timeout_ms / 1000)
     token = auth.decode_token(token_arg, "the _auth_token argument") if token_arg else session.find_token(session_dir)
     if token is None:
@@ -257,6 +270,8 @@ def _connect_driver(gcs_address: str, session_dir: str | None, config: Config, n
             "token printed by 'nbray get-auth-token' on the head node.")
     with BlockingClient(gcs_address, token, role="driver", timeout_s=config.connect_timeout_ms / 1000) as client:
         nodes = client.call("GcsService.GetAllNodeInfo").nodes
+    from nbray.node import launcher
+
     node = launcher.local_raylet_for(list(nodes))
     if node is None:
         raise ConnectionError(
@@ -271,7 +286,7 @@ def _probe(address: str, timeout_s: float) -> None:
     """ConnectionError naming the address when nothing listens there."""
     import socket
 
-    from nbray.rpc.handshake import parse_address
+    from nbray.rpc.addresses import parse_address
 
     try:
         family, sockaddr = parse_address(address)
@@ -437,6 +452,7 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
 def get_actor(name: str, namespace: str | None = None) -> Any:
     """Handle to the named actor; ValueError if there is none."""
     from nbray.actor import handle_from_info
+    from nbray.protocol import gcs_pb2
     from nbray.worker import context
 
     if not isinstance(name, str) or not name:
@@ -460,6 +476,8 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
 
 def nodes() -> list[dict[str, Any]]:
     """Every node, alive or dead, as Ray's ``ray.nodes()`` describes them."""
+    from nbray.protocol import gcs_pb2
+
     core = core_or_init()
     reply = core.gcs.call("GetAllNodeInfo")
     out = []

@@ -49,7 +49,6 @@ from typing import Any
 
 from nbray.common.remote_traceback import RemoteTraceback
 from nbray.common.remote_traceback import render as render_traceback
-from nbray.common.serialization import dumps_exception
 
 
 class RayError(Exception):
@@ -133,6 +132,10 @@ class RayTaskError(RayError):
         cause: BaseException | None = None
         cause_pickle: bytes | None = None
         if self.cause is not None:
+            # Imported here: every process imports this module, and the
+            # serializer (cloudpickle) is needed only to send a task's error.
+            from nbray.common.serialization import dumps_exception
+
             try:
                 cause_pickle = dumps_exception(self.cause)
             except Exception as exc:  # pickling runs user code (__reduce__, attributes): anything

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterat
 from typing import TYPE_CHECKING, Any
 
 from nbray.common import ids as _ids
-from nbray.common.serialization import record_nested_ref
+from nbray.common.pickle_context import record_nested_ref
 
 if TYPE_CHECKING:
     import asyncio  # imported where used: a driver that never awaits a ref does not pay for it

@@ -13,13 +13,13 @@ PYTHON="${PYTHON:-python3}"
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 have="$("$VENV/bin/python" -c 'import ray; print(ray.__version__)' 2>/dev/null || true)"
-if [ "$have" != "$RAY_VERSION" ] || ! "$VENV/bin/python" -c 'import ipykernel, nbclient, jupyter_client' 2>/dev/null; then
+if [ "$have" != "$RAY_VERSION" ] || ! "$VENV/bin/python" -c 'import ipykernel, nbclient, jupyter_client, matplotlib' 2>/dev/null; then
     # constraints/ray.txt locks every package of this venv (Ray pins its own
     # dependencies, so it cannot share the main lock); NBRAY_UNLOCKED=1 skips it
     lock=(-c constraints/ray.txt)
     if [ -n "${NBRAY_UNLOCKED:-}" ] || [ "$RAY_VERSION" != "2.60.0" ]; then lock=(); fi
     "$VENV/bin/python" -m pip install -q "${lock[@]}" "ray[default]==$RAY_VERSION" ipykernel jupyter_client nbclient nbformat \
-        "protobuf>=7.35.1,<8" cloudpickle pyarrow networkx ipywidgets numpy anywidget
+        "protobuf>=7.35.1,<8" cloudpickle pyarrow networkx ipywidgets numpy anywidget matplotlib
 fi
 # nbray from this checkout, without building the package (that needs Node for
 # the lab extension): a path entry is all an editable install would add here

@@ -12,8 +12,21 @@ from typing import Any
 
 import pytest
 
-# Every test run keeps its session files (and `nbray stop`'s reach) to itself.
-os.environ.setdefault("NBRAY_TMPDIR", tempfile.mkdtemp(prefix="nbray-tests-"))
+
+def _own_tmpdir() -> None:
+    """Every test run keeps its session files (and `nbray stop`'s reach) to
+    itself; under pytest-xdist each worker process gets its own directory
+    inside the run's, so one worker's `nbray stop` never reaches another's
+    clusters."""
+    os.environ.setdefault("NBRAY_TMPDIR", tempfile.mkdtemp(prefix="nbray-tests-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ.get("NBRAY_TESTS_WORKER_TMPDIR"):
+        path = os.path.join(os.environ["NBRAY_TMPDIR"], worker)
+        os.makedirs(path, exist_ok=True)
+        os.environ["NBRAY_TMPDIR"] = os.environ["NBRAY_TESTS_WORKER_TMPDIR"] = path
+
+
+_own_tmpdir()
 
 
 def _share_compiled_modules() -> None:

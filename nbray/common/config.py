@@ -8,7 +8,6 @@ every process of the cluster as JSON, so one cluster runs with one config.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -18,8 +17,15 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
-@dataclasses.dataclass
 class Config:
+    """Every setting, with its default; ``Config(name=value, ...)`` overrides some.
+
+    A plain class rather than a dataclass: every nbray process builds this
+    class at start-up, and generating a dataclass's methods for some 150
+    fields (and importing ``dataclasses``, which imports ``inspect``) cost
+    more than the rest of this module. ``fields()`` lists the settings.
+    """
+
     # ---- transport ---------------------------------------------------------
     # Time a new connection has to send its token and hello.
     handshake_timeout_ms: int = 5_000
@@ -129,6 +135,9 @@ class Config:
     memory_usage_threshold: float = 0.95
     # How often the raylet reads the node's memory use; 0 turns the monitor off.
     memory_monitor_refresh_ms: int = 250
+    # After a kill, how long the victim's memory counts as freed while the
+    # node's reading has not caught up (freed pages can show up late).
+    memory_monitor_settle_ms: int = 5_000
     # Causes of worker kills a raylet remembers for owners that ask why
     # their worker died (the oldest are forgotten first).
     worker_failure_causes_max: int = 1_000
@@ -295,13 +304,43 @@ class Config:
     # client, or a driver of a cluster it did not start), "always", "never".
     ship_local_modules: str = "auto"
 
+    def __init__(self, **values: Any) -> None:
+        fields = _fields()
+        unknown = [name for name in values if name not in fields]
+        if unknown:
+            raise TypeError(f"Config() got unexpected setting(s): {', '.join(sorted(unknown))}")
+        self.__dict__.update(_defaults())
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _fields())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={getattr(self, name)!r}" for name in _fields())
+        return f"{self.__class__.__name__}({values})"
+
+    @classmethod
+    def fields(cls) -> dict[str, str]:
+        """Every setting's name and type name (``"int"``, ``"float"``, ``"str"``, ``"bool"``)."""
+        return dict(_fields())
+
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        return list(_fields())
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `changes` applied (as ``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in _fields()}
+        values.update(changes)
+        return self.__class__(**values)
 
     def apply(self, overrides: dict[str, Any]) -> None:
         """Apply overrides by field name; unknown names raise ValueError."""
-        types = {f.name: f.type for f in dataclasses.fields(self)}
+        types = _fields()
         for name, value in overrides.items():
             if name not in types:
                 raise ValueError(
@@ -312,19 +351,15 @@ class Config:
 
     def apply_env(self, environ: dict[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        for f in dataclasses.fields(self):
-            key = "NBRAY_" + f.name.upper()
+        for name, kind in _fields().items():
+            key = "NBRAY_" + name.upper()
             if key in env:
-                setattr(self, f.name, _coerce(f.name, f.type, env[key]))
+                setattr(self, name, _coerce(name, kind, env[key]))
 
     def overrides(self) -> dict[str, Any]:
         """Fields that differ from the defaults."""
-        default = Config()
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
-        }
+        default = _defaults()
+        return {name: getattr(self, name) for name in _fields() if getattr(self, name) != default[name]}
 
     def to_json(self) -> str:
         return json.dumps(self.overrides())
@@ -336,6 +371,24 @@ class Config:
         if text:
             cfg.apply(json.loads(text))
         return cfg
+
+
+_FIELDS: dict[str, str] = {}
+_DEFAULTS: dict[str, Any] = {}
+
+
+def _fields() -> dict[str, str]:
+    """Name -> type name of every setting, in declaration order (read once from the annotations)."""
+    if not _FIELDS:
+        for name, kind in Config.__annotations__.items():
+            _FIELDS[name] = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    return _FIELDS
+
+
+def _defaults() -> dict[str, Any]:
+    if not _DEFAULTS:
+        _DEFAULTS.update((name, getattr(Config, name)) for name in _fields())
+    return _DEFAULTS
 
 
 def _coerce(name: str, type_name: Any, value: Any) -> Any:

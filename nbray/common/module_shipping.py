@@ -32,14 +32,15 @@ from __future__ import annotations
 import os
 import site
 import sys
-import sysconfig
 import threading
 import types
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import cloudpickle
+# cloudpickle (and sysconfig) are imported where a module is first registered or
+# the install locations first read: init() configures shipping before it starts
+# the cluster, and needs neither for that.
 
 MODES = ("auto", "always", "never")
 
@@ -76,6 +77,8 @@ def ships_by_value(module_name: str, module_file: str | None, installed_roots: I
 def installed_roots() -> tuple[str, ...]:
     """Where this interpreter's standard library and installed packages
     live (with symbolic links resolved, and as written)."""
+    import sysconfig
+
     paths: list[str] = []
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(key)
@@ -183,6 +186,8 @@ def _decide(module: types.ModuleType, name: str, file: str | None) -> bool:
             _state.roots = installed_roots()
         by_value = sys.modules.get(name) is module and ships_by_value(name, file, _state.roots)
         if by_value:
+            import cloudpickle
+
             cloudpickle.register_pickle_by_value(module)
         _state.decided[name] = (file, by_value)
     return by_value
@@ -192,6 +197,8 @@ def _unregister_all() -> None:
     with _state.lock:
         for name, (_, by_value) in list(_state.decided.items()):
             if by_value and name in sys.modules:
+                import cloudpickle
+
                 try:
                     cloudpickle.unregister_pickle_by_value(sys.modules[name])
                 except ValueError:  # the user unregistered it already

@@ -35,7 +35,6 @@ import copyreg
 import io
 import pickle
 import struct
-import threading
 import types
 from collections import ChainMap
 from collections.abc import Callable, Mapping, MutableMapping
@@ -44,6 +43,8 @@ from typing import Any, cast
 import cloudpickle
 
 from nbray.common import module_shipping
+from nbray.common.pickle_context import context as context  # re-exported
+from nbray.common.pickle_context import record_nested_ref as record_nested_ref  # re-exported
 
 FLAG_BUFFERS = 1
 FLAG_ERROR = 2
@@ -234,24 +235,6 @@ def dumps_exception(exc: BaseException) -> bytes:
     with io.BytesIO() as file:
         _ExceptionPickler(file, protocol=5).dump(exc)
         return file.getvalue()
-
-
-class _Context(threading.local):
-    def __init__(self) -> None:
-        # Set while pickling: (object_id, owner_address_bytes) of each ref met.
-        self.nested_refs: list[tuple[bytes, bytes]] | None = None
-        # Set while unpickling: receives each ObjectRef rebuilt.
-        self.on_ref_deserialized: Callable[[Any], None] | None = None
-
-
-context = _Context()
-
-
-def record_nested_ref(object_id: bytes, owner: bytes) -> None:
-    """Called by ObjectRef.__reduce__ while a value is being pickled."""
-    refs = context.nested_refs
-    if refs is not None:
-        refs.append((object_id, owner))
 
 
 class Serialized:

@@ -7,8 +7,9 @@ scrape (nothing is kept between scrapes):
   state, nodes, and per node its resources, object store, pending leases and
   workers;
 - what the GCS keeps (``GetMetrics``): the user metrics of every driver and
-  worker (``nbray.util.metrics``), task attempts ended since the GCS
-  started, and the GCS's RPC handling-time histograms.
+  worker (``nbray.util.metrics``), task attempts ended, the RPC
+  handling-time histograms of the GCS, raylets, workers and drivers, and
+  the raylets' lease counters (nbray/gcs/metrics.py).
 
 No I/O here: ``exposition`` takes the reply and the model and returns the
 text.

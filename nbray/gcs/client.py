@@ -32,8 +32,7 @@ from nbray.gcs.recovery import backoff_delay_s
 from nbray.protocol import Method, gcs_pb2, method, service_methods
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop, Future
-from nbray.rpc.handshake import connect, connect_socket
-from nbray.rpc.tls_connection import make_connection
+from nbray.rpc.handshake import connect, connect_socket, make_connection
 
 logger = logging.getLogger(__name__)
 

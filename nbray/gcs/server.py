@@ -25,7 +25,7 @@ from nbray.common.config import Config, set_config
 from nbray.exceptions import RpcError
 from nbray.gcs.actor_manager import ActorManager
 from nbray.gcs.kv import KVStore
-from nbray.gcs.metrics import MetricsTable, RpcTimer, gcs_points
+from nbray.gcs.metrics import GcsOwnMetrics, MetricsTable
 from nbray.gcs.node_manager import NodeManager
 from nbray.gcs.persistence import TableWriter, load_tables, next_job_number
 from nbray.gcs.placement_groups import PlacementGroupManager
@@ -37,6 +37,7 @@ from nbray.protocol import common_pb2, gcs_pb2
 from nbray.raylet.scheduling import PolicyConfig, Scheduler
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.handler_timing import HandlerTimer
 from nbray.rpc.handshake import Listener, bind_listener
 from nbray.rpc.pool import ConnectionPool
 from nbray.runtime_env import package_refs
@@ -85,7 +86,7 @@ class GcsServer:
             raise
         self.loop = EventLoop("gcs")
         self.dispatcher = Dispatcher()
-        self.rpc_timer = RpcTimer()
+        self.rpc_timer = HandlerTimer("gcs")
         self.rpc_timer.register_service(self.dispatcher, "GcsService", self)
         sock = listen_sock if listen_sock is not None else bind_listener(f"{host}:{port}")
         self.listener = Listener(
@@ -105,7 +106,8 @@ class GcsServer:
                                          grace_s=config.runtime_env_package_grace_ms / 1000,
                                          unreferenced_s=config.runtime_env_unreferenced_package_ms / 1000)
         self.task_events = TaskEventStore(config.task_events_max_tasks_in_gcs)
-        self.metrics = MetricsTable(config.metrics_max_series_in_gcs)
+        self.metrics = MetricsTable(config.metrics_max_series_in_gcs, self.storage)
+        self.own_metrics = GcsOwnMetrics(self.task_events, self.rpc_timer)
         self.actor_creation_events = ActorCreationEvents(self.task_events)
         self.jobs: dict[bytes, gcs_pb2.JobInfo] = {j.job_id: j for j in loaded.jobs}
         # Jobs stored running whose driver has not reconnected since this GCS started.
@@ -145,6 +147,7 @@ class GcsServer:
 
     def start(self) -> None:
         self.listener.start()
+        self.loop.call_later(self.config.metrics_report_period_ms / 1000, self._store_metrics)
         self.nodes.start()
         if self.nodes.awaiting or self._jobs_awaiting:
             # Raylets and drivers of the cluster reconnect on their own; what
@@ -372,10 +375,18 @@ class GcsServer:
         return _Empty()
 
     def handle_GetMetrics(self, conn: Connection, req: Any, rid: int) -> Any:
+        # Stored before the reply leaves (end of this loop turn): a total once
+        # shown is never lower after a restart (nbray/gcs/metrics.py).
+        self.metrics.report(self.own_metrics.take_points())
+        self.metrics.persist()
         reply = gcs_pb2.GetMetricsReply(num_dropped_points=self.metrics.num_dropped)
-        reply.points.extend(gcs_points(self.task_events, self.rpc_timer))
         reply.points.extend(self.metrics.points())
         return reply
+
+    def _store_metrics(self) -> None:
+        self.metrics.report(self.own_metrics.take_points())
+        self.metrics.persist()
+        self.loop.call_later(self.config.metrics_report_period_ms / 1000, self._store_metrics)
 
     # ---- pubsub --------------------------------------------------------------------------------------------------
 

@@ -77,6 +77,8 @@ class Table(enum.Enum):
     ACTOR = "actor"
     PLACEMENT_GROUP = "placement_group"
     KV = "kv"
+    # Totals of metric series (nbray/gcs/metrics.py), so counters survive a restart.
+    METRICS = "metrics"
 
 
 # Keys of the META table.

@@ -9,6 +9,7 @@ flush barrier, so output printed by the cell's tasks is complete).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -335,6 +336,10 @@ class NbrayExtension:
         self._check_connection()
         if attached:
             backend.flush_output(get_settings().flush_logs_timeout_s)
+        if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
+            cancelled = backend.interrupt_cell_tasks(get_settings().cancel_grace_s)
+            if cancelled:
+                print(f"[nbray] cancelling the {cancelled} task(s) this cell submitted", file=sys.stderr)
         self._collect_async()
 
     def _collect_async(self) -> None:

@@ -15,7 +15,6 @@ directory of its own, is recorded in the user's registry until stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from nbray.common.config import Config, get_config
 from nbray.node import cluster_processes, detect, registry, session
 from nbray.node.cluster_processes import process_running as process_running  # re-exported
 from nbray.rpc import auth, tls
-from nbray.rpc.handshake import bind_listener
+from nbray.rpc.addresses import bind_listener
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +248,7 @@ def start_head(
 
         state = head_state.prepare(temp_root=temp_dir, port=port, storage_uri=config.gcs_storage, token=token,
                                    fresh=fresh)
-        config = dataclasses.replace(config, gcs_storage=state.storage_uri)
+        config = config.replace(gcs_storage=state.storage_uri)
         token, resumed = state.token, state.resumed
     elif fresh:
         raise ValueError("--fresh applies to a head started with a fixed --port")

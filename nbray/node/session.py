@@ -22,21 +22,28 @@ its token) by address or with "auto" whatever root it was started with.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from nbray.node import cluster_processes, registry
+# The registry and the process table (and the config they read) are imported
+# by the functions that look clusters up: a raylet imports this module for
+# its socket paths before anything else, to start its worker factory early.
 
 ADDRESS_ENV = "NBRAY_ADDRESS"
 
 
 def default_temp_root() -> str:
-    return os.path.join(os.environ.get("NBRAY_TMPDIR", tempfile.gettempdir()), "nbray")
+    base = os.environ.get("NBRAY_TMPDIR")
+    return os.path.join(_system_temp_dir() if base is None else base, "nbray")
+
+
+def _system_temp_dir() -> str:
+    import tempfile  # with shutil and random: more than the rest of this module
+
+    return tempfile.gettempdir()
 
 
 def resolve_temp_root(temp_dir: str | None = None) -> str:
@@ -45,6 +52,8 @@ def resolve_temp_root(temp_dir: str | None = None) -> str:
 
 
 def new_session_dir(temp_root: str | None = None) -> str:
+    import datetime
+
     # Absolute: processes are found by the --session-dir on their command line.
     root = os.path.abspath(temp_root or default_temp_root())
     os.makedirs(root, exist_ok=True)
@@ -76,7 +85,7 @@ def _short_socket_dir(session_dir: str) -> str:
     import hashlib
 
     digest = hashlib.sha1(session_dir.encode()).hexdigest()[:12]
-    return os.path.join(tempfile.gettempdir(), f"nbray-s-{digest}")
+    return os.path.join(_system_temp_dir(), f"nbray-s-{digest}")
 
 
 def remove_sockets(session_dir: str) -> None:
@@ -139,6 +148,8 @@ def local_head_sessions() -> Iterator[tuple[str, dict[str, Any]]]:
         names = sorted(os.listdir(root), reverse=True)
     except OSError:
         names = []
+    from nbray.node import registry
+
     paths = [e.session_dir for e in registry.entries() if e.role == registry.ROLE_HEAD]
     paths += [os.path.join(root, name) for name in names if name.startswith("session_")]
     for path in paths:
@@ -213,6 +224,8 @@ def session_pids(session_dir: str) -> dict[str, int]:
 
 def session_running(session_dir: str) -> bool:
     """Some process recorded in the session's files still runs for it."""
+    from nbray.node import cluster_processes
+
     return any(cluster_processes.runs_session(pid, session_dir) for pid in session_pids(session_dir).values())
 
 
@@ -222,6 +235,8 @@ def find_current_cluster(temp_root: str | None = None) -> tuple[str, str] | None
     With `temp_root`, only a head started under that root; without it, the
     default root's newest head, else the newest head of the user's registry.
     """
+    from nbray.node import registry
+
     root = os.path.abspath(temp_root) if temp_root else default_temp_root()
     current = _current_file(root)
     if current is not None and session_running(current[1]):
@@ -250,6 +265,8 @@ def session_for_address(gcs_address: str, temp_root: str | None = None) -> str |
     sessions under `temp_root` and the default root. A stopped session with
     the address is returned only when no running one has it.
     """
+    from nbray.node import registry
+
     candidates = [e for e in registry.entries() if same_address(e.gcs_address, gcs_address)]
     candidates.sort(key=lambda e: e.role == registry.ROLE_NODE)  # a head's own session first
     if candidates:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nbray.protocol import common_pb2 as nbray_dot_protocol_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nbray/protocol/core_worker.proto\x12\x05nbray\x1a\x1bnbray/protocol/common.proto\"H\n\x0cReturnObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.nbray.SerializedValue\"\xdf\x01\n\x0fPushTaskRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.nbray.TaskSpec\x12\x1a\n\x12intended_worker_id\x18\x02 \x01(\x0c\x12=\n\x0cresource_ids\x18\x03 \x03(\x0b\x32\'.nbray.PushTaskRequest.ResourceIdsEntry\x12\x1e\n\x16nested_refs_registered\x18\x04 \x01(\x08\x1a\x32\n\x10ResourceIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa6\x02\n\rPushTaskReply\x12$\n\x07returns\x18\x01 \x03(\x0b\x32\x13.nbray.ReturnObject\x12\x1c\n\x14is_application_error\x18\x02 \x01(\x08\x12\x18\n\x10\x65xec_duration_us\x18\x03 \x01(\x03\x12\x16\n\x0eworker_exiting\x18\x04 \x01(\x08\x12\x10\n\x08requeued\x18\x05 \x01(\x08\x12\x15\n\rwas_cancelled\x18\x06 \x01(\x08\x12\x1b\n\x13num_generator_items\x18\x07 \x01(\x03\x12\x18\n\x10\x65xception_pickle\x18\x08 \x01(\x0c\x12\x17\n\x0f\x61\x63tor_repr_name\x18\t \x01(\t\x12&\n\x0csystem_error\x18\n \x01(\x0b\x32\x10.nbray.ErrorInfo\"q\n\x14GeneratorItemRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x03\x12!\n\x04item\x18\x03 \x01(\x0b\x32\x13.nbray.ReturnObject\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\"\"\n\x12GeneratorItemReply\x12\x0c\n\x04stop\x18\x01 \x01(\x08\"_\n\x16GetObjectStatusRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07no_wait\x18\x02 \x01(\x08\x12!\n\trequester\x18\x03 \x01(\x0b\x32\x0e.nbray.Address\"\xc5\x01\n\x14GetObjectStatusReply\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".nbray.GetObjectStatusReply.Status\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.nbray.SerializedValue\x12\x10\n\x08node_ids\x18\x03 \x03(\x0c\x12\x0c\n\x04size\x18\x04 \x01(\x03\"2\n\x06Status\x12\t\n\x05READY\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x10\n\x0cOUT_OF_SCOPE\x10\x02\"S\n\rBorrowerDelta\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12 \n\x08\x62orrower\x18\x02 \x01(\x0b\x32\x0e.nbray.Address\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x05\">\n\x16UpdateBorrowersRequest\x12$\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\x14.nbray.BorrowerDelta\"F\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"W\n\x14ObjectLocationUpdate\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x08\x12\x0c\n\x04size\x18\x04 \x01(\x03\"L\n\x1cUpdateObjectLocationsRequest\x12,\n\x07updates\x18\x01 \x03(\x0b\x32\x1b.nbray.ObjectLocationUpdate\"/\n\x19GetObjectLocationsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\">\n\x17GetObjectLocationsReply\x12#\n\x07objects\x18\x01 \x03(\x0b\x32\x12.nbray.ObjectNodes\"\x83\x01\n\x0bObjectNodes\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x10\n\x08node_ids\x18\x02 \x03(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12+\n\x0b\x65rror_value\x18\x05 \x01(\x0b\x32\x16.nbray.SerializedValue\"J\n\x15KillActorLocalRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\x12\x12\n\nno_restart\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x9f\x02\n\x0eReferenceStats\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05owned\x18\x02 \x01(\x08\x12\x12\n\nlocal_refs\x18\x03 \x01(\x05\x12\x1b\n\x13submitted_task_refs\x18\x04 \x01(\x05\x12\x16\n\x0e\x63ontained_refs\x18\x05 \x01(\x05\x12\x11\n\tborrowers\x18\x06 \x01(\x05\x12\x0c\n\x04size\x18\x07 \x01(\x03\x12\x13\n\x0btask_status\x18\x08 \x01(\t\x12\x16\n\x0ereference_type\x18\t \x01(\t\x12\x11\n\tcall_site\x18\n \x01(\t\x12\x1d\n\x05owner\x18\x0b \x01(\x0b\x32\x0e.nbray.Address\x12\x0f\n\x07node_id\x18\x0c \x01(\x0c\x12\x11\n\tin_plasma\x18\r \x01(\x08\"\xc7\x01\n\x17GetCoreWorkerStatsReply\x12\x1f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x0e.nbray.Address\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12#\n\x04refs\x18\x03 \x03(\x0b\x32\x15.nbray.ReferenceStats\x12\x19\n\x11num_pending_tasks\x18\x04 \x01(\x05\x12\x19\n\x11num_running_tasks\x18\x05 \x01(\x05\x12\x0e\n\x06job_id\x18\x06 \x01(\x0c\x12\x13\n\x0bworker_type\x18\x07 \x01(\t\"\x1c\n\x0b\x45xitRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\"\x1c\n\tExitReply\x12\x0f\n\x07success\x18\x01 \x01(\x08\x32\xba\x05\n\x11\x43oreWorkerService\x12\x38\n\x08PushTask\x12\x16.nbray.PushTaskRequest\x1a\x14.nbray.PushTaskReply\x12M\n\x13ReportGeneratorItem\x12\x1b.nbray.GeneratorItemRequest\x1a\x19.nbray.GeneratorItemReply\x12M\n\x0fGetObjectStatus\x12\x1d.nbray.GetObjectStatusRequest\x1a\x1b.nbray.GetObjectStatusReply\x12>\n\x0fUpdateBorrowers\x12\x1d.nbray.UpdateBorrowersRequest\x1a\x0c.nbray.Empty\x12>\n\nCancelTask\x12\x18.nbray.CancelTaskRequest\x1a\x16.nbray.CancelTaskReply\x12J\n\x15UpdateObjectLocations\x12#.nbray.UpdateObjectLocationsRequest\x1a\x0c.nbray.Empty\x12V\n\x12GetObjectLocations\x12 .nbray.GetObjectLocationsRequest\x1a\x1e.nbray.GetObjectLocationsReply\x12\x37\n\tKillActor\x12\x1c.nbray.KillActorLocalRequest\x1a\x0c.nbray.Empty\x12\x42\n\x12GetCoreWorkerStats\x12\x0c.nbray.Empty\x1a\x1e.nbray.GetCoreWorkerStatsReply\x12,\n\x04\x45xit\x12\x12.nbray.ExitRequest\x1a\x10.nbray.ExitReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nbray/protocol/core_worker.proto\x12\x05nbray\x1a\x1bnbray/protocol/common.proto\"H\n\x0cReturnObject\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.nbray.SerializedValue\"\xdf\x01\n\x0fPushTaskRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.nbray.TaskSpec\x12\x1a\n\x12intended_worker_id\x18\x02 \x01(\x0c\x12=\n\x0cresource_ids\x18\x03 \x03(\x0b\x32\'.nbray.PushTaskRequest.ResourceIdsEntry\x12\x1e\n\x16nested_refs_registered\x18\x04 \x01(\x08\x1a\x32\n\x10ResourceIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdf\x02\n\rPushTaskReply\x12$\n\x07returns\x18\x01 \x03(\x0b\x32\x13.nbray.ReturnObject\x12\x1c\n\x14is_application_error\x18\x02 \x01(\x08\x12\x18\n\x10\x65xec_duration_us\x18\x03 \x01(\x03\x12\x16\n\x0eworker_exiting\x18\x04 \x01(\x08\x12\x10\n\x08requeued\x18\x05 \x01(\x08\x12\x15\n\rwas_cancelled\x18\x06 \x01(\x08\x12\x1b\n\x13num_generator_items\x18\x07 \x01(\x03\x12\x18\n\x10\x65xception_pickle\x18\x08 \x01(\x0c\x12\x17\n\x0f\x61\x63tor_repr_name\x18\t \x01(\t\x12&\n\x0csystem_error\x18\n \x01(\x0b\x32\x10.nbray.ErrorInfo\x12\x1a\n\x12packed_return_data\x18\x0b \x01(\x0c\x12\x1b\n\x13packed_return_sizes\x18\x0c \x03(\r\"q\n\x14GeneratorItemRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x03\x12!\n\x04item\x18\x03 \x01(\x0b\x32\x13.nbray.ReturnObject\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\"\"\n\x12GeneratorItemReply\x12\x0c\n\x04stop\x18\x01 \x01(\x08\"_\n\x16GetObjectStatusRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07no_wait\x18\x02 \x01(\x08\x12!\n\trequester\x18\x03 \x01(\x0b\x32\x0e.nbray.Address\"\xc5\x01\n\x14GetObjectStatusReply\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".nbray.GetObjectStatusReply.Status\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.nbray.SerializedValue\x12\x10\n\x08node_ids\x18\x03 \x03(\x0c\x12\x0c\n\x04size\x18\x04 \x01(\x03\"2\n\x06Status\x12\t\n\x05READY\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x10\n\x0cOUT_OF_SCOPE\x10\x02\"S\n\rBorrowerDelta\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12 \n\x08\x62orrower\x18\x02 \x01(\x0b\x32\x0e.nbray.Address\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x05\">\n\x16UpdateBorrowersRequest\x12$\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\x14.nbray.BorrowerDelta\"F\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x11\n\trecursive\x18\x03 \x01(\x08\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"W\n\x14ObjectLocationUpdate\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x03 \x01(\x08\x12\x0c\n\x04size\x18\x04 \x01(\x03\"L\n\x1cUpdateObjectLocationsRequest\x12,\n\x07updates\x18\x01 \x03(\x0b\x32\x1b.nbray.ObjectLocationUpdate\"/\n\x19GetObjectLocationsRequest\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\">\n\x17GetObjectLocationsReply\x12#\n\x07objects\x18\x01 \x03(\x0b\x32\x12.nbray.ObjectNodes\"\x83\x01\n\x0bObjectNodes\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x10\n\x08node_ids\x18\x02 \x03(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12+\n\x0b\x65rror_value\x18\x05 \x01(\x0b\x32\x16.nbray.SerializedValue\"J\n\x15KillActorLocalRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\x12\x12\n\nno_restart\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x9f\x02\n\x0eReferenceStats\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05owned\x18\x02 \x01(\x08\x12\x12\n\nlocal_refs\x18\x03 \x01(\x05\x12\x1b\n\x13submitted_task_refs\x18\x04 \x01(\x05\x12\x16\n\x0e\x63ontained_refs\x18\x05 \x01(\x05\x12\x11\n\tborrowers\x18\x06 \x01(\x05\x12\x0c\n\x04size\x18\x07 \x01(\x03\x12\x13\n\x0btask_status\x18\x08 \x01(\t\x12\x16\n\x0ereference_type\x18\t \x01(\t\x12\x11\n\tcall_site\x18\n \x01(\t\x12\x1d\n\x05owner\x18\x0b \x01(\x0b\x32\x0e.nbray.Address\x12\x0f\n\x07node_id\x18\x0c \x01(\x0c\x12\x11\n\tin_plasma\x18\r \x01(\x08\"\xc7\x01\n\x17GetCoreWorkerStatsReply\x12\x1f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x0e.nbray.Address\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12#\n\x04refs\x18\x03 \x03(\x0b\x32\x15.nbray.ReferenceStats\x12\x19\n\x11num_pending_tasks\x18\x04 \x01(\x05\x12\x19\n\x11num_running_tasks\x18\x05 \x01(\x05\x12\x0e\n\x06job_id\x18\x06 \x01(\x0c\x12\x13\n\x0bworker_type\x18\x07 \x01(\t\"\x1c\n\x0b\x45xitRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\"\x1c\n\tExitReply\x12\x0f\n\x07success\x18\x01 \x01(\x08\x32\xba\x05\n\x11\x43oreWorkerService\x12\x38\n\x08PushTask\x12\x16.nbray.PushTaskRequest\x1a\x14.nbray.PushTaskReply\x12M\n\x13ReportGeneratorItem\x12\x1b.nbray.GeneratorItemRequest\x1a\x19.nbray.GeneratorItemReply\x12M\n\x0fGetObjectStatus\x12\x1d.nbray.GetObjectStatusRequest\x1a\x1b.nbray.GetObjectStatusReply\x12>\n\x0fUpdateBorrowers\x12\x1d.nbray.UpdateBorrowersRequest\x1a\x0c.nbray.Empty\x12>\n\nCancelTask\x12\x18.nbray.CancelTaskRequest\x1a\x16.nbray.CancelTaskReply\x12J\n\x15UpdateObjectLocations\x12#.nbray.UpdateObjectLocationsRequest\x1a\x0c.nbray.Empty\x12V\n\x12GetObjectLocations\x12 .nbray.GetObjectLocationsRequest\x1a\x1e.nbray.GetObjectLocationsReply\x12\x37\n\tKillActor\x12\x1c.nbray.KillActorLocalRequest\x1a\x0c.nbray.Empty\x12\x42\n\x12GetCoreWorkerStats\x12\x0c.nbray.Empty\x1a\x1e.nbray.GetCoreWorkerStatsReply\x12,\n\x04\x45xit\x12\x12.nbray.ExitRequest\x1a\x10.nbray.ExitReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,45 +41,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHTASKREQUEST_RESOURCEIDSENTRY']._serialized_start=320
   _globals['_PUSHTASKREQUEST_RESOURCEIDSENTRY']._serialized_end=370
   _globals['_PUSHTASKREPLY']._serialized_start=373
-  _globals['_PUSHTASKREPLY']._serialized_end=667
-  _globals['_GENERATORITEMREQUEST']._serialized_start=669
-  _globals['_GENERATORITEMREQUEST']._serialized_end=782
-  _globals['_GENERATORITEMREPLY']._serialized_start=784
-  _globals['_GENERATORITEMREPLY']._serialized_end=818
-  _globals['_GETOBJECTSTATUSREQUEST']._serialized_start=820
-  _globals['_GETOBJECTSTATUSREQUEST']._serialized_end=915
-  _globals['_GETOBJECTSTATUSREPLY']._serialized_start=918
-  _globals['_GETOBJECTSTATUSREPLY']._serialized_end=1115
-  _globals['_GETOBJECTSTATUSREPLY_STATUS']._serialized_start=1065
-  _globals['_GETOBJECTSTATUSREPLY_STATUS']._serialized_end=1115
-  _globals['_BORROWERDELTA']._serialized_start=1117
-  _globals['_BORROWERDELTA']._serialized_end=1200
-  _globals['_UPDATEBORROWERSREQUEST']._serialized_start=1202
-  _globals['_UPDATEBORROWERSREQUEST']._serialized_end=1264
-  _globals['_CANCELTASKREQUEST']._serialized_start=1266
-  _globals['_CANCELTASKREQUEST']._serialized_end=1336
-  _globals['_CANCELTASKREPLY']._serialized_start=1338
-  _globals['_CANCELTASKREPLY']._serialized_end=1370
-  _globals['_OBJECTLOCATIONUPDATE']._serialized_start=1372
-  _globals['_OBJECTLOCATIONUPDATE']._serialized_end=1459
-  _globals['_UPDATEOBJECTLOCATIONSREQUEST']._serialized_start=1461
-  _globals['_UPDATEOBJECTLOCATIONSREQUEST']._serialized_end=1537
-  _globals['_GETOBJECTLOCATIONSREQUEST']._serialized_start=1539
-  _globals['_GETOBJECTLOCATIONSREQUEST']._serialized_end=1586
-  _globals['_GETOBJECTLOCATIONSREPLY']._serialized_start=1588
-  _globals['_GETOBJECTLOCATIONSREPLY']._serialized_end=1650
-  _globals['_OBJECTNODES']._serialized_start=1653
-  _globals['_OBJECTNODES']._serialized_end=1784
-  _globals['_KILLACTORLOCALREQUEST']._serialized_start=1786
-  _globals['_KILLACTORLOCALREQUEST']._serialized_end=1860
-  _globals['_REFERENCESTATS']._serialized_start=1863
-  _globals['_REFERENCESTATS']._serialized_end=2150
-  _globals['_GETCOREWORKERSTATSREPLY']._serialized_start=2153
-  _globals['_GETCOREWORKERSTATSREPLY']._serialized_end=2352
-  _globals['_EXITREQUEST']._serialized_start=2354
-  _globals['_EXITREQUEST']._serialized_end=2382
-  _globals['_EXITREPLY']._serialized_start=2384
-  _globals['_EXITREPLY']._serialized_end=2412
-  _globals['_COREWORKERSERVICE']._serialized_start=2415
-  _globals['_COREWORKERSERVICE']._serialized_end=3113
+  _globals['_PUSHTASKREPLY']._serialized_end=724
+  _globals['_GENERATORITEMREQUEST']._serialized_start=726
+  _globals['_GENERATORITEMREQUEST']._serialized_end=839
+  _globals['_GENERATORITEMREPLY']._serialized_start=841
+  _globals['_GENERATORITEMREPLY']._serialized_end=875
+  _globals['_GETOBJECTSTATUSREQUEST']._serialized_start=877
+  _globals['_GETOBJECTSTATUSREQUEST']._serialized_end=972
+  _globals['_GETOBJECTSTATUSREPLY']._serialized_start=975
+  _globals['_GETOBJECTSTATUSREPLY']._serialized_end=1172
+  _globals['_GETOBJECTSTATUSREPLY_STATUS']._serialized_start=1122
+  _globals['_GETOBJECTSTATUSREPLY_STATUS']._serialized_end=1172
+  _globals['_BORROWERDELTA']._serialized_start=1174
+  _globals['_BORROWERDELTA']._serialized_end=1257
+  _globals['_UPDATEBORROWERSREQUEST']._serialized_start=1259
+  _globals['_UPDATEBORROWERSREQUEST']._serialized_end=1321
+  _globals['_CANCELTASKREQUEST']._serialized_start=1323
+  _globals['_CANCELTASKREQUEST']._serialized_end=1393
+  _globals['_CANCELTASKREPLY']._serialized_start=1395
+  _globals['_CANCELTASKREPLY']._serialized_end=1427
+  _globals['_OBJECTLOCATIONUPDATE']._serialized_start=1429
+  _globals['_OBJECTLOCATIONUPDATE']._serialized_end=1516
+  _globals['_UPDATEOBJECTLOCATIONSREQUEST']._serialized_start=1518
+  _globals['_UPDATEOBJECTLOCATIONSREQUEST']._serialized_end=1594
+  _globals['_GETOBJECTLOCATIONSREQUEST']._serialized_start=1596
+  _globals['_GETOBJECTLOCATIONSREQUEST']._serialized_end=1643
+  _globals['_GETOBJECTLOCATIONSREPLY']._serialized_start=1645
+  _globals['_GETOBJECTLOCATIONSREPLY']._serialized_end=1707
+  _globals['_OBJECTNODES']._serialized_start=1710
+  _globals['_OBJECTNODES']._serialized_end=1841
+  _globals['_KILLACTORLOCALREQUEST']._serialized_start=1843
+  _globals['_KILLACTORLOCALREQUEST']._serialized_end=1917
+  _globals['_REFERENCESTATS']._serialized_start=1920
+  _globals['_REFERENCESTATS']._serialized_end=2207
+  _globals['_GETCOREWORKERSTATSREPLY']._serialized_start=2210
+  _globals['_GETCOREWORKERSTATSREPLY']._serialized_end=2409
+  _globals['_EXITREQUEST']._serialized_start=2411
+  _globals['_EXITREQUEST']._serialized_end=2439
+  _globals['_EXITREPLY']._serialized_start=2441
+  _globals['_EXITREPLY']._serialized_end=2469
+  _globals['_COREWORKERSERVICE']._serialized_start=2472
+  _globals['_COREWORKERSERVICE']._serialized_end=3170
 # @@protoc_insertion_point(module_scope)

@@ -36,7 +36,7 @@ class PushTaskRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., intended_worker_id: _Optional[bytes] = ..., resource_ids: _Optional[_Mapping[str, str]] = ..., nested_refs_registered: _Optional[bool] = ...) -> None: ...
 
 class PushTaskReply(_message.Message):
-    __slots__ = ("returns", "is_application_error", "exec_duration_us", "worker_exiting", "requeued", "was_cancelled", "num_generator_items", "exception_pickle", "actor_repr_name", "system_error")
+    __slots__ = ("returns", "is_application_error", "exec_duration_us", "worker_exiting", "requeued", "was_cancelled", "num_generator_items", "exception_pickle", "actor_repr_name", "system_error", "packed_return_data", "packed_return_sizes")
     RETURNS_FIELD_NUMBER: _ClassVar[int]
     IS_APPLICATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     EXEC_DURATION_US_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,8 @@ class PushTaskReply(_message.Message):
     EXCEPTION_PICKLE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_REPR_NAME_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PACKED_RETURN_DATA_FIELD_NUMBER: _ClassVar[int]
+    PACKED_RETURN_SIZES_FIELD_NUMBER: _ClassVar[int]
     returns: _containers.RepeatedCompositeFieldContainer[ReturnObject]
     is_application_error: bool
     exec_duration_us: int
@@ -57,7 +59,9 @@ class PushTaskReply(_message.Message):
     exception_pickle: bytes
     actor_repr_name: str
     system_error: _common_pb2.ErrorInfo
-    def __init__(self, returns: _Optional[_Iterable[_Union[ReturnObject, _Mapping]]] = ..., is_application_error: _Optional[bool] = ..., exec_duration_us: _Optional[int] = ..., worker_exiting: _Optional[bool] = ..., requeued: _Optional[bool] = ..., was_cancelled: _Optional[bool] = ..., num_generator_items: _Optional[int] = ..., exception_pickle: _Optional[bytes] = ..., actor_repr_name: _Optional[str] = ..., system_error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
+    packed_return_data: bytes
+    packed_return_sizes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, returns: _Optional[_Iterable[_Union[ReturnObject, _Mapping]]] = ..., is_application_error: _Optional[bool] = ..., exec_duration_us: _Optional[int] = ..., worker_exiting: _Optional[bool] = ..., requeued: _Optional[bool] = ..., was_cancelled: _Optional[bool] = ..., num_generator_items: _Optional[int] = ..., exception_pickle: _Optional[bytes] = ..., actor_repr_name: _Optional[str] = ..., system_error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., packed_return_data: _Optional[bytes] = ..., packed_return_sizes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GeneratorItemRequest(_message.Message):
     __slots__ = ("task_id", "index", "item", "attempt_number")

@@ -94,6 +94,9 @@ class LeaseManager:
         self.warn_job = warn_job
         self.queue: list[LeaseRequest] = []
         self.leases: dict[int, Lease] = {}
+        # Totals since the raylet started (nbray/raylet/metrics.py reports them).
+        self.num_granted = 0
+        self.num_spillbacks = 0
         self._lease_ids = itertools.count(1)
         self._scheduling = False
         self._reschedule = False
@@ -183,6 +186,7 @@ class LeaseManager:
                 changed = True
             elif decision == Decision.SPILLBACK:
                 target = self.view.nodes[placement.node_id]
+                self.num_spillbacks += 1
                 self._reply(lr, _Reply(status=_Reply.SPILLBACK, retry_at_node_id=target.node_id,
                                        retry_at_host=target.host, retry_at_port=target.port))
             elif decision == Decision.WAIT:
@@ -243,6 +247,7 @@ class LeaseManager:
         lease = Lease(next(self._lease_ids), worker, lr.req.owner, alloc, lr.req.is_actor_creation,
                       lr.conn, lr.req.job_id, lr.req.is_retriable, lr.req.task_name)
         self.leases[lease.lease_id] = lease
+        self.num_granted += 1
         worker.lease = lease
         worker.job_id = lr.req.job_id
         worker.state = ACTOR if lr.req.is_actor_creation else LEASED
@@ -332,6 +337,10 @@ class LeaseManager:
                 shapes[key] = d
             d.count += 1
         return list(shapes.values())
+
+    def num_active(self) -> int:
+        """Leases granted and not returned yet."""
+        return len(self.leases)
 
     def idle_worker_count(self) -> int:
         return sum(1 for w in self.pool.by_token.values() if w.state == IDLE)

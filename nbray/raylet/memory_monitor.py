@@ -8,7 +8,9 @@ first, then non-retriable tasks, then actors; the most recently granted
 lease first within each group. The raylet, the GCS, drivers and idle
 workers are never candidates. After a kill it waits until the victim is
 gone or memory is back under the threshold before choosing again, so one
-spike costs one worker, not all of them.
+spike costs one worker, not all of them; for a few seconds after a kill it
+also counts the victim's memory as freed even if the reading does not show
+it yet (``KillGate``).
 
 The kill's cause is kept (bounded) so the owner, whose push to the worker
 failed, can ask why it died and raise ``OutOfMemoryError`` instead of
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -191,20 +194,44 @@ def choose_victim(candidates: Iterable[Candidate]) -> Candidate | None:
 
 class KillGate:
     """One kill at a time: after a kill, no other until the victim is gone
-    or memory is back under the threshold."""
+    or memory is back under the threshold.
+
+    A dead victim's memory does not always show as free at once (a
+    virtual machine that reports freed pages to its host can take seconds
+    before ``MemAvailable`` rises). For ``settle_s`` after a kill the gate
+    credits the victim's resident size against a reading that has not yet
+    dropped by that much, so a stale reading does not kill the next,
+    innocent worker (often the retry of the task just killed)."""
 
     def __init__(self) -> None:
         self.pending: bytes | None = None
+        self.credit_bytes = 0
+        self.used_at_kill = 0
+        self.credit_until = 0.0
 
-    def may_kill(self, above_threshold: bool, alive: Callable[[bytes], bool]) -> bool:
+    def effective_used(self, used_bytes: int, now: float) -> int:
+        """The reading less what the last victim held and the reading does not yet show freed."""
+        if not self.credit_bytes or now >= self.credit_until:
+            self.credit_bytes = 0
+            return used_bytes
+        shown_freed = max(0, self.used_at_kill - used_bytes)
+        return used_bytes - max(0, self.credit_bytes - shown_freed)
+
+    def may_kill(self, used_bytes: int, threshold_bytes: float, alive: Callable[[bytes], bool],
+                 now: float) -> bool:
+        above = used_bytes > threshold_bytes
         if self.pending is not None:
-            if above_threshold and alive(self.pending):
+            if above and alive(self.pending):
                 return False
             self.pending = None
-        return above_threshold
+        return above and self.effective_used(used_bytes, now) > threshold_bytes
 
-    def killed(self, worker_id: bytes) -> None:
+    def killed(self, worker_id: bytes, *, victim_rss_bytes: int = 0, used_bytes: int = 0,
+               now: float = 0.0, settle_s: float = 0.0) -> None:
         self.pending = worker_id
+        self.credit_bytes = victim_rss_bytes if settle_s > 0 else 0
+        self.used_at_kill = used_bytes
+        self.credit_until = now + settle_s
 
 
 def oom_message(*, node_id: bytes, node_ip: str, reading: MemoryReading, threshold: float,
@@ -277,7 +304,8 @@ class MemoryMonitor:
         """One reading; kill one worker if memory is above the threshold. Returns the victim."""
         reading = self.read_memory()
         threshold = self.config.memory_usage_threshold
-        if not self.gate.may_kill(reading.fraction > threshold, self._alive):
+        now = time.monotonic()
+        if not self.gate.may_kill(reading.used_bytes, threshold * reading.total_bytes, self._alive, now):
             return None
         victim = choose_victim(self.candidates())
         if victim is None:
@@ -285,12 +313,13 @@ class MemoryMonitor:
         worker = self.pool.by_id.get(victim.worker_id)
         if worker is None:
             return None
+        rss = process_rss_bytes(victim.pid)
         message = oom_message(node_id=self.node_id, node_ip=self.node_ip, reading=reading,
-                              threshold=threshold, victim=victim,
-                              victim_rss_bytes=process_rss_bytes(victim.pid))
+                              threshold=threshold, victim=victim, victim_rss_bytes=rss)
         self._remember(victim.worker_id, message)
         logger.warning("killing worker %s (%s): %s", victim.pid, victim.name, message)
-        self.gate.killed(victim.worker_id)
+        self.gate.killed(victim.worker_id, victim_rss_bytes=rss, used_bytes=reading.used_bytes, now=now,
+                         settle_s=self.config.memory_monitor_settle_ms / 1000)
         self.kills += 1
         self.pool.kill(worker, "killed by the memory monitor: " + message)
         return victim

@@ -30,6 +30,7 @@ from nbray.raylet import zygote_process
 from nbray.raylet.lease_manager import LeaseManager
 from nbray.raylet.log_router import LogRouter
 from nbray.raylet.memory_monitor import MemoryMonitor
+from nbray.raylet.metrics import RayletMetrics
 from nbray.raylet.object_manager import ObjectManager
 from nbray.raylet.puller import Puller
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
@@ -37,6 +38,7 @@ from nbray.raylet.worker_pool import Worker, WorkerPool
 from nbray.rpc import tls
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.handler_timing import HandlerTimer
 from nbray.rpc.handshake import Listener, bind_listener
 from nbray.rpc.pool import ConnectionPool
 from nbray.runtime_env.node_agent import RuntimeEnvAgent
@@ -77,8 +79,10 @@ class Raylet:
         self.gpu_ids = gpu_ids
         self.loop = EventLoop("raylet")
         self.dispatcher = Dispatcher()
-        self.dispatcher.register_service("RayletService", self)
-        self.dispatcher.register_service("ZygoteEventsService", self)
+        self.rpc_timer = HandlerTimer("raylet", node_id.hex())
+        self.dispatcher.register_service("RayletService", self, wrap=self.rpc_timer.wrap)
+        self.dispatcher.register_service("ZygoteEventsService", self, wrap=self.rpc_timer.wrap)
+        self.metrics = RayletMetrics(node_id.hex(), self.rpc_timer)
         short = node_id.hex()[:8]
         self.socket_path = session.socket_path(session_dir, f"raylet-{short}.sock")
         self.host_key = detect.host_key()
@@ -175,6 +179,7 @@ class Raylet:
         self.memory_monitor.start()
         self.loop.call_later(1.0, self._periodic)
         self._schedule_report()
+        self.loop.call_later(self.config.metrics_report_period_ms / 1000, self._report_metrics)
 
     def _start_zygote(self) -> Connection:
         args = zygote_process.zygote_args(
@@ -612,6 +617,17 @@ class Raylet:
         self._report_resources()
         self.loop.call_later(1.0, self._periodic)
 
+    def _report_metrics(self, final: bool = False) -> None:
+        """Send the increase of this node's RPC timings and lease counters (GcsClient queues it
+        while the GCS is away), then come back after ``metrics_report_period_ms``."""
+        if self.gcs is None or (self._shutting_down and not final):
+            return
+        points = self.metrics.take_points(self.leases)
+        if points and not self.gcs.gave_up_reason:
+            self.gcs.send("ReportMetrics", gcs_pb2.ReportMetricsRequest(points=points))
+        if not final:
+            self.loop.call_later(self.config.metrics_report_period_ms / 1000, self._report_metrics)
+
     # ---- output -------------------------------------------------------------------------------------
 
     def _publish_logs(self, batch: gcs_pb2.LogBatch) -> None:
@@ -677,6 +693,7 @@ class Raylet:
 
         def unregister() -> None:
             if self.gcs is not None:
+                self._report_metrics(final=True)
                 self.gcs.send("UnregisterNode", gcs_pb2.UnregisterNodeRequest(node_id=self.node_id, reason=reason))
                 self.gcs.conn.flush()
 

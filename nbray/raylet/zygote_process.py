@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nbray.node import session
@@ -27,14 +26,20 @@ if TYPE_CHECKING:
     from nbray.common.config import Config
 
 
-@dataclass
 class ZygoteProcess:
     """A started worker factory and the raylet's end of its control connection."""
 
-    proc: subprocess.Popen[bytes]
-    control: socket.socket
-    args: list[str]  # its command-line arguments: log socket, then the workers' arguments
-    config_json: str  # the configuration its workers run with (NBRAY_CONFIG_JSON)
+    # A plain class, not a dataclass: ``dataclasses`` (and ``inspect``) would
+    # cost the raylet more before it starts the factory than the rest of this module.
+    def __init__(self, proc: subprocess.Popen[bytes], control: socket.socket, args: list[str],
+                 config_json: str) -> None:
+        self.proc = proc
+        self.control = control
+        self.args = args  # its command-line arguments: log socket, then the workers' arguments
+        self.config_json = config_json  # the configuration its workers run with (NBRAY_CONFIG_JSON)
+
+    def __repr__(self) -> str:
+        return f"ZygoteProcess(pid={self.proc.pid}, args={self.args!r})"
 
     def discard(self) -> None:
         self.control.close()  # the factory exits on EOF

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 
 from nbray.exceptions import RpcError
 from nbray.protocol import Method, common_pb2, method
-from nbray.rpc.connection import HEADER, HEADER_SIZE, KIND_ERROR, KIND_REPLY, KIND_REQUEST
+from nbray.rpc.framing import HEADER, HEADER_SIZE, KIND_ERROR, KIND_REPLY, KIND_REQUEST
 from nbray.rpc.handshake import connect_socket
 
 

@@ -17,29 +17,29 @@ import itertools
 import logging
 import mmap
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError, Message
 
 from nbray.common.config import get_config
 from nbray.exceptions import ConnectionLostError, RpcError
 from nbray.protocol import METHODS, Method, common_pb2
-from nbray.rpc import fault_injection
 from nbray.rpc.eventloop import EventLoop, Future
+from nbray.rpc.framing import HEADER as HEADER  # re-exported, as the names below
+from nbray.rpc.framing import HEADER_SIZE as HEADER_SIZE
+from nbray.rpc.framing import KIND_ERROR as KIND_ERROR
+from nbray.rpc.framing import KIND_ONEWAY as KIND_ONEWAY
+from nbray.rpc.framing import KIND_REPLY as KIND_REPLY
+from nbray.rpc.framing import KIND_REQUEST as KIND_REQUEST
 from nbray.rpc.large_frame import LargeFrame
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from nbray.rpc.fault_injection import FaultInjector
 
-HEADER = struct.Struct("<IIHHI")
-HEADER_SIZE = HEADER.size
-KIND_REQUEST = 0
-KIND_REPLY = 1
-KIND_ONEWAY = 2
-KIND_ERROR = 3
+logger = logging.getLogger(__name__)
 
 READ_BUFFER_BYTES = 1 << 20
 MAX_IOV = 512
@@ -60,13 +60,15 @@ class Dispatcher:
     def register(self, method: Method, handler: Handler) -> None:
         self._handlers[method.id] = handler
 
-    def register_service(self, service: str, obj: Any, prefix: str = "handle_") -> None:
-        """Register every ``obj.handle_<MethodName>`` of a service."""
+    def register_service(self, service: str, obj: Any, prefix: str = "handle_",
+                         wrap: Callable[[str, Handler], Handler] | None = None) -> None:
+        """Register every ``obj.handle_<MethodName>`` of a service; ``wrap(method name,
+        handler)``, when given, replaces each handler (handler timing)."""
         for m in METHODS:
             if m.service == service:
                 fn = getattr(obj, prefix + m.name, None)
                 if fn is not None:
-                    self._handlers[m.id] = fn
+                    self._handlers[m.id] = fn if wrap is None else wrap(m.name, fn)
 
     def get(self, method_id: int) -> Handler | None:
         if 0 <= method_id < len(self._handlers):
@@ -119,7 +121,7 @@ class Connection:
         self.context: Any = None
         # Testing only: None (one check per sent request) unless the
         # process config asks for injected RPC faults.
-        self._faults = fault_injection.injector_for(get_config())
+        self._faults = _fault_injector()
         # Frames held back by injected delays, in order: a delay holds its
         # frame and every later one of this connection, as TCP keeps order.
         self._held: list[tuple[float, bytes, bytes, Any]] = []
@@ -263,6 +265,8 @@ class Connection:
     def _call_with_faults(self, rid: int, pending: _PendingCall, request: Message, trailer: Any,
                           timeout_s: float | None) -> None:
         """``call`` under an injected fault (testing only; see fault_injection)."""
+        from nbray.rpc import fault_injection
+
         assert self._faults is not None
         method = pending.method
         fault = self._faults.decide(method.id)
@@ -688,6 +692,16 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection({self.name}{', closed' if self.closed else ''})"
+
+
+def _fault_injector() -> FaultInjector | None:
+    """This process's fault injector, or None (the default: the module is not even imported)."""
+    config = get_config()
+    if not config.testing_rpc_failure and not config.testing_rpc_delay_ms:
+        return None
+    from nbray.rpc import fault_injection
+
+    return fault_injection.injector_for(config)
 
 
 def _trailer_len(trailer: Any) -> int:

@@ -20,21 +20,29 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nbray._version import __version__
 from nbray.exceptions import AuthenticationError, VersionMismatchError
 from nbray.protocol import common_pb2
 from nbray.rpc import tls
+from nbray.rpc.addresses import bind_listener as bind_listener  # re-exported
+from nbray.rpc.addresses import listener_address as listener_address  # re-exported
+from nbray.rpc.addresses import parse_address as parse_address  # re-exported
 from nbray.rpc.auth import TOKEN_BYTES, tokens_equal
-from nbray.rpc.connection import HEADER, HEADER_SIZE, KIND_ONEWAY, Connection, Dispatcher
-from nbray.rpc.eventloop import EventLoop
-from nbray.rpc.tls_connection import make_connection
-from nbray.rpc.tls_socket import TlsSocket
+from nbray.rpc.framing import HEADER, HEADER_SIZE, KIND_ONEWAY
+
+if TYPE_CHECKING:
+    # The TLS modules (and ssl) are imported only by a process that uses TLS;
+    # the connection modules only by one that opens a Connection (not by
+    # ``connect_socket`` alone, as ``nbray status`` uses it).
+    import ssl
+
+    from nbray.rpc.connection import Connection, Dispatcher
+    from nbray.rpc.eventloop import EventLoop
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +77,6 @@ def version_mismatch(peer_nbray: str, peer_python: str, peer_role: str, my_role:
         "Use the same nbray version and the same Python major.minor version on every "
         "process of a cluster."
     )
-
-
-def parse_address(address: str) -> tuple[int, Any]:
-    """``"host:port"`` or ``"unix:/path"`` -> (family, sockaddr)."""
-    if address.startswith("unix:"):
-        return socket.AF_UNIX, address[5:]
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"malformed address {address!r}; expected HOST:PORT")
-    host = host.strip("[]") or "127.0.0.1"
-    return socket.AF_INET6 if ":" in host else socket.AF_INET, (host, int(port))
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float, address: str) -> bytes:
@@ -131,6 +128,8 @@ def connect_socket(address: str, token: bytes, role: str, timeout_s: float,
         if family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if context is not None:
+            from nbray.rpc.tls_socket import TlsSocket
+
             sock = TlsSocket(sock, context, server_side=False, server_hostname=server_hostname)
             sock.handshake(max(0.001, deadline - time.monotonic()), address)
         nbray_version, py = local_versions()
@@ -163,17 +162,21 @@ def connect_socket(address: str, token: bytes, role: str, timeout_s: float,
             raise VersionMismatchError(reply.error)
         sock.setblocking(False)
         return sock
-    except ssl.SSLError as exc:
+    except BaseException as exc:
         sock.close()
-        raise ConnectionError(tls_failure_message(address, exc, cluster=tls_context == "cluster")) from exc
-    except BaseException:
-        sock.close()
+        if context is not None:
+            import ssl
+
+            if isinstance(exc, ssl.SSLError):
+                raise ConnectionError(tls_failure_message(address, exc, cluster=tls_context == "cluster")) from exc
         raise
 
 
 def tls_failure_message(address: str, exc: ssl.SSLError, *, cluster: bool) -> str:
     """What went wrong in a TLS handshake with `address`, and what to do."""
     reason = tls.describe_failure(exc)
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         if cluster:
             advice = (f"Every process of a cluster needs a certificate signed by the CA in {tls.CA_CERT_ENV}, "
@@ -209,35 +212,21 @@ def connect(
     return conn
 
 
-def bind_listener(address: str, backlog: int = 512) -> socket.socket:
-    """A listening socket for "host:port" (port 0 picks one) or "unix:/path".
-
-    Raises InsecureNetworkError for an address other machines can reach
-    while TLS is off (see ``nbray.rpc.tls.check_bind``), OSError when the
-    address cannot be bound."""
-    family, sockaddr = parse_address(address)
-    if family != socket.AF_UNIX:
-        tls.check_bind(sockaddr[0])
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    if family == socket.AF_UNIX:
-        try:
-            os.unlink(sockaddr)
-        except FileNotFoundError:
-            pass
-    else:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(sockaddr)
-    if family == socket.AF_UNIX:
-        os.chmod(sockaddr, 0o600)
-    sock.listen(backlog)
-    return sock
+def _is_tls_socket(sock: socket.socket) -> bool:
+    # No TlsSocket exists before its module is imported, and it is imported only where TLS is used.
+    tls_socket = sys.modules.get("nbray.rpc.tls_socket")
+    return tls_socket is not None and isinstance(sock, tls_socket.TlsSocket)
 
 
-def listener_address(sock: socket.socket) -> str:
-    if sock.family == socket.AF_UNIX:
-        return "unix:" + sock.getsockname()
-    host, port = sock.getsockname()[:2]
-    return f"{host}:{port}"
+def make_connection(loop: EventLoop, sock: socket.socket, dispatcher: Dispatcher, **kwargs: Any) -> Connection:
+    """A Connection over `sock`, a ``TlsConnection`` over a ``TlsSocket``."""
+    if not _is_tls_socket(sock):
+        from nbray.rpc.connection import Connection
+
+        return Connection(loop, sock, dispatcher, **kwargs)
+    from nbray.rpc import tls_connection
+
+    return tls_connection.make_connection(loop, sock, dispatcher, **kwargs)
 
 
 class Listener:
@@ -304,6 +293,8 @@ class Listener:
                 logger.warning("accept failed on %s: %s", self.address, exc)
                 return
             if self.tls_context is not None:
+                from nbray.rpc.tls_socket import TlsSocket
+
                 client = TlsSocket(client, self.tls_context, server_side=True)
             _ServerHandshake(self, client).start()
 
@@ -315,7 +306,7 @@ class _ServerHandshake:
         self.listener = listener
         self.sock = sock
         self.buf = bytearray()
-        self.tls_pending = isinstance(sock, TlsSocket)
+        self.tls_pending = _is_tls_socket(sock)
         self.authenticated = False
         self.done = False
         self.timer: Any = None
@@ -347,6 +338,10 @@ class _ServerHandshake:
     def _on_readable(self, mask: int) -> None:
         sock = self.sock
         if self.tls_pending:
+            import ssl
+
+            from nbray.rpc.tls_socket import TlsSocket
+
             assert isinstance(sock, TlsSocket)
             try:
                 if not sock.handshake_step(self.listener.handshake_timeout_s):

@@ -25,9 +25,13 @@ import ipaddress
 import logging
 import os
 import socket
-import ssl
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # ssl is imported where a context is built: a process with TLS off never pays for it.
+    import ssl
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ SERVER_KEY_ENV = "NBRAY_TLS_SERVER_KEY"
 CA_CERT_ENV = "NBRAY_TLS_CA_CERT"
 ALLOW_INSECURE_ENV = "NBRAY_ALLOW_INSECURE_NETWORK"
 
-MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+MINIMUM_VERSION_NAME = "TLSv1_2"  # ssl.TLSVersion member
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -172,6 +176,8 @@ def _readable(path: str, variable: str) -> None:
 
 
 def _load_verify(ctx: ssl.SSLContext, path: str) -> None:
+    import ssl
+
     _readable(path, CA_CERT_ENV)
     try:
         ctx.load_verify_locations(cafile=path)
@@ -180,6 +186,8 @@ def _load_verify(ctx: ssl.SSLContext, path: str) -> None:
 
 
 def _load_chain(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
+    import ssl
+
     _readable(settings.server_cert, SERVER_CERT_ENV)
     _readable(settings.server_key, SERVER_KEY_ENV)
     try:
@@ -198,6 +206,8 @@ def _require_cluster_settings(settings: TlsSettings) -> None:
 
 
 def _build(kind: str, settings: TlsSettings) -> ssl.SSLContext:
+    import ssl
+
     if kind in ("cluster-server", "cluster-client"):
         _require_cluster_settings(settings)
         server = kind == "cluster-server"
@@ -216,7 +226,7 @@ def _build(kind: str, settings: TlsSettings) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if settings.ca_cert:
             _load_verify(ctx, settings.ca_cert)
-    ctx.minimum_version = MINIMUM_VERSION
+    ctx.minimum_version = ssl.TLSVersion[MINIMUM_VERSION_NAME]
     if ctx.protocol == ssl.PROTOCOL_TLS_SERVER:
         # No session resumption between nbray processes: connections are long-lived.
         ctx.num_tickets = 0
@@ -269,6 +279,8 @@ def check_cluster_settings(settings: TlsSettings | None = None) -> None:
 
 def describe_failure(exc: BaseException) -> str:
     """A short reason for a failed TLS handshake, for error messages."""
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc.verify_message or exc.reason or str(exc)
     if isinstance(exc, ssl.SSLError):

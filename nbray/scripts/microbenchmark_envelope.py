@@ -86,31 +86,37 @@ def _rss_bytes() -> int:
 
 
 def _owned_refs() -> int | None:
-    """How many references this nbray driver's table still holds (None
-    under another runtime, where only the memory is watched)."""
+    """How many references and values this nbray driver's tables still hold
+    (None under another runtime, where only the memory is watched)."""
     try:
         from nbray.object_ref import _core
     except ImportError:
         return None
     core = _core[0]
-    return None if core is None else len(core.refs.refs)
+    return None if core is None else len(core.refs.refs) + len(core.memory_store)
+
+
+# The memory counts as settled once it fell by less than this over the last
+# few samples.
+_SETTLED_SAMPLES = 5
 
 
 def _settled_rss_bytes(refs_at_start: int | None, timeout_s: float) -> int:
     """The driver's memory once dropped refs are released, which happens in
-    the background: waits (at most `timeout_s`) for the reference table to
-    shrink back to its size at start and the memory to stop falling."""
+    the background: waits (at most `timeout_s`) for the reference table and
+    the values to shrink back to their size at start and the memory to stop
+    falling (for a second: freed memory goes back to the system a moment
+    after the last release)."""
     deadline = time.monotonic() + timeout_s
-    last = _rss_bytes()
+    history = [_rss_bytes()]
     while time.monotonic() < deadline:
         time.sleep(0.2)
         gc.collect()
-        now = _rss_bytes()
+        history.append(_rss_bytes())
         owned = _owned_refs()
         released = refs_at_start is None or owned is None or owned <= refs_at_start
-        if released and last - now < MB:
-            return now
-        last = now
+        if released and len(history) > _SETTLED_SAMPLES and history[-1 - _SETTLED_SAMPLES] - history[-1] < MB:
+            return history[-1]
     return _rss_bytes()
 
 

@@ -18,6 +18,10 @@ Names follow the Prometheus rules (``[a-zA-Z_:][a-zA-Z0-9_:]*``); a name
 or tag key that breaks them raises ``ValueError`` where the metric is
 defined. Counters appear with a ``_total`` suffix, histograms as
 ``_bucket``/``_sum``/``_count`` series, as ``prometheus_client`` writes them.
+
+A process may add its own points to each report with ``set_source`` (a
+worker's RPC handling times, nbray/rpc/handler_timing.py): the source keeps
+cumulative totals and returns their increase since its previous call.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nbray.common.config import get_config
@@ -247,7 +251,11 @@ class _Recorder:
         self._specs: dict[str, tuple[int, tuple[str, ...], tuple[float, ...]]] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._take_lock = threading.Lock()
         self.num_dropped_series = 0
+        # name -> a callable giving the process's own points (RPC handling
+        # time) as increases since its last call; it must not block.
+        self._sources: dict[str, Callable[[], list[gcs_pb2.MetricPoint]]] = {}
 
     def define(self, metric: Metric) -> None:
         """Check a definition against earlier ones of the same name (a task may define its
@@ -281,10 +289,24 @@ class _Recorder:
         self._thread = threading.Thread(target=self._run, name="nbray-metrics", daemon=True)
         self._thread.start()
 
+    def set_source(self, name: str, source: Callable[[], list[gcs_pb2.MetricPoint]] | None) -> None:
+        """Send what `source` returns with every report (None removes it); starts the reporting thread."""
+        with self.lock:
+            if source is None:
+                self._sources.pop(name, None)
+                return
+            self._sources[name] = source
+            if self._thread is None:
+                self._start_thread()
+
     def take_report(self) -> gcs_pb2.ReportMetricsRequest | None:
         """The points recorded since the last report, or None when nothing changed."""
-        with self.lock:
-            points = [s.take_point() for s in self._series.values() if s.dirty]
+        with self._take_lock:  # two takers at once would report a source's increase twice
+            with self.lock:
+                points = [s.take_point() for s in self._series.values() if s.dirty]
+                sources = list(self._sources.values())
+            for source in sources:  # outside the recording lock: sources keep their own totals
+                points.extend(source())
         return gcs_pb2.ReportMetricsRequest(points=points) if points else None
 
     def flush(self) -> bool:
@@ -322,8 +344,10 @@ class _Recorder:
         # parent's may have been held by its thread at the fork); what the
         # parent recorded is the parent's to report.
         self.lock = threading.Lock()
+        self._take_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
+        self._sources = {}
         for series in self._series.values():
             series.take_point()
         if self._series:
@@ -337,6 +361,12 @@ def _report_failed(reply: Any, error: BaseException | None) -> None:
 
 _RECORDER = _Recorder()
 os.register_at_fork(after_in_child=_RECORDER.after_fork)
+
+
+def set_source(name: str, source: Callable[[], list[gcs_pb2.MetricPoint]] | None) -> None:
+    """Report the points `source()` returns (increases since its last call) with this
+    process's metrics; a later call with the same name replaces it, None removes it."""
+    _RECORDER.set_source(name, source)
 
 
 def flush() -> bool:

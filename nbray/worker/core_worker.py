@@ -29,8 +29,10 @@ from nbray.object_store.client import PlasmaClient
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
+from nbray.rpc.handler_timing import HandlerTimer
 from nbray.rpc.handshake import Listener, bind_listener, connect
 from nbray.rpc.pool import ConnectionPool
+from nbray.util import metrics as user_metrics
 from nbray.worker import context
 from nbray.worker.actor_submitter import ActorTaskSubmitter
 from nbray.worker.context import TaskContext
@@ -87,7 +89,8 @@ class CoreWorker(Ownership, ArgumentPacking):
         self.lock = threading.Lock()
         self.loop = EventLoop("nbray-io")
         self.dispatcher = Dispatcher()
-        self.dispatcher.register_service("CoreWorkerService", self)
+        self.rpc_timer = HandlerTimer("worker" if is_worker else "driver", node_id.hex())
+        self.dispatcher.register_service("CoreWorkerService", self, wrap=self.rpc_timer.wrap)
         self.memory_store = MemoryStore(node_id)
         self.events = TaskEventBuffer(config.task_events_max_buffer, config.task_events_report_interval_ms,
                                       config.task_events_final_report_delay_ms)
@@ -174,6 +177,7 @@ class CoreWorker(Ownership, ArgumentPacking):
         self.loop.post(self._release_tick)
         self.loop.add_end_of_iteration_hook_always(self._drain_if_pending)
         _core[0] = self
+        user_metrics.set_source("rpc_handler_seconds", self.rpc_timer.take_points)
 
     def _drain_if_pending(self) -> None:
         if self._releases:

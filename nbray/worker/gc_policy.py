@@ -15,6 +15,13 @@ that becomes garbage while frozen is collected only after the unfreeze.
 
 ``FreezePolicy`` is the pure decision (counts in, "freeze"/"unfreeze"
 out); ``BacklogCollector`` applies it to the process's collector.
+
+Once such a backlog is released, its memory is free but still the
+process's: dict tables keep their room after deletions, and glibc keeps
+freed heap pages. ``HeapTrimPolicy`` decides when giving them back is
+worth it: after many references were released, once, a moment after the
+releases stop (a burst of a million releases asks for one trim, not
+hundreds).
 """
 
 from __future__ import annotations
@@ -25,6 +32,15 @@ import gc
 # have been added since the last freeze.
 FREEZE_STEP_TASKS = 20_000
 _NEVER = 1 << 62
+
+# Give memory back after at least this many released references...
+TRIM_MIN_RELEASED = 4096
+# ... this long after the release that crossed the mark (the trim is
+# deferred so that the rest of a burst is released first).
+TRIM_DELAY_S = 0.5
+# ... deferred again while at least as many more are released per delay,
+# at most this many times (a steady stream of releases still gets trims).
+TRIM_MAX_WAITS = 10
 
 
 class FreezePolicy:
@@ -83,3 +99,52 @@ class BacklogCollector:
             gc.unfreeze()
             self.frozen = False
             self.next_freeze = self.policy.next_freeze
+
+
+class HeapTrimPolicy:
+    """When to shrink tables and return freed heap pages to the system,
+    from the number of references released (pure: no timer, no I/O).
+
+    ``on_released`` says when to arm a one-shot timer; when it fires the
+    owner calls ``on_fired``: "trim" now, "wait" (arm the timer again:
+    releases are still coming, and a trim in the middle of a burst is paid
+    again at its end) or "idle" (nothing to do). Releases that arrive while
+    the timer is armed are covered by its trim."""
+
+    def __init__(self, min_released: int = TRIM_MIN_RELEASED, max_waits: int = TRIM_MAX_WAITS) -> None:
+        if min_released <= 0:
+            raise ValueError(f"the release count before a trim must be positive, got {min_released}")
+        if max_waits < 0:
+            raise ValueError(f"the number of waits before a trim must not be negative, got {max_waits}")
+        self.min_released = min_released
+        self.max_waits = max_waits
+        self.released = 0
+        self.armed = False
+        # Releases since the timer was last armed, and how often it waited.
+        self.released_while_armed = 0
+        self.waits = 0
+
+    def on_released(self, count: int) -> bool:
+        """`count` references were released; True: arm the timer now."""
+        self.released += count
+        if self.armed:
+            self.released_while_armed += count
+            return False
+        if self.released < self.min_released:
+            return False
+        self.armed = True
+        self.released_while_armed = 0
+        self.waits = 0
+        return True
+
+    def on_fired(self) -> str:
+        """The timer fired: "trim", "wait" (arm it again) or "idle"."""
+        if not self.armed:
+            return "idle"
+        if self.released_while_armed >= self.min_released and self.waits < self.max_waits:
+            self.released_while_armed = 0
+            self.waits += 1
+            return "wait"
+        self.armed = False
+        self.released = 0
+        return "trim"

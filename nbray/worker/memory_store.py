@@ -115,11 +115,30 @@ class MemoryStore:
             self.on_delete(object_id)
         return entry
 
+    def delete_many(self, object_ids: list[bytes]) -> None:
+        """Delete several entries under one lock (a released batch of refs)."""
+        in_plasma: list[bytes] = []
+        with self._lock:
+            entries = self._entries
+            remote = self.remote_plasma
+            for object_id in object_ids:
+                if remote:
+                    remote.discard(object_id)
+                entry = entries.pop(object_id, None)
+                if entry is not None and entry.in_plasma:
+                    in_plasma.append(object_id)
+        on_delete = self.on_delete
+        if on_delete is not None:
+            for object_id in in_plasma:
+                on_delete(object_id)
+
     def shrink(self) -> bool:
         """Give back the room of deleted entries (dicts keep it); True if there was some."""
         with self._lock:
             entries = self._entries
             self._entries = shrunk(entries)
+            self._waiters = shrunk(self._waiters)
+            self._callbacks = shrunk(self._callbacks)
             return self._entries is not entries
 
     def on_ready(self, object_id: bytes, callback: Callable[[Entry], None]) -> None:
@@ -191,14 +210,21 @@ _BYTES_PER_LIVE_ENTRY = 400
 _malloc_trim: list[Any] = []
 
 
-def return_free_heap() -> None:
-    """Hand the C heap's free pages back to the OS after a large release
-    (glibc keeps them otherwise); does nothing where malloc_trim is missing."""
+def prepare_heap_trim() -> None:
+    """Look malloc_trim up now (at start-up). Looking it up creates a few
+    long-lived objects; made in the middle of a large release, they would
+    land among the freed objects and keep those memory arenas alive."""
     if not _malloc_trim:
         try:
             _malloc_trim.append(ctypes.CDLL("libc.so.6").malloc_trim)
         except (OSError, AttributeError):
             _malloc_trim.append(None)  # not glibc
+
+
+def return_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS after a large release
+    (glibc keeps them otherwise); does nothing where malloc_trim is missing."""
+    prepare_heap_trim()
     trim = _malloc_trim[0]
     if trim is not None:
         trim(0)

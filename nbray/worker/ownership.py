@@ -24,7 +24,8 @@ from nbray.object_ref import ObjectRef
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.worker import call_sites
-from nbray.worker.memory_store import Entry, return_free_heap, shrunk
+from nbray.worker.gc_policy import TRIM_DELAY_S, HeapTrimPolicy
+from nbray.worker.memory_store import Entry, prepare_heap_trim, return_free_heap, shrunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,7 +86,8 @@ class Ownership:
         # not wake up on a period); the lock keeps it to one armed timer.
         self._release_timer_armed = True  # the first tick is posted at start
         self._release_timer_lock = threading.RLock()
-        self._released_since_check = 0
+        self._heap_trim = HeapTrimPolicy()
+        prepare_heap_trim()
         self._deltas: dict[bytes, list[tuple[bytes, bytes, int, Any]]] = {}
         self._deltas_scheduled = False
         self._status_requests: set[bytes] = set()
@@ -160,16 +162,30 @@ class Ownership:
                 actions.extend(self.refs.remove_local(releases.popleft()))
         if actions:
             self.apply_actions(actions)
-            self._released_since_check += len(actions)
-            if self._released_since_check >= _SHRINK_CHECK_AFTER:
-                # Many refs went (a large batch dropped): give back the tables'
-                # room, which dicts keep after deletions.
-                self._released_since_check = 0
-                with self.lock:
-                    table = self.refs.refs
-                    self.refs.refs = shrunk(table)
-                if self.memory_store.shrink() or self.refs.refs is not table:
-                    return_free_heap()
+            if self._heap_trim.on_released(len(actions)):
+                self._arm_heap_trim()
+
+    def _arm_heap_trim(self) -> None:
+        if self.loop.in_loop_thread():
+            self.loop.call_later(TRIM_DELAY_S, self._trim_heap)
+        else:
+            self.loop.call_later_threadsafe(TRIM_DELAY_S, self._trim_heap)
+
+    def _trim_heap(self) -> None:
+        """Many refs went (a large batch dropped): give back the room the
+        tables keep after deletions, then the heap pages glibc keeps."""
+        decision = self._heap_trim.on_fired()
+        if decision == "wait" and not self._shutdown:
+            self._arm_heap_trim()
+        if decision != "trim" or self._shutdown:
+            return
+        with self.lock:
+            self.refs.refs = shrunk(self.refs.refs)
+            tm = self.task_manager
+            if not tm.backlog_gc.frozen:
+                tm.pending = shrunk(tm.pending)
+        self.memory_store.shrink()
+        return_free_heap()
 
     def deserialize_ref(self, object_id: bytes, owner: bytes) -> ObjectRef:
         """An ObjectRef came out of a pickle in this process."""
@@ -229,11 +245,14 @@ class Ownership:
 
     def apply_actions(self, actions: list[Any]) -> None:
         """Carry out reference counting decisions (never under self.lock)."""
+        gone = [action[1] for action in actions if action[0] in _DELETES]
+        if gone:
+            self.memory_store.delete_many(gone)
+        freed_lineage: list[bytes] = []
         for action in actions:
             kind = action[0]
             if kind == "free" or kind == "free_value":
                 oid, ref = action[1], action[2]
-                self.memory_store.delete(oid)
                 if ref.in_plasma and ref.node_ids:
                     for node_id in ref.node_ids:
                         self.free_plasma([oid], node_id)
@@ -244,15 +263,19 @@ class Ownership:
                         self.gcs.call_async("ReportActorOutOfScope",
                                             gcs_pb2.GetActorInfoRequest(actor_id=ref.actor_id))
                     if ref.lineage:
-                        with self.lock:
-                            more = self.lineage.on_return_freed(ref.lineage)
-                        if more:
-                            self.apply_actions(more)
-            elif kind == "forget":
-                self.memory_store.delete(action[1])
+                        freed_lineage.append(ref.lineage)
             elif kind == "delta":
                 _, owner, oid, borrower, n = action
                 self._queue_delta(owner, oid, borrower, n, None)
+        if freed_lineage:
+            # One lock for the whole batch (a task's many returns go together).
+            more: list[Any] = []
+            with self.lock:
+                on_return_freed = self.lineage.on_return_freed
+                for task_id in freed_lineage:
+                    more.extend(on_return_freed(task_id))
+            if more:
+                self.apply_actions(more)
 
     def _queue_delta(self, owner: bytes, object_id: bytes, borrower: bytes, n: int,
                      container_id: bytes | None) -> None:
@@ -561,8 +584,8 @@ class Ownership:
         return reply
 
 
-# Releases after which the tables are checked for spare room.
-_SHRINK_CHECK_AFTER = 4096
+# The actions that delete the object's entry here.
+_DELETES = frozenset({"free", "free_value", "forget"})
 
 
 def _worker_id_of(address_bytes: bytes) -> bytes:

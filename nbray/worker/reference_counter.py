@@ -44,9 +44,30 @@ DEAD_BORROWERS_REMEMBERED = 4096
 
 
 class Ref:
-    __slots__ = ("owned", "owner", "local", "submitted", "contained", "borrowers", "registered",
-                 "contains", "in_plasma", "node_ids", "size", "actor_id", "lineage", "lineage_pins",
-                 "value_freed")
+    """One object's counts. A process may hold millions (one per pending
+    task's return), so the fields every entry uses are slots set at
+    creation, and the rest are class-level defaults: an entry stores one of
+    those only when it changes (then in its own ``__dict__``, made on
+    first use), which keeps the common entry small and quick to create."""
+
+    __slots__ = ("owned", "owner", "local", "submitted", "contained", "lineage", "__dict__")
+
+    # owned: borrower worker id -> count (signed)
+    borrowers: dict[bytes, int] | None = None
+    # borrowed: registrations made with the owner on our behalf
+    registered: int = 0
+    # owned: (object id, owner) of refs inside this object's value
+    contains: tuple[tuple[bytes, bytes], ...] = ()
+    in_plasma: bool = False
+    node_ids: set[bytes] | None = None
+    size: int = 0
+    # set when the object is the handle reference of an actor
+    actor_id: bytes = b""
+    # finished tasks kept for reconstruction that take this object as an
+    # argument: they keep its metadata (not its value) alive
+    lineage_pins: int = 0
+    # the value was freed while lineage pins kept the entry
+    value_freed: bool = False
 
     def __init__(self, owned: bool, owner: bytes) -> None:
         self.owned = owned
@@ -55,24 +76,8 @@ class Ref:
         self.local = 0
         self.submitted = 0
         self.contained = 0
-        # owned: borrower worker id -> count (signed)
-        self.borrowers: dict[bytes, int] | None = None
-        # borrowed: registrations made with the owner on our behalf
-        self.registered = 0
-        # owned: (object id, owner) of refs inside this object's value
-        self.contains: tuple[tuple[bytes, bytes], ...] = ()
-        self.in_plasma = False
-        self.node_ids: set[bytes] | None = None
-        self.size = 0
-        # set when the object is the handle reference of an actor
-        self.actor_id = b""
         # owned objects made by a task: the task id (for lineage)
         self.lineage = b""
-        # finished tasks kept for reconstruction that take this object as an
-        # argument: they keep its metadata (not its value) alive
-        self.lineage_pins = 0
-        # the value was freed while lineage pins kept the entry
-        self.value_freed = False
 
     def total(self) -> int:
         n = self.local + self.submitted + self.contained

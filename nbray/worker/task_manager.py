@@ -37,7 +37,7 @@ from nbray.worker import failed_tasks
 from nbray.worker.gc_policy import BacklogCollector
 from nbray.worker.memory_store import Entry, shrunk
 from nbray.worker.pending_task import GeneratorState, PendingTask
-from nbray.worker.returns import GC_PAUSE_MIN_RETURNS, gc_paused
+from nbray.worker.returns import GC_PAUSE_MIN_RETURNS, gc_paused, packed_returns_problem, unpack_returns
 from nbray.worker.task_events import record_state
 
 if TYPE_CHECKING:
@@ -88,13 +88,18 @@ class TaskManager:
             self._record_failure(task, common_pb2.TASK_EXECUTION_EXCEPTION, "retrying after an exception")
             core.resubmit(task)
             return False
-        with gc_paused(len(reply.returns) >= GC_PAUSE_MIN_RETURNS):
-            return self._complete(task, reply)
+        packed = len(reply.packed_return_sizes)
+        if packed:
+            problem = packed_returns_problem(reply, len(task.return_ids))
+            if problem:
+                self.fail(task, RaySystemError(f"task {task.name} got a malformed reply: {problem}"))
+                return True
+        with gc_paused((packed or len(reply.returns)) >= GC_PAUSE_MIN_RETURNS):
+            return self._complete(task, reply, packed > 0)
 
-    def _complete(self, task: PendingTask, reply: Any) -> bool:
+    def _complete(self, task: PendingTask, reply: Any, packed: bool = False) -> bool:
         core = self.core
         actions: list[Any] = []
-        stored: list[tuple[bytes, Entry]] = []
         template = task.template  # static facts, without building a queued task's spec
         any_in_plasma = False
         with core.lock:
@@ -104,6 +109,8 @@ class TaskManager:
                 self._backlog_drained()
             refs = core.refs
             owned = refs.refs
+            # Small values of a task with several returns come packed; the rest are listed.
+            stored = unpack_returns(reply, task.return_ids, owned) if packed else []
             append = stored.append
             for ret in reply.returns:
                 oid = ret.object_id

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - playwright is a test dependency
     sync_playwright = None  # type: ignore[assignment]
 
 MARKS = [
+    pytest.mark.frontend,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium)"),
     pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed"),
     pytest.mark.skipif(not os.path.exists(BUILT), reason="labextension not built: run `pip install -e .` "

@@ -27,6 +27,7 @@ def busy_cluster() -> Iterator[DashboardClient]:
         yield d.client
 
 
+@pytest.mark.bench
 @pytest.mark.timeout(300)
 def test_listing_10000_tasks_answers_within_200_ms(busy_cluster: DashboardClient) -> None:
     @nbray.remote

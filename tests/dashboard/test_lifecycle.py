@@ -59,7 +59,8 @@ def test_nbray_start_head_serves_the_dashboard(tmp_path: Any) -> None:
     temp = str(tmp_path / "t")
     env = {**os.environ, "NBRAY_TMPDIR": temp}
     cli = [sys.executable, "-m", "nbray.scripts.cli"]
-    started = subprocess.run([*cli, "start", "--head", "--port", "0", "--dashboard-port", "0", "--num-cpus", "1",
+    started = subprocess.run([*cli, "start", "--head", "--port", "0", "--dashboard-port", "0",
+                              "--ray-client-server-port", "-1", "--num-cpus", "1",
                               "--object-store-memory", str(80 * 1024 * 1024)],
                              capture_output=True, text=True, timeout=60, env=env)
     try:

@@ -76,7 +76,8 @@ def test_user_counter_and_tasks_finished(client: DashboardClient) -> None:
     cpu = [v for (name, labels), v in samples.items()
            if name == "nbray_node_resources_total" and ("resource", "CPU") in labels]
     assert cpu == [2.0]
-    assert any(name == "nbray_gcs_rpc_handler_seconds_count" and ("method", "GetTaskEvents") in labels
+    assert any(name == "nbray_rpc_handler_seconds_count" and ("method", "GetTaskEvents") in labels
+               and ("component", "gcs") in labels
                for name, labels in samples)
 
 

@@ -21,7 +21,7 @@ import nbray
 from nbray.raylet.memory_monitor import read_node_memory
 from nbray.testing import assert_no_leaks, descendant_pids, wait_for_condition
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]
 
 MB = 1 << 20
 # about 150 MB for the cluster's own processes and a margin for other

@@ -12,6 +12,7 @@ import pytest
 LABEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "labextension")
 
 
+@pytest.mark.frontend
 @pytest.mark.timeout(600)
 def test_graph_model_layout_and_event_stream_units() -> None:
     if not os.path.isdir(os.path.join(LABEXT, "node_modules")):

@@ -6,7 +6,7 @@ import pytest
 
 from nbray.jupyter.bench import measure_remote_cell_roundtrip
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
 
 def test_measure_remote_cell_roundtrip(address: str) -> None:

@@ -7,9 +7,16 @@ the Ray venv they fail with the command that builds it rather than skip.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Ray 2.60's `ray start` turns token authentication on by itself when
+# ~/.ray/auth_token exists (any earlier local `ray.init()` on the machine
+# writes one); these heads, their drivers and kernels run without it unless
+# a test asks for it (the token-auth panel tests set RAY_AUTH_MODE=token).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, start_ray_head, write_kernelspec
 from tests.raybackend.ray_kernel import RayKernel

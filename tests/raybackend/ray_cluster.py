@@ -35,7 +35,11 @@ def free_port() -> int:
 
 
 class RayHead:
-    def __init__(self, num_cpus: int = 2) -> None:
+    def __init__(self, num_cpus: int = 2, extra_env: dict[str, str] | None = None,
+                 num_gpus: int | None = None) -> None:
+        """``extra_env``: more environment for ``ray start`` and the readiness check (e.g. Ray's
+        ``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN``)."""
+        self.extra_env = dict(extra_env or {})
         self.temp_dir = tempfile.mkdtemp(prefix="nbr-", dir="/tmp")
         self.port = free_port()
         self.dashboard_port = free_port()
@@ -50,9 +54,14 @@ class RayHead:
                 "--min-worker-port", "0", "--max-worker-port", "0"]
         for flag, port in ports.items():
             args += [flag, str(port)]
+        if num_gpus is not None:  # logical GPUs: Ray hands out their ids without a device behind them
+            args += ["--num-gpus", str(num_gpus)]
+        self.client_port = ports["--ray-client-server-port"]
+        """Where Ray Client (``ray://127.0.0.1:PORT``) reaches this head."""
         self.log = open(os.path.join(self.temp_dir, "ray-start.log"), "w")
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
                    RAY_agent_register_timeout_ms="300000")
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
                                      env=env)
         self.address = f"127.0.0.1:{self.port}"
@@ -77,7 +86,8 @@ class RayHead:
         while time.monotonic() < deadline:
             try:
                 out = subprocess.run([str(RAY_PYTHON), "-c", check, self.address], capture_output=True, text=True,
-                                     timeout=max(5.0, deadline - time.monotonic()))
+                                     timeout=max(5.0, deadline - time.monotonic()),
+                                     env={**os.environ, **self.extra_env})
             except subprocess.TimeoutExpired as exc:
                 last = str(exc)
                 break
@@ -133,13 +143,14 @@ def write_kernelspec(directory: str) -> str:
 START_ATTEMPTS = 3
 
 
-def start_ray_head(num_cpus: int = 2) -> RayHead:
+def start_ray_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None,
+                   num_gpus: int | None = None) -> RayHead:
     """A started head; a start that fails (``ray start`` gives up on its own
     processes when the machine is overloaded) is cleaned up and tried again."""
     errors = []
     for _ in range(START_ATTEMPTS):
         try:
-            return RayHead(num_cpus=num_cpus)
+            return RayHead(num_cpus=num_cpus, extra_env=extra_env, num_gpus=num_gpus)
         except (RuntimeError, TimeoutError) as exc:
             errors.append(str(exc)[-1500:])
     raise RuntimeError(f"the Ray head failed to start {START_ATTEMPTS} times:\n" + "\n---\n".join(errors))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
@@ -132,3 +133,29 @@ def test_cluster_view_and_task_graph_read_rays_state(ray_kernel: RayKernel) -> N
     header, graph_line = stream_text(messages).splitlines()
     assert header.startswith("<b>Ray cluster</b>: 1 node(s) |") and header.endswith("/ 2")
     assert graph_line == "True True"
+
+
+def test_display_and_figures_stream_while_the_cell_runs(ray_kernel: RayKernel, tmp_path: os.PathLike) -> None:
+    flag = os.path.join(str(tmp_path), "go")
+    code = ('%%remote\nimport os, time\nimport matplotlib.pyplot as plt\nfrom IPython.display import HTML\n'
+            'display(HTML("<b>early</b>"))\nplt.plot([1, 2, 3])\nplt.show()\n'
+            f'deadline = time.monotonic() + 60\nwhile not os.path.exists({flag!r}) and time.monotonic() < deadline:\n'
+            f'    time.sleep(0.02)\nprint("done", os.path.exists({flag!r}))')
+    msg_id = ray_kernel.submit(code)
+    shown: list[dict] = []
+
+    def both_shown(m: dict) -> bool:
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "display_data":
+            shown.append(m["content"]["data"])
+        return any("<b>early</b>" in d.get("text/html", "") for d in shown) and any("image/png" in d for d in shown)
+
+    # both arrive while the cell still waits for the flag that only this test creates
+    ray_kernel.wait_for(both_shown, timeout_s=90)
+    open(flag, "w").close()
+    messages = [m for m in ray_kernel.wait_idle(msg_id, 60) if m["parent_header"].get("msg_id") == msg_id]
+    assert ray_kernel.reply(msg_id)["status"] == "ok"
+    assert stream_text(messages) == "done True\n"
+    png = next(d["image/png"] for d in shown if "image/png" in d)
+    assert base64.b64decode(png).startswith(b"\x89PNG")
+    # the figure was shown once, not again when the cell ended
+    assert not [m for m in messages if m["msg_type"] == "display_data" and "image/png" in m["content"]["data"]]

@@ -29,3 +29,32 @@ def test_unknown_option_is_a_clear_error():
 def test_bad_type_is_a_clear_error():
     with pytest.raises(ValueError, match="expects int"):
         Config().apply({"task_max_retries": "many"})
+
+
+def test_keyword_overrides_equality_and_replace():
+    cfg = Config(task_max_retries=9)
+    assert cfg.task_max_retries == 9 and Config().task_max_retries != 9
+    assert cfg == Config(task_max_retries=9) and cfg != Config()
+    again = cfg.replace(log_to_driver=False)
+    assert again.overrides() == {"task_max_retries": 9, "log_to_driver": False}
+    assert cfg.log_to_driver is True  # replace leaves the original alone
+    assert "task_max_retries=9" in repr(cfg)
+
+
+def test_unknown_keyword_is_a_type_error():
+    with pytest.raises(TypeError, match="nope"):
+        Config(nope=1)
+
+
+def test_fields_name_every_setting_with_its_type():
+    fields = Config.fields()
+    assert fields["task_max_retries"] == "int" and fields["log_to_driver"] == "bool"
+    assert fields["scheduler_spread_threshold"] == "float" and fields["gcs_storage"] == "str"
+    assert Config.field_names() == list(fields)
+    assert all(hasattr(Config(), name) for name in fields)
+
+
+def test_instances_do_not_share_settings():
+    a, b = Config(), Config()
+    a.apply({"health_check_period_ms": 5})
+    assert b.health_check_period_ms != 5 and Config().health_check_period_ms != 5

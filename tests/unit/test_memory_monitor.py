@@ -135,16 +135,38 @@ def test_non_retriable_task_before_actor_and_actor_last():
 def test_kill_gate_waits_for_the_victim_or_lower_memory():
     gate = KillGate()
     alive = {b"a"}
-    assert not gate.may_kill(False, alive.__contains__)
-    assert gate.may_kill(True, alive.__contains__)
+    assert not gate.may_kill(90, 100, alive.__contains__, 0.0)
+    assert gate.may_kill(110, 100, alive.__contains__, 0.0)
     gate.killed(b"a")
-    assert not gate.may_kill(True, alive.__contains__)  # victim still dying: no second kill
+    assert not gate.may_kill(110, 100, alive.__contains__, 0.0)  # victim still dying: no second kill
     alive.clear()
-    assert gate.may_kill(True, alive.__contains__)  # gone and still above: next one
+    assert gate.may_kill(110, 100, alive.__contains__, 0.0)  # gone and still above: next one
     gate.killed(b"b")
     alive.add(b"b")
-    assert not gate.may_kill(False, alive.__contains__)  # below: clear, nothing to do
+    assert not gate.may_kill(90, 100, alive.__contains__, 0.0)  # below: clear, nothing to do
     assert gate.pending is None
+
+
+def test_kill_gate_counts_a_dead_victims_memory_as_freed_while_the_reading_lags():
+    gate = KillGate()
+    gate.killed(b"a", victim_rss_bytes=30, used_bytes=120, now=10.0, settle_s=5.0)
+    gone = lambda _: False  # noqa: E731
+    # the reading has not moved: 120 - 30 = 90 is under the threshold
+    assert not gate.may_kill(120, 100, gone, 11.0)
+    # partly shown freed (120 -> 110): 10 of the 30 are still owed, 110 - 20 = 90
+    assert not gate.may_kill(110, 100, gone, 12.0)
+    # use grows again beyond what the victim held: kill
+    assert gate.may_kill(135, 100, gone, 12.5)
+    # once the settle time is over, the reading is taken as it is
+    gate.killed(b"b", victim_rss_bytes=30, used_bytes=120, now=20.0, settle_s=5.0)
+    assert gate.may_kill(120, 100, gone, 25.0)
+    assert gate.credit_bytes == 0
+
+
+def test_kill_gate_without_settle_time_trusts_the_reading():
+    gate = KillGate()
+    gate.killed(b"a", victim_rss_bytes=30, used_bytes=120, now=0.0, settle_s=0.0)
+    assert gate.may_kill(120, 100, lambda _: False, 0.1)
 
 
 # ---- the monitor with fake leases, pool and reader ----------------------------------------------

@@ -6,8 +6,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nbray.dashboard.metrics import cluster_families, exposition, histogram_buckets
-from nbray.gcs.metrics import MetricsTable, RpcTimer
+from nbray.gcs.metrics import GcsOwnMetrics, MetricsTable
 from nbray.protocol import gcs_pb2
+from nbray.rpc.handler_timing import HandlerTimer
 from nbray.util import metrics
 from nbray.util.metrics import Counter, Gauge, Histogram
 
@@ -121,12 +122,13 @@ def test_gcs_table_sums_reports_and_bounds_series() -> None:
 
 def test_rpc_timer_histogram() -> None:
     ticks = iter([0, 2_000_000, 10, 10 + 300_000_000])  # 2 ms, then 300 ms
-    timer = RpcTimer(boundaries=(0.001, 0.01, 1.0), clock=lambda: next(ticks))
+    timer = HandlerTimer("gcs", boundaries=(0.001, 0.01, 1.0), clock=lambda: next(ticks))
     handler = timer.wrap("GetThing", lambda conn, req, rid: "reply")
     assert handler(None, None, 1) == "reply"
     assert handler(None, None, 2) == "reply"
-    (point,) = timer.points("rpc_seconds", "")
-    assert list(point.tag_values) == ["GetThing"] and list(point.bucket_counts) == [0, 1, 1, 0]
+    (point,) = timer.take_points()
+    assert point.name == "nbray_rpc_handler_seconds" and point.kind == gcs_pb2.METRIC_HISTOGRAM
+    assert list(point.tag_values) == ["gcs", "", "GetThing"] and list(point.bucket_counts) == [0, 1, 1, 0]
     assert point.value == pytest.approx(0.302)
 
 
@@ -167,7 +169,6 @@ def test_flush_without_a_cluster_keeps_the_points() -> None:
 
 
 def test_task_attempts_ended_survive_eviction() -> None:
-    from nbray.gcs.metrics import gcs_points
     from nbray.gcs.task_events import TaskEventStore
     from tests.unit.task_records import record
 
@@ -178,6 +179,6 @@ def test_task_attempts_ended_survive_eviction() -> None:
                record(b"b" * 24, 1, [(gcs_pb2.RUNNING, 3), (gcs_pb2.FINISHED, 4)]),
                record(b"c" * 24, 0, [(gcs_pb2.RUNNING, 5)])])
     assert store.num_evicted == 2
-    ended = {tuple(p.tag_values): p.value for p in gcs_points(store, RpcTimer())
+    ended = {tuple(p.tag_values): p.value for p in GcsOwnMetrics(store, HandlerTimer("gcs")).take_points()
              if p.name == "nbray_task_attempts_ended"}
     assert ended == {("FINISHED",): 2, ("FAILED",): 1}

@@ -148,7 +148,9 @@ def test_the_backlog_collector_leaves_a_program_that_freezes_itself_alone():
         count = gc.get_freeze_count()
         collector.on_submitted(10)
         collector.on_submitted(1000)
-        assert not collector.frozen and gc.get_freeze_count() == count
+        # frozen objects may still be freed meanwhile (another thread), so the
+        # count can fall; a freeze by the collector would raise it
+        assert not collector.frozen and gc.get_freeze_count() <= count
     finally:
         gc.unfreeze()
 

@@ -146,6 +146,13 @@ class NotebookBackend(abc.ABC):
         """Ask the run to stop (KeyboardInterrupt in the cell); `force`
         stops its worker. Quiet when it finished already."""
 
+    def interrupt_cell_tasks(self, grace_s: float) -> int:
+        """The running cell was interrupted: cancel the tasks it submitted,
+        forcing those still running after `grace_s`; returns how many were
+        asked to stop. Backends whose runtime does this itself keep this
+        default (nothing to do)."""
+        return 0
+
     @abc.abstractmethod
     def on_cell_done(self, run: Any, callback: Callable[[BaseException | None], None]) -> bool:
         """Call `callback` with the run's error (None: it succeeded), on any

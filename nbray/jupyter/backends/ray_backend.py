@@ -1,22 +1,29 @@
 """The notebook layer on a Ray 2.x cluster.
 
 Runs in the notebook kernel; ``ray`` is imported only when this backend is
-chosen (``%nbray init --backend ray ADDRESS``), and nbray never replaces or
-patches Ray's module: the notebook's own ``import ray`` is the real Ray.
+chosen (``%nbray init --backend ray ADDRESS``), and nbray never replaces
+Ray's module: the notebook's own ``import ray`` is the real Ray.
 A remote cell is ``ray_worker.stream_cell`` as a streaming-generator task
 (or a ``RaySessionActor`` method): a pump thread here reads its output as
 it is yielded and hands it to the output handler tagged with the cell that
 submitted it, so output lands under that cell even after it finished.
 Interrupting cancels the task (``ray.cancel``; forced after the grace
-period, or the session actor killed).
+period, or the session actor killed). Interrupting any cell also cancels the
+ordinary tasks and actor calls it submitted (``ray_submissions``: the
+kernel wraps Ray's two submission methods while connected to note each
+cell's refs; nothing else of Ray is wrapped).
+
+On Ray Client (``ray://``) the remote cell is ``ray_worker.run_cell_once``,
+one plain task (Ray Client has no streaming generators), and all worker
+output comes through Ray Client's log stream (``ray_client_logs``), without
+the task identity that placing late output would need.
 
 Output of ordinary tasks and actors reaches the cell that submitted them
 through ``ray_logs``: the job's ``worker_process_setup_hook``
 (``mark_task_output``, public ``runtime_env`` API) marks each task's output,
 and the kernel takes Ray's forwarded worker output from Ray's log dispatcher
-(``ray._private.ray_logging.global_worker_stdstream_dispatcher``: the one
-internal this relies on; without it Ray prints as usual and the markers are
-not written).
+(``ray._private.ray_logging.global_worker_stdstream_dispatcher``, an
+internal; without it Ray prints as usual and the markers are not written).
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from nbray.jupyter.backends.base import (
     NotebookBackend,
     OutputHandler,
 )
+from nbray.jupyter.backends.ray_client_logs import ClientLogTap, client_log_stream
 from nbray.jupyter.backends.ray_logs import RayOutputRouter, TaskMarkingStream, TaskRow
+from nbray.jupyter.backends.ray_submissions import CellTasks, SubmissionHook, cancel_tasks, tracked
 
 MIN_RAY_VERSION = (2, 50)
 INSTALL_HINT = "pip install 'ray[default]>=2.50'"
@@ -104,9 +113,12 @@ def import_ray() -> Any:
 class RayCellRun:
     """One remote cell on Ray: its generator and the thread reading it."""
 
-    def __init__(self, ray: Any, generator: Any, tag: str, task_name: str, handler: OutputHandler | None) -> None:
+    def __init__(self, ray: Any, generator: Any, tag: str, task_name: str, handler: OutputHandler | None,
+                 streaming: bool = True) -> None:
         self.ray = ray
         self.generator = generator
+        """The streaming generator, or (``streaming`` False, on Ray Client) the ref of the one result."""
+        self.streaming = streaming
         self.tag = tag
         self.task_name = task_name
         self.handler = handler
@@ -121,8 +133,8 @@ class RayCellRun:
     def _read(self) -> None:
         outcome = CellOutcome(error=RuntimeError("the remote cell ended without a result"))
         try:
-            for ref in self.generator:
-                item = self.ray.get(ref)
+            items = (self.ray.get(ref) for ref in self.generator) if self.streaming else [self.ray.get(self.generator)]
+            for item in items:
                 if item[0] == "out":
                     self._publish(item[1])
                 elif item[0] == "result":
@@ -172,6 +184,13 @@ class RayBackend(NotebookBackend):
         self._connection: object | None = None
         self._output = RayOutputRouter(self._task_row, self._print_as_ray_does)
         self._ray_printer: Callable[[dict[str, Any]], None] | None = None
+        self._cell_tasks = CellTasks(ready=self._finished)
+        self._submissions: SubmissionHook | None = None
+        self._client = False
+        self._client_tap: ClientLogTap | None = None
+        self._once_task: Any = None
+        self._own_submission = threading.local()
+        """Set while this backend submits a remote cell: dispatch cancels those itself."""
 
     # ---- connection -----------------------------------------------------------------------------------------
 
@@ -185,13 +204,20 @@ class RayBackend(NotebookBackend):
             except OSError as exc:
                 raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         init_kwargs.setdefault("log_to_driver", True)
-        marks = init_kwargs["log_to_driver"] and not str(address or "").startswith("ray://") and \
+        marks = init_kwargs["log_to_driver"] and not _client_mode(address) and \
             _log_dispatcher() is not None
         if marks:
             init_kwargs["runtime_env"] = with_setup_hook(init_kwargs.get("runtime_env"))
         context = self.ray.init(address=address, **init_kwargs)
         if marks:
             self._take_over_printing()
+        self._client = _client_mode(address)
+        if not self._client:  # Ray Client submits through its own stubs
+            self._submissions = SubmissionHook(self.ray, self._record_submission)
+            self._submissions.install()
+        elif init_kwargs["log_to_driver"] and (stream := client_log_stream(self.ray)) is not None:
+            self._client_tap = ClientLogTap(stream, lambda: self._output.windows.current, lambda: self._handler)
+            self._client_tap.install()
         self._connection = object()
         return context
 
@@ -229,6 +255,12 @@ class RayBackend(NotebookBackend):
         return _row(rows[0]) if rows else None
 
     def disconnect(self) -> None:
+        if self._submissions is not None:
+            self._submissions.uninstall()
+            self._submissions = None
+        if self._client_tap is not None:
+            self._client_tap.uninstall()
+            self._client_tap = None
         self.ray.shutdown()
         self._output.stop()
         self._connection = None
@@ -251,14 +283,25 @@ class RayBackend(NotebookBackend):
             self._stream_task = self.ray.remote(stream_cell)
         return self._stream_task
 
-    def _start(self, generator: Any, task_name: str) -> RayCellRun:
-        return RayCellRun(self.ray, generator, self._tag, task_name, self._handler)
+    def _start(self, submit: Callable[[], Any], task_name: str) -> RayCellRun:
+        self._own_submission.active = True
+        try:
+            generator = submit()
+        finally:
+            self._own_submission.active = False
+        return RayCellRun(self.ray, generator, self._tag, task_name, self._handler, streaming=not self._client)
 
     def submit_cell(self, request: Any, resources: dict[str, Any], *, task_name: str, node_id: str = "") -> Any:
-        opts: dict[str, Any] = dict(resources, num_returns="streaming", max_retries=0, name=task_name)
+        opts: dict[str, Any] = dict(resources, max_retries=0, name=task_name)
         if node_id:
             opts["scheduling_strategy"] = self._affinity(node_id)
-        return self._start(self._task().options(**opts).remote(request), task_name)
+        if self._client:  # Ray Client has no streaming generators: the output comes by its log stream
+            if self._once_task is None:
+                from nbray.jupyter.backends.ray_worker import run_cell_once
+
+                self._once_task = self.ray.remote(run_cell_once)
+            return self._start(lambda: self._once_task.options(**opts).remote(request), task_name)
+        return self._start(lambda: self._task().options(num_returns="streaming", **opts).remote(request), task_name)
 
     def create_session(self, name: str, options: dict[str, Any], node_id: str = "") -> Any:
         if self._session_class is None:
@@ -271,8 +314,10 @@ class RayBackend(NotebookBackend):
         return self._session_class.options(**actor_options).remote(name)
 
     def submit_session_cell(self, session: Any, request: Any, *, task_name: str) -> Any:
-        generator = session.run.options(num_returns="streaming", name=task_name).remote(request)
-        return self._start(generator, task_name)
+        if self._client:
+            return self._start(lambda: session.run_once.options(name=task_name).remote(request), task_name)
+        return self._start(lambda: session.run.options(num_returns="streaming", name=task_name).remote(request),
+                           task_name)
 
     def kill_session(self, session: Any) -> None:
         if self.connected():
@@ -306,6 +351,27 @@ class RayBackend(NotebookBackend):
         except (ValueError, TypeError, self.ray.exceptions.RayError):
             pass  # finished meanwhile, or an actor task (the session is killed instead)
 
+    def interrupt_cell_tasks(self, grace_s: float) -> int:
+        """Cancel what the interrupted cell submitted; the grace period and
+        the forced cancel run on a thread of their own, so the kernel is
+        free at once. Returns how many tasks were asked to stop."""
+        tasks = self._cell_tasks.take()
+        if tasks and self.connected():
+            threading.Thread(target=cancel_tasks, args=(self.ray, tasks, grace_s), name="nbray-ray-cancel",
+                             daemon=True).start()
+        return len(tasks)
+
+    def _record_submission(self, returned: Any, actor_call: bool) -> None:
+        if getattr(self._own_submission, "active", False):
+            return
+        task = tracked(returned, actor_call, self.ray.ObjectRefGenerator)
+        if task is not None:
+            self._cell_tasks.add(task)
+
+    def _finished(self, refs: list[Any]) -> list[Any]:
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        return list(ready)
+
     def on_cell_done(self, run: Any, callback: Callable[[BaseException | None], None]) -> bool:
         run.add_callback(callback)
         return True
@@ -327,6 +393,7 @@ class RayBackend(NotebookBackend):
 
     def tag_cell(self, tag: str) -> None:
         self._tag = tag
+        self._cell_tasks.begin(tag)
         self._output.begin_cell(tag)
 
     def flush_output(self, timeout_s: float) -> None:
@@ -359,7 +426,7 @@ class RayBackend(NotebookBackend):
         return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
     def nodes(self) -> list[NodeInfo]:
-        available = _available_per_node(self.ray)
+        available = {} if self._client else _available_per_node(self.ray)  # a driver-only call
         out = []
         for n in self.ray.nodes():
             if not n.get("Alive"):
@@ -415,6 +482,10 @@ def with_setup_hook(runtime_env: Any) -> dict[str, Any]:
     env = dict(runtime_env or {})
     env.setdefault("worker_process_setup_hook", mark_task_output)
     return env
+
+
+def _client_mode(address: str | None) -> bool:
+    return str(address or "").startswith("ray://")
 
 
 def _log_dispatcher() -> Any:

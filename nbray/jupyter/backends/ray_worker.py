@@ -8,12 +8,16 @@ writing into a queue; the generator yields what was written every
 ``OUTPUT_PERIOD_S`` while the cell runs, then the cell's value and reply
 (or its exception, its traceback already rendered with the cell's lines).
 A cancellation (``ray.cancel``: KeyboardInterrupt in the generator) is
-passed on to the cell's thread.
+passed on to the cell's thread. A cell that names matplotlib gets the
+notebook's figure backend, so ``plt.show()`` streams its figures into the
+cell as it runs (without it the worker's default Agg backend would hold them
+until the cell ends).
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import queue
 import sys
 import threading
@@ -89,6 +93,8 @@ def stream_cell(req: CellRequest, ns: dict[str, Any] | None = None) -> Iterator[
     text), ...])`` while it runs, then ``("result", value, reply)`` or
     ``("error", exception)``."""
     namespace = ns if ns is not None else new_namespace()
+    if not req.wants_matplotlib and "matplotlib" in req.code:
+        req = dataclasses.replace(req, wants_matplotlib=True)
     chunks: queue.Queue[Any] = queue.Queue()
     ended: dict[str, Any] = {}
 
@@ -125,6 +131,23 @@ def stream_cell(req: CellRequest, ns: dict[str, Any] | None = None) -> Iterator[
         yield ("result", value, reply)
 
 
+def run_cell_once(req: CellRequest, ns: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """Run `req` (in `ns`, or a fresh namespace), its output going to the worker's own
+    streams; returns ``("result", value, reply)`` or ``("error", exception)``.
+    The remote cell on Ray Client, which has no streaming generators: Ray
+    forwards the output to the client (``ray_client_logs``)."""
+    if not req.wants_matplotlib and "matplotlib" in req.code:
+        req = dataclasses.replace(req, wants_matplotlib=True)
+    try:
+        value, reply = run_in_namespace(req, ns if ns is not None else new_namespace())
+    except Exception as exc:  # the cell's own error travels back as its outcome
+        return ("error", _portable_error(exc))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return ("result", value, reply)
+
+
 class RaySessionActor:
     """``%%remote --session NAME`` on Ray: an actor keeping one namespace."""
 
@@ -136,6 +159,11 @@ class RaySessionActor:
     def run(self, req: CellRequest) -> Iterator[tuple[Any, ...]]:
         self.cells_run += 1
         yield from stream_cell(req, self.ns)
+
+    def run_once(self, req: CellRequest) -> tuple[Any, ...]:
+        """``run`` on Ray Client (no streaming generators there)."""
+        self.cells_run += 1
+        return run_cell_once(req, self.ns)
 
     def names(self) -> list[str]:
         return sorted(k for k in self.ns if not k.startswith("_") and k not in ("display", "get_ipython"))

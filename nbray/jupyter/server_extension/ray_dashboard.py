@@ -4,10 +4,11 @@ With ``c.NbrayExtension.backend = "ray"`` (or ``NBRAY_PANEL_BACKEND=ray``)
 the panel's routes are answered from a Ray head's dashboard instead of
 nbray's. Reads go to Ray's HTTP API (state API ``/api/v0/...``,
 ``/api/cluster_status``, ``/api/jobs/``) and are translated by
-``ray_rows``. Ray's dashboard has no route that kills an actor, so Kill
-calls the GCS's ``ActorInfoGcsService.KillActorViaGcs`` (what ``ray.kill``
-does) over gRPC; the task cancel of Ray's API (``ray.cancel``) needs the
-task's owner, which Ray's dashboard does not name, so cancel answers 501.
+``ray_rows``; the Jobs section's routes by ``ray_jobs`` from Ray's Jobs
+REST API. Ray's dashboard has no route that kills an actor or cancels a
+task, so both go over gRPC (``ray_actions``): Kill to the GCS as
+``ray.kill`` does, Cancel to the task's owner (the driver or worker that
+submitted it, whose address the GCS keeps) as ``ray.cancel`` does.
 
 Ray has no event stream for clients: ``RayEventsHandler`` polls the head
 every ``RAY_POLL_PERIOD_S`` and sends the rows that changed as the events
@@ -28,27 +29,23 @@ from typing import Any
 
 import tornado.iostream
 import tornado.web
+from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from nbray import __version__
 from nbray.dashboard import params
-from nbray.jupyter.server_extension import ray_rows
+from nbray.jupyter.server_extension import ray_actions, ray_jobs, ray_rows, ray_wire
 from nbray.jupyter.server_extension.handlers import GET_ROUTES, NbrayHandler, panel_routes
+from nbray.jupyter.server_extension.ray_actions import RayActionRefused, RayUnavailable
 from nbray.jupyter.server_extension.relay import USER_AGENT
 
 RAY_REQUEST_TIMEOUT_S = 30.0
 RAY_POLL_PERIOD_S = 1.0
 RAY_STATE_LIMIT = 10_000          # the most rows Ray's state API returns in one reply
-RAY_KILL_TIMEOUT_S = 10.0
-KILL_METHOD = "/ray.rpc.ActorInfoGcsService/KillActorViaGcs"
 
 
 class RayConfigError(ValueError):
     """The Ray dashboard address is missing or not an http(s) URL."""
-
-
-class RayUnavailable(ConnectionError):
-    """The Ray dashboard (or GCS) could not be reached or refused the token."""
 
 
 @dataclass
@@ -111,9 +108,15 @@ class RayDashboard:
 
     async def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
         """The decoded JSON of ``GET path``; RayUnavailable when it fails."""
-        url = self.settings.dashboard_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        request = HTTPRequest(url, headers=self.settings.headers(), connect_timeout=5.0,
-                              request_timeout=RAY_REQUEST_TIMEOUT_S, follow_redirects=False)
+        return await self.request_json("GET", path, query)
+
+    async def request_json(self, method: str, path: str, query: dict[str, Any] | None = None,
+                           missing: type[Exception] | None = None) -> Any:
+        """The decoded JSON of ``method path``; RayUnavailable when it fails, ``missing`` on a 404 if given."""
+        url = self.settings.dashboard_url + path + (f"?{urllib.parse.urlencode(query, doseq=True)}" if query else "")
+        request = HTTPRequest(url, method=method, headers=self.settings.headers(), connect_timeout=5.0,
+                              request_timeout=RAY_REQUEST_TIMEOUT_S, follow_redirects=False,
+                              body=b"" if method == "POST" else None)
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
         except OSError as exc:  # refused, reset, no route: tornado raises these even with raise_error=False
@@ -123,11 +126,14 @@ class RayDashboard:
             self.error = f"the Ray dashboard at {self.settings.dashboard_url} is not reachable: {response.error}"
             raise RayUnavailable(self.error)
         if response.code in (401, 403):
-            self.error = (f"the Ray dashboard at {self.settings.dashboard_url} refused the request: "
-                          "set RAY_AUTH_TOKEN for the Jupyter server")
+            self.error = ray_rows.auth_refusal(self.settings.dashboard_url, response.code, response.body,
+                                               bool(self.settings.token))
             raise RayUnavailable(self.error)
+        if response.code == 404 and missing is not None:
+            raise missing(ray_rows.reply_message(response.body) or f"{path} not found")
         if response.code != 200:
-            raise RayUnavailable(f"the Ray dashboard answered {response.code} to {path}: {response.body[:300]!r}")
+            raise RayUnavailable(f"the Ray dashboard answered {response.code} to {method} {path}: "
+                                 f"{ray_rows.reply_message(response.body) or response.body[:300]!r}")
         self.error = None
         return json.loads(response.body or b"null")
 
@@ -137,9 +143,6 @@ class RayDashboard:
     async def nodes(self) -> list[dict[str, Any]]:
         nodes, status = await asyncio.gather(self._state("nodes"), self.get_json("/api/cluster_status"))
         return ray_rows.node_rows(nodes, status)
-
-    async def tasks_raw(self) -> list[dict[str, Any]]:
-        return ray_rows.state_result(await self._state("tasks"))
 
     async def tasks(self) -> list[dict[str, Any]]:
         return ray_rows.task_rows(await self._state("tasks"))
@@ -166,65 +169,54 @@ class RayDashboard:
 
     async def kill_actor(self, actor_id: str) -> None:
         """Kill without restart through the GCS, as ``ray.kill`` does."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, kill_actor_via_gcs, self.settings, bytes.fromhex(actor_id))
+        await self._blocking(ray_actions.kill_actor, self.settings, bytes.fromhex(actor_id))
+
+    async def task_attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """Ray's state-API rows of one task (one per attempt)."""
+        reply = await self.get_json("/api/v0/tasks", {
+            "limit": RAY_STATE_LIMIT, "detail": 1, "filter_keys": "task_id", "filter_predicates": "=",
+            "filter_values": task_id})
+        return [t for t in ray_rows.state_result(reply) if t.get("task_id") == task_id]
+
+    async def latest_attempt(self, task_id: str) -> dict[str, Any]:
+        """The state-API row of a task's latest attempt; LookupError when Ray has none."""
+        attempts = await self.task_attempts(task_id)
+        if not attempts:
+            raise LookupError(f"no task {task_id}")
+        return max(attempts, key=lambda t: int(t.get("attempt_number") or 0))
+
+    async def cancel_task(self, task_id: str, force: bool, recursive: bool) -> dict[str, Any]:
+        """Ask the task's owner to cancel it (``ray_actions``); the nbray dashboard's reply shape."""
+        task = await self.latest_attempt(task_id)
+        state = str(task.get("state") or "NIL")
+        if not ray_actions.check_cancellable(task, force):
+            return {"task_id": task_id, "found": False, "state": state}
+        kind, who = ray_actions.owner_of(task)
+        if kind == "driver":
+            owner = await self._blocking(ray_actions.driver_address, self.settings, who)
+        else:
+            parent = await self.latest_attempt(who)
+            worker_id = str(parent.get("worker_id") or "")
+            if not worker_id:
+                raise RayActionRefused(f"Ray does not say which worker ran task {who}, the owner of {task_id}")
+            owner = await self._blocking(ray_actions.worker_address, self.settings, worker_id)
+        await self._blocking(ray_actions.request_cancel, self.settings, owner, task_id, force, recursive)
+        return {"task_id": task_id, "found": True, "state": state}
+
+    async def _blocking(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def kill_request_bytes(actor_id: bytes, force_kill: bool = True, no_restart: bool = True) -> bytes:
-    """A ``KillActorViaGcsRequest`` (actor_id = 1, force_kill = 2, no_restart = 3) in protobuf wire format."""
-    if not 0 < len(actor_id) < 128:
-        raise ValueError(f"bad actor id length {len(actor_id)}")
-    return (b"\x0a" + bytes([len(actor_id)]) + actor_id + (b"\x10\x01" if force_kill else b"")
-            + (b"\x18\x01" if no_restart else b""))
+# Kept under the names the unit tests of the Kill encoding use.
+kill_request_bytes = ray_wire.kill_actor_request
 
 
 def gcs_status_of_reply(reply: bytes) -> tuple[int, str]:
     """(code, message) of the ``GcsStatus status = 1`` of a GCS reply; (0, "") when absent."""
-    if not reply:
-        return 0, ""
-    if reply[0] != 0x0A or len(reply) < 2 or reply[1] >= 0x80 or len(reply) < 2 + reply[1]:
-        raise ValueError("unexpected GCS reply encoding")
-    inner = reply[2:2 + reply[1]]
-    code, message, i = 0, "", 0
-    while i < len(inner):
-        tag = inner[i]
-        i += 1
-        if tag == 0x08:  # code: varint
-            shift = 0
-            code = 0
-            while True:
-                b = inner[i]
-                i += 1
-                code |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-        elif tag == 0x12 and i < len(inner) and inner[i] < 0x80:  # message: short string
-            n = inner[i]
-            message = inner[i + 1:i + 1 + n].decode(errors="replace")
-            i += 1 + n
-        else:
-            break
-    return code, message
-
-
-def kill_actor_via_gcs(settings: RaySettings, actor_id: bytes) -> None:
-    """Blocking gRPC call to the Ray GCS; RayUnavailable when it fails."""
     try:
-        import grpc
-    except ImportError:
-        raise RayUnavailable("killing actors on Ray needs grpcio in the Jupyter server's environment: "
-                             "pip install 'nbray[ray-panel]'") from None
-    metadata = [("authorization", f"Bearer {settings.token}")] if settings.token else []
-    with grpc.insecure_channel(settings.gcs_address) as channel:
-        call = channel.unary_unary(KILL_METHOD, request_serializer=None, response_deserializer=None)
-        try:
-            reply = call(kill_request_bytes(actor_id), timeout=RAY_KILL_TIMEOUT_S, metadata=metadata)
-        except grpc.RpcError as exc:
-            raise RayUnavailable(f"the Ray GCS at {settings.gcs_address} did not kill the actor: {exc}") from None
-    code, message = gcs_status_of_reply(reply)
-    if code != 0:
-        raise RayUnavailable(f"the Ray GCS refused to kill actor {actor_id.hex()}: {message or code}")
+        return ray_wire.gcs_status(reply)
+    except ray_wire.WireError as exc:
+        raise ValueError(f"unexpected GCS reply encoding: {exc}") from None
 
 
 # ---- routes --------------------------------------------------------------------------------------------------------
@@ -251,6 +243,12 @@ class RayHandler(NbrayHandler):
             return
         except ray_rows.RayReplyError as exc:
             self.send_error_json(502, str(exc))
+            return
+        except LookupError as exc:
+            self.send_error_json(404, str(exc.args[0]) if exc.args else "not found")
+            return
+        except RayActionRefused as exc:
+            self.send_error_json(409, str(exc))
             return
         self.finish(json.dumps(data))
 
@@ -335,43 +333,30 @@ class RayTaskHandler(RayHandler):
         task_id = task_id.lower()
 
         async def detail() -> dict[str, Any]:
-            raw = [t for t in await self.ray.tasks_raw() if t.get("task_id") == task_id]
-            if not raw:
-                raise LookupError(task_id)
-            latest = max(raw, key=lambda t: int(t.get("attempt_number") or 0))
+            latest = await self.ray.latest_attempt(task_id)
             return ray_rows.task_detail(ray_rows.task_row(latest), latest)
-        try:
-            await self.answer(detail)
-        except LookupError:
-            self.send_error_json(404, f"no task {task_id}")
+        await self.answer(detail)
 
 
 class RayCancelHandler(RayHandler):
     @tornado.web.authenticated
     async def post(self, task_id: str) -> None:
-        if self.validated_query(params.CANCEL_QUERY) is not None:
-            self.send_error_json(501, "Ray's dashboard cannot cancel a task (only the task's owner can, with "
-                                      "ray.cancel); cancel it from the notebook that submitted it")
+        q = self.query_values(params.CANCEL_QUERY)
+        if q is not None:
+            await self.answer(lambda: self.ray.cancel_task(task_id.lower(), q.get("force", False),
+                                                           q.get("recursive", True)))
 
 
 class RayKillHandler(RayHandler):
     @tornado.web.authenticated
     async def post(self, actor_id: str) -> None:
-        if self.validated_query(params.NO_QUERY) is None:
-            return
-        try:
-            await self.ray.kill_actor(actor_id.lower())
-        except RayUnavailable as exc:
-            self.send_error_json(503, str(exc))
-            return
-        self.finish(json.dumps({"killed": actor_id.lower()}))
-
-
-class RaySubmissionsHandler(RayHandler):
-    @tornado.web.authenticated
-    async def get(self) -> None:
         if self.validated_query(params.NO_QUERY) is not None:
-            await self.answer(lambda: self.ray.get_json("/api/jobs/"))
+            await self.answer(lambda: _killed(self.ray, actor_id.lower()))
+
+
+async def _killed(ray: RayDashboard, actor_id: str) -> dict[str, Any]:
+    await ray.kill_actor(actor_id)
+    return {"killed": actor_id}
 
 
 class RayEventsHandler(RayHandler):
@@ -432,5 +417,5 @@ def setup_ray_handlers(web_app: tornado.web.Application, dashboard: RayDashboard
     web_app.settings["nbray_ray"] = dashboard
     web_app.add_handlers(".*$", panel_routes(
         web_app.settings["base_url"], clusters=RayClustersHandler, select=RaySelectHandler, get=RayGetHandler,
-        task=RayTaskHandler, cancel=RayCancelHandler, kill=RayKillHandler, submissions=RaySubmissionsHandler,
-        events=RayEventsHandler))
+        task=RayTaskHandler, cancel=RayCancelHandler, kill=RayKillHandler, events=RayEventsHandler))
+    web_app.add_handlers(".*$", ray_jobs.routes(url_path_join(web_app.settings["base_url"], "nbray")))

@@ -12,6 +12,7 @@ graph shows parent edges only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,29 @@ TERMINAL_TASK_STATES = frozenset({"FINISHED", "FAILED"})
 
 class RayReplyError(ValueError):
     """A Ray dashboard reply does not have the shape of Ray 2.x's API."""
+
+
+def reply_message(body: bytes | None) -> str:
+    """The message of a Ray dashboard error reply (JSON ``msg``/``message``/``error``, or short text)."""
+    text = (body or b"").decode(errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(data, Mapping):
+        for key in ("msg", "message", "error"):
+            if data.get(key):
+                return str(data[key])[:300]
+    return text[:300]
+
+
+def auth_refusal(dashboard_url: str, status: int, body: bytes | None, has_token: bool) -> str:
+    """What the panel says when Ray's token authentication refuses a request."""
+    why = reply_message(body)
+    hint = ("the token in RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) is not the cluster's" if has_token else
+            "the cluster uses token authentication: set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) for the "
+            "Jupyter server")
+    return f"the Ray dashboard at {dashboard_url} refused the request ({status}{': ' + why if why else ''}); {hint}"
 
 
 def state_result(reply: Any) -> list[dict[str, Any]]:

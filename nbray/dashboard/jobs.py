@@ -31,6 +31,7 @@ from typing import Any
 import tornado.web
 
 from nbray import __version__
+from nbray.common.text import whole_chars
 from nbray.dashboard import params
 from nbray.dashboard.handlers import ApiContext, BaseHandler
 from nbray.dashboard.job_manager import MAX_PACKAGE_BYTES, JobConflict, JobManager, JobNotFound
@@ -188,7 +189,7 @@ class TailJobLogsHandler(JobsBaseHandler):
         if result is not None:
             data, done = result
             # Split at a whole UTF-8 character so a multi-byte one is never cut in two.
-            text = data.decode("utf-8", "ignore") if done else _whole_chars(data)
+            text = data.decode("utf-8", "ignore") if done else whole_chars(data)
             self.send_json({"logs": text, "offset": offset + len(text.encode()), "done": done})
 
 
@@ -214,13 +215,6 @@ class PackageHandler(JobsBaseHandler):
             self.send_json({"uploaded": len(data)})
 
 
-def _whole_chars(data: bytes) -> str:
-    for cut in range(len(data), max(-1, len(data) - 4), -1):
-        try:
-            return data[:cut].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    return data.decode("utf-8", "replace")
 
 
 def routes(ctx: ApiContext, jobs: JobManager) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:

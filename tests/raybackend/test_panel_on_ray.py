@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from nbray.testing import wait_for_condition
+from tests.raybackend.panel_server import Server
 from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, free_port
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
@@ -68,25 +69,6 @@ def run_tick(driver: subprocess.Popen[str], name: str, duration_s: float) -> tup
     words = driver.stdout.readline().split()
     assert words[:2] == ["done", name], words
     return words[2], float(words[3])
-
-
-class Server:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def request(self, method: str, route: str) -> tuple[int, Any]:
-        req = urllib.request.Request(f"{self.url}/nbray/{route}", method=method, data=b"" if method == "POST" else None,
-                                     headers={"Authorization": f"token {TOKEN}"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def get(self, route: str) -> Any:
-        status, body = self.request("GET", route)
-        assert status == 200, (route, status, body)
-        return body
 
 
 @pytest.fixture(scope="module")

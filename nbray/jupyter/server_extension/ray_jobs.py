@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import tornado.web
 from jupyter_server.utils import url_path_join
 
+from nbray.common.text import whole_chars
 from nbray.dashboard import params
 from nbray.job_submission.common import InvalidJobId, validate_submission_id
 from nbray.jupyter.server_extension.handlers import NbrayHandler
@@ -72,16 +73,6 @@ def submission_rows(reply: Any) -> list[dict[str, Any]]:
         raise RayJobsReplyError("expected a list of jobs from /api/jobs/")
     rows = [submission_row(j) for j in reply if isinstance(j, Mapping) and j.get("submission_id")]
     return sorted(rows, key=lambda j: (j["start_time"] or 0, j["submission_id"]))
-
-
-def whole_chars(data: bytes) -> str:
-    """``data`` decoded, less a UTF-8 character cut at its end."""
-    for cut in range(len(data), max(-1, len(data) - 4), -1):
-        try:
-            return data[:cut].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    return data.decode("utf-8", "replace")
 
 
 def log_chunk(logs: str, offset: int, ended: bool, max_bytes: int = MAX_LOG_CHUNK_BYTES) -> dict[str, Any]:

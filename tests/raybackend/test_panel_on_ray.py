@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import statistics
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +18,11 @@ from typing import Any
 import pytest
 
 from nbray.testing import wait_for_condition
-from tests.raybackend.panel_server import Server
-from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, free_port
+from tests.raybackend.panel_server import Server, jupyter_servers
+from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
 
-TOKEN = "nbray-ray-panel-test"
 LATENCY_ROUNDS = 5
 
 DRIVER = r'''
@@ -73,39 +70,8 @@ def run_tick(driver: subprocess.Popen[str], name: str, duration_s: float) -> tup
 
 @pytest.fixture(scope="module")
 def server(ray_head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("jupyter-ray")
-    for sub in ("config", "runtime", "root"):
-        (tmp / sub).mkdir()
-    (tmp / "config" / "jupyter_server_config.py").write_text(
-        "c.ServerApp.jpserver_extensions = {'nbray.jupyter.server_extension': True}\n"
-        "c.NbrayExtension.backend = 'ray'\n")
-    port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "RAY_DASHBOARD_ADDRESS": f"http://127.0.0.1:{ray_head.dashboard_port}", "RAY_ADDRESS": ray_head.address}
-    env.pop("NBRAY_PANEL_BACKEND", None)
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
-                             "--ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={TOKEN}",
-                             f"--ServerApp.root_dir={tmp / 'root'}"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp / "server.log").read_text()
-        with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as r:
-            return r.status == 200
-
-    try:
-        wait_for_condition(up, timeout=60, retry_interval_ms=200, message="the Jupyter server started")
-        yield Server(url)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
+    with jupyter_servers(ray_head, tmp_path_factory.mktemp("jupyter-ray"), [None]) as (started,):
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,21 @@ class NbrayHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps({"error": message}))
 
+    async def answer_json(self, make: Any, statuses: tuple[tuple[type[Exception], int], ...]) -> None:
+        """Finish with ``await make()`` as JSON, or with the status that
+        ``statuses`` (checked in order) names for the error it raised."""
+        try:
+            data = await make()
+        except tuple(kind for kind, _ in statuses) as exc:
+            status = next(code for kind, code in statuses if isinstance(exc, kind))
+            if isinstance(exc, LookupError):  # a KeyError's str() would quote its message
+                message = str(exc.args[0]) if exc.args else "not found"
+            else:
+                message = str(exc)
+            self.send_error_json(status, message)
+            return
+        self.finish(json.dumps(data))
+
     def begin_event_stream(self) -> None:
         """Headers of a server-sent event stream (no caching, no proxy
         buffering) and its first line: reconnect after a second."""

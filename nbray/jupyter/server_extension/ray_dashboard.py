@@ -236,21 +236,8 @@ class RayHandler(NbrayHandler):
         return params.parse_query(arguments, spec)
 
     async def answer(self, make: Any) -> None:
-        try:
-            data = await make()
-        except RayUnavailable as exc:
-            self.send_error_json(503, str(exc))
-            return
-        except ray_rows.RayReplyError as exc:
-            self.send_error_json(502, str(exc))
-            return
-        except LookupError as exc:
-            self.send_error_json(404, str(exc.args[0]) if exc.args else "not found")
-            return
-        except RayActionRefused as exc:
-            self.send_error_json(409, str(exc))
-            return
-        self.finish(json.dumps(data))
+        await self.answer_json(make, ((RayUnavailable, 503), (ray_rows.RayReplyError, 502), (LookupError, 404),
+                                      (RayActionRefused, 409)))
 
 
 class RayClustersHandler(RayHandler):

@@ -15,7 +15,6 @@ log is ``done`` once the job had ended before it was read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -140,18 +139,7 @@ class RayJobsHandler(NbrayHandler):
             return None
 
     async def answer(self, make: Any) -> None:
-        try:
-            data = await make()
-        except RayUnavailable as exc:
-            self.send_error_json(503, str(exc))
-            return
-        except JobNotFound as exc:
-            self.send_error_json(404, str(exc))
-            return
-        except RayJobsReplyError as exc:
-            self.send_error_json(502, str(exc))
-            return
-        self.finish(json.dumps(data))
+        await self.answer_json(make, ((RayUnavailable, 503), (JobNotFound, 404), (RayJobsReplyError, 502)))
 
 
 class RaySubmissionsHandler(RayJobsHandler):

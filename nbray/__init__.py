@@ -16,9 +16,13 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from nbray._version import __version__
+
+# Not ``typing.TYPE_CHECKING``: every cluster process imports this package
+# first, and typing alone costs more than the rest of it (type checkers
+# treat the name itself as true).
+TYPE_CHECKING = False
 
 # The public names are bound on first use (PEP 562), not at ``import nbray``:
 # every cluster process (GCS, raylet, worker factory) is started as
@@ -38,6 +42,8 @@ _LAZY_NAMES: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from nbray import actor as actor
     from nbray import cloudpickle as cloudpickle
     from nbray import exceptions as exceptions

@@ -70,11 +70,32 @@ def default_log_handler() -> Callable[[Any], None]:
     return print_logs
 
 
-def flush_logs(timeout_s: float) -> None:
-    """Barrier: worker output written so far has reached the log handler."""
+def flush_logs(timeout_s: float) -> bool:
+    """Barrier: worker output written so far has reached the log handler.
+    False when it may not have (the barrier ran out of time)."""
     flush = getattr(runtime(), "flush_logs", None)
-    if flush is not None:
-        flush(timeout_s=timeout_s)
+    if flush is None:
+        return True
+    return flush(timeout_s=timeout_s) is not False
+
+
+def logs_to_this_driver() -> bool:
+    """Whether worker output reaches the connected driver's log handler (a
+    driver of the cluster, not a client, started with ``log_to_driver``)."""
+    core = driver_core()
+    return core is not None and bool(core.config.log_to_driver)
+
+
+def task_activity() -> tuple[bytes, int, int] | None:
+    """(the driver's worker id, tasks it submitted so far, tasks still in
+    flight) for the connected driver; None for a client or when not
+    connected. Whatever a task prints happens while it is in flight, so
+    when neither number moved since a log flush, nothing new can have
+    been written since (``flush_logs`` need not run again)."""
+    core = driver_core()
+    if core is None:
+        return None
+    return core.worker_id, core.tasks_submitted, len(core.task_manager.pending)
 
 
 def cluster_status() -> Any:

@@ -17,11 +17,11 @@ import logging
 import os
 import signal
 import time
-import uuid
 from typing import Any
 
 from nbray._version import __version__
 from nbray.common.config import Config, set_config
+from nbray.common.task_event_columns import ColumnsError
 from nbray.exceptions import RpcError
 from nbray.gcs.actor_manager import ActorManager
 from nbray.gcs.kv import KVStore
@@ -52,6 +52,15 @@ _Empty = common_pb2.Empty
 EXIT_STORAGE_FAILED = 3
 
 
+def random_uuid4() -> bytes:
+    """A random (version 4) UUID's 16 bytes, as ``uuid.uuid4().bytes``: the
+    uuid module (and the platform module it imports) would cost every GCS start."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return bytes(b)
+
+
 class _GcsPublisher(Publisher):
     """The publisher, with the GCS's own task-event store watching actor state
     changes and the storage writer keeping every published table record."""
@@ -79,7 +88,7 @@ class GcsServer:
         self.session_dir = session_dir
         self.storage = storage if storage is not None else open_storage(config.gcs_storage, session_dir)
         try:
-            self.cluster_id = self.storage.open_identity(token, uuid.uuid4().bytes, __version__)
+            self.cluster_id = self.storage.open_identity(token, random_uuid4(), __version__)
             loaded = load_tables(self.storage)
         except BaseException:
             self.storage.close()
@@ -210,7 +219,8 @@ class GcsServer:
         job.job_id = self._next_job.to_bytes(4, "big")
         self._next_job += 1
         if not job.namespace:
-            job.namespace = str(uuid.uuid4())
+            h = random_uuid4().hex()  # Ray's default namespace: a random UUID's text
+            job.namespace = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         job.start_time_ms = int(time.time() * 1000)
         self.jobs[job.job_id] = job
         conn.add_close_callback(functools.partial(self._on_driver_closed, job.job_id))
@@ -332,7 +342,11 @@ class GcsServer:
 
     def handle_AddTaskEvents(self, conn: Connection, req: gcs_pb2.AddTaskEventsRequest, rid: int) -> Any:
         listened = self.publisher.has_subscribers(gcs_pb2.TASK)
-        self._publish_task_changes(self.task_events.add(req.events, req.num_dropped, report_changes=listened))
+        try:
+            changes = self.task_events.add_request(req, report_changes=listened)
+        except ColumnsError as exc:
+            raise RpcError("invalid_argument", str(exc)) from None
+        self._publish_task_changes(changes)
         return _Empty()
 
     def _on_actor_state(self, info: gcs_pb2.ActorInfo) -> None:

@@ -28,7 +28,6 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -78,6 +77,8 @@ class ForkedGcs:
         while (code := self.poll()) is None:
             left = deadline - time.monotonic()
             if left <= 0:
+                import subprocess  # for its exception alone: not imported at every GCS start
+
                 raise subprocess.TimeoutExpired(f"GCS pid {self.pid}", timeout)
             try:
                 fd = os.pidfd_open(self.pid)
@@ -206,6 +207,8 @@ class Supervisor:
             os.close(gcs_fd)
 
     def stop_gcs(self) -> None:
+        import subprocess
+
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)

@@ -28,6 +28,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from nbray.common.task_event_columns import read_columns, read_running, split_ids
 from nbray.protocol import common_pb2, gcs_pb2
 
 TERMINAL = {gcs_pb2.FINISHED, gcs_pb2.FAILED}
@@ -41,15 +42,25 @@ _PLAIN_FACTS = (("node_id", "node_id"), ("worker_id", "worker_id"), ("worker_pid
                 ("error_traceback", "traceback"), ("actor_repr_name", "actor_repr"))
 
 
+def _no_repeated_end(states: list[int]) -> bool:
+    """Whether no final state appears twice in `states`."""
+    return states.count(gcs_pb2.FINISHED) < 2 and states.count(gcs_pb2.FAILED) < 2
+
+
 class TaskAttempt:
-    __slots__ = ("task_id", "attempt", "info", "states", "ts", "node_id", "worker_id", "worker_pid",
-                 "error_type", "error_message", "traceback", "actor_repr", "updated_ns", "state", "seq",
-                 "change")
+    __slots__ = ("task_id", "attempt", "_info", "_template", "_arg_ids", "_return_ids", "states", "ts",
+                 "node_id", "worker_id", "worker_pid", "error_type", "error_message", "traceback", "actor_repr",
+                 "updated_ns", "state", "seq", "change")
 
     def __init__(self, task_id: bytes, attempt: int, seq: int) -> None:
         self.task_id = task_id
         self.attempt = attempt
-        self.info: gcs_pb2.TaskInfo | None = None
+        self._info: gcs_pb2.TaskInfo | None = None
+        # Facts reported in columns, kept as they came until someone reads them
+        # (a TaskInfo per attempt costs more than the rest of the attempt).
+        self._template: gcs_pb2.TaskInfo | None = None
+        self._arg_ids = b""
+        self._return_ids = b""
         self.states: list[int] = []
         self.ts: list[int] = []
         self.node_id = b""
@@ -65,21 +76,62 @@ class TaskAttempt:
         self.seq = seq
         self.change = 0
 
+    @property
+    def info(self) -> gcs_pb2.TaskInfo | None:
+        """The attempt's static facts (None until its owner reported them)."""
+        template = self._template
+        if template is not None:
+            info = gcs_pb2.TaskInfo()
+            info.CopyFrom(template)
+            info.arg_object_ids.extend(split_ids(self._arg_ids))
+            info.return_object_ids.extend(split_ids(self._return_ids))
+            self._info = info
+            self._template = None
+            self._arg_ids = self._return_ids = b""
+        return self._info
+
+    @info.setter
+    def info(self, info: gcs_pb2.TaskInfo | None) -> None:
+        self._info = info
+        self._template = None
+        self._arg_ids = self._return_ids = b""
+
+    def has_info(self) -> bool:
+        return self._info is not None or self._template is not None
+
+    def job_id(self) -> bytes:
+        """The job's id, without building the TaskInfo."""
+        facts = self._template if self._template is not None else self._info
+        return facts.job_id if facts is not None else b""
+
+    def take_columns_info(self, template: gcs_pb2.TaskInfo, arg_ids: bytes, return_ids: bytes) -> None:
+        """Facts reported in columns: a template shared with other attempts and this attempt's ids."""
+        self._info = None
+        self._template = template
+        self._arg_ids = arg_ids
+        self._return_ids = return_ids
+
     def recompute_state(self) -> None:
-        terminal = [s for s in self.states if s in TERMINAL]
-        if terminal:
-            self.state = terminal[-1]
+        states = self.states
+        for s in reversed(states):
+            if s in TERMINAL:
+                self.state = s
+                return
+        if not states:
+            self.state = gcs_pb2.NIL
             return
-        best = None
-        for s, t in zip(self.states, self.ts):
-            if best is None or t >= best[1]:
-                best = (s, t)
-        self.state = best[0] if best else gcs_pb2.NIL
+        # the latest; of equal times, the one reported last
+        ts = self.ts
+        best = 0
+        for i in range(1, len(ts)):
+            if ts[i] >= ts[best]:
+                best = i
+        self.state = states[best]
 
     def merge_facts(self, rec: gcs_pb2.TaskEventRecord) -> bool:
         """Take the facts of a report; returns whether any was new."""
         changed = False
-        if rec.has_info and (self.info is None or self.info != rec.info):
+        if rec.has_info and (not self.has_info() or self.info != rec.info):
             self.info = rec.info
             changed = True
         for field, attr in _PLAIN_FACTS:
@@ -103,13 +155,28 @@ class TaskAttempt:
 
     def merge_states(self, rec: gcs_pb2.TaskEventRecord) -> bool:
         """Take the states of a report; returns whether any was new."""
+        # Plain lists first: iterating a protobuf repeated field costs far more.
+        return self.merge_state_lists(rec.states[:], rec.state_ts_ns[:])
+
+    def merge_state_lists(self, new_states: list[int], new_ts: list[int]) -> bool:
+        """Take reported states and their times; returns whether any was new."""
+        own = self.states
+        if not own and len(new_states) == len(new_ts) and _no_repeated_end(new_states):
+            if not new_states:
+                return False
+            self.states = new_states
+            self.ts = new_ts
+            self.updated_ns = max(self.updated_ns, max(new_ts))
+            self.recompute_state()
+            return True
         added = False
-        for state, ts in zip(rec.states, rec.state_ts_ns):
-            if state in TERMINAL and state in self.states:
+        for state, ts in zip(new_states, new_ts):
+            if state in TERMINAL and state in own:
                 continue  # the same end, reported twice (by the worker and the GCS)
-            self.states.append(state)
+            own.append(state)
             self.ts.append(ts)
-            self.updated_ns = max(self.updated_ns, ts)
+            if ts > self.updated_ns:
+                self.updated_ns = ts
             added = True
         if added:
             self.recompute_state()
@@ -186,16 +253,7 @@ class TaskEventStore:
         now = time.time_ns() if now_ns is None else now_ns
         changes: list[gcs_pb2.TaskStateChange] | None = [] if report_changes else None
         for rec in records:
-            key = (rec.task_id, rec.attempt_number)
-            att = self.attempts.get(key)
-            created = att is None
-            if att is None:
-                self._seq += 1
-                att = self.attempts[key] = TaskAttempt(rec.task_id, rec.attempt_number, self._seq)
-                if rec.attempt_number and not rec.has_info:
-                    # Owners send the static facts once, with the first attempt.
-                    earlier = self.attempts.get((rec.task_id, rec.attempt_number - 1))
-                    att.info = earlier.info if earlier is not None else None
+            att, created = self._attempt(rec.task_id, rec.attempt_number, rec.has_info)
             before = att.state
             facts = att.merge_facts(rec)
             states = att.merge_states(rec) if rec.states else False
@@ -203,14 +261,73 @@ class TaskEventStore:
                 continue
             self._changed(att, before, now, changes)
             if rec.has_info and facts:
-                # ... and later attempts reported before them get them too
-                later = self.attempts.get((rec.task_id, rec.attempt_number + 1))
-                while later is not None and later.info is None:
-                    later.info = att.info
-                    self._changed(later, later.state, now, changes)
-                    later = self.attempts.get((rec.task_id, later.attempt + 1))
+                self._pass_info_on(att, now, changes)
         self._evict()
         return changes or []
+
+    def add_request(self, req: gcs_pb2.AddTaskEventsRequest,
+                    report_changes: bool = True) -> list[gcs_pb2.TaskStateChange]:
+        """Merge an AddTaskEvents request: its columns, then its records.
+
+        Raises ColumnsError (a ValueError) for columns that do not fit
+        together; nothing of the request is merged then."""
+        now = time.time_ns()
+        changes: list[gcs_pb2.TaskStateChange] | None = [] if report_changes else None
+        if req.HasField("columns"):
+            columns = req.columns
+            entries = list(read_columns(columns))
+            running = list(read_running(columns))
+            for entry in entries:
+                info = entry.info
+                att, created = self._attempt(entry.task_id, entry.attempt, info is not None)
+                before = att.state
+                facts = info is not None
+                if info is not None:
+                    att.take_columns_info(info, entry.arg_ids, entry.return_ids)
+                states = att.merge_state_lists(entry.states, entry.ts) if entry.states else False
+                if not (created or facts or states):
+                    continue
+                self._changed(att, before, now, changes)
+                if facts:
+                    self._pass_info_on(att, now, changes)
+            self._add_running(running, columns.node_id, columns.worker_id, columns.worker_pid, now, changes)
+        return (changes or []) + self.add(req.events, req.num_dropped, now, report_changes)
+
+    def _add_running(self, running: list[tuple[bytes, int, int]], node_id: bytes, worker_id: bytes, pid: int,
+                     now: int, changes: list[gcs_pb2.TaskStateChange] | None) -> None:
+        for task_id, attempt, ts in running:
+            att, created = self._attempt(task_id, attempt, False)
+            before = att.state
+            facts = False
+            if (node_id, worker_id, pid) != (att.node_id, att.worker_id, att.worker_pid):
+                att.node_id, att.worker_id, att.worker_pid = node_id, worker_id, pid
+                facts = True
+            states = att.merge_state_lists([gcs_pb2.RUNNING], [ts])
+            if created or facts or states:
+                self._changed(att, before, now, changes)
+
+    def _attempt(self, task_id: bytes, attempt: int, with_info: bool) -> tuple[TaskAttempt, bool]:
+        """The attempt, made if new; and whether it was."""
+        key = (task_id, attempt)
+        att = self.attempts.get(key)
+        if att is not None:
+            return att, False
+        self._seq += 1
+        att = self.attempts[key] = TaskAttempt(task_id, attempt, self._seq)
+        if attempt and not with_info:
+            # Owners send the static facts once, with the first attempt.
+            earlier = self.attempts.get((task_id, attempt - 1))
+            if earlier is not None and earlier.has_info():
+                att.info = earlier.info
+        return att, True
+
+    def _pass_info_on(self, att: TaskAttempt, now: int, changes: list[gcs_pb2.TaskStateChange] | None) -> None:
+        """Later attempts reported before `att`'s facts get them too."""
+        later = self.attempts.get((att.task_id, att.attempt + 1))
+        while later is not None and not later.has_info():
+            later.info = att.info
+            self._changed(later, later.state, now, changes)
+            later = self.attempts.get((att.task_id, later.attempt + 1))
 
     def _changed(self, att: TaskAttempt, before: int, now: int,
                  changes: list[gcs_pb2.TaskStateChange] | None) -> None:
@@ -228,7 +345,7 @@ class TaskEventStore:
                 self.num_ended[att.state] = self.num_ended.get(att.state, 0) + 1
         if changes is None:
             return
-        job = att.info.job_id if att.info is not None else b""
+        job = att.job_id()
         changes.append(gcs_pb2.TaskStateChange(
             task_id=att.task_id, attempt_number=att.attempt, state=att.state,  # type: ignore[arg-type]
             ts_ns=att.updated_ns, job_id=job, facts_only=not state_changed, change=att.change))

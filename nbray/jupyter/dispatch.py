@@ -50,6 +50,10 @@ class _Run:
     target: CellTarget | None
     session: SessionInfo | None = None
     started_s: float = field(default_factory=time.perf_counter)
+    checkpoint: Any = None
+    """The backend's ``output_checkpoint`` before the runs were submitted."""
+    mark_end: bool = False
+    """The runs mark the end of all they write (``CellRequest.mark_end``)."""
 
 
 @dataclass
@@ -107,7 +111,7 @@ class RemoteCellRunner:
 
     def _analyze(self, code: str, header_line: str) -> CellAnalysis:
         try:
-            return analyze_cell(code)
+            return _analysis_of(code)
         except SyntaxError as exc:
             # IPython shows SyntaxErrors itself; naming the notebook cell's own
             # file and line makes it read "Cell In[n], line k"
@@ -149,7 +153,7 @@ class RemoteCellRunner:
         return CellRequest(
             code=code, label=self._label(), run_id=uuid.uuid4().hex, header_line=header_line, pushed=pushed,
             pull=pull, last_expression=analysis.last_expression, uses_await=analysis.uses_await,
-            wants_ipython_display="IPython" in code)
+            wants_ipython_display="IPython" in code, mark_end=self.backend.cells_mark_their_end())
 
     # ---- submitting --------------------------------------------------------------------------------
 
@@ -165,7 +169,8 @@ class RemoteCellRunner:
         else:
             node_id = self._resolve_node(opts.node) if opts.node else ""
             requests = [(request, "", node_id)]
-        run = _Run([], [], [], [], request.pull, target)
+        run = _Run([], [], [], [], request.pull, target, checkpoint=self.backend.output_checkpoint(),
+                   mark_end=request.mark_end)
         for req, label, node_id in requests:
             self.router.expect_end(req.run_id)
             try:
@@ -270,21 +275,44 @@ class RemoteCellRunner:
 
     def _settle_output(self, run: _Run) -> None:
         """Wait until the cell's output reached the notebook, so it is complete
-        when the cell returns (a flush barrier, then each run's end markers)."""
+        when the cell returns: each run's end markers, after a flush barrier
+        unless the markers alone cover all the cell may have written."""
         backend = self.backend
-        backend.flush_output(self.settings.flush_logs_timeout_s)
+        try:
+            replies = self._replies(run)
+        except KeyboardInterrupt:  # stop waiting for output: the cell's values are still collected
+            replies = None
+        token = None
+        if replies is not None and markers_cover(list(replies.values()), len(run.runs), run.mark_end):
+            token = backend.settle_by_markers(run.checkpoint, len(run.runs))
+        if token is None:
+            backend.flush_output(self.settings.flush_logs_timeout_s)
         deadline = time.monotonic() + self.settings.output_wait_s
-        for handle, run_id in zip(run.runs, run.run_ids):
+        arrived = replies is not None
+        for run_id in run.run_ids:
             try:
-                if not backend.wait_cells([handle], 0):
-                    reply = backend.outcome(handle).reply
-                    if isinstance(reply, CellReply):
-                        self.router.wait_for_end(run_id, reply.streams_written,
-                                                 max(0.0, deadline - time.monotonic()))
+                reply = replies.get(run_id) if replies is not None else None
+                if reply is not None:
+                    arrived = self.router.wait_for_end(run_id, reply.streams_written,
+                                                       max(0.0, deadline - time.monotonic())) and arrived
             except KeyboardInterrupt:
-                pass  # stop waiting for output: the cell's values are still collected
+                arrived = False  # stop waiting for output: the cell's values are still collected
             finally:
                 self.router.forget_run(run_id)
+        if token is not None and arrived:
+            backend.output_settled(token)
+
+    def _replies(self, run: _Run) -> dict[str, CellReply]:
+        """The ``CellReply`` of each finished run that did not fail, by run id."""
+        backend = self.backend
+        unfinished = {id(handle) for handle in backend.wait_cells(run.runs, 0)}
+        replies = {}
+        for handle, run_id in zip(run.runs, run.run_ids):
+            if id(handle) not in unfinished:
+                reply = backend.outcome(handle).reply
+                if isinstance(reply, CellReply):
+                    replies[run_id] = reply
+        return replies
 
     def _collect(self, run: _Run) -> tuple[list[Any], list[tuple[str, BaseException]]]:
         values: list[Any] = []
@@ -373,6 +401,20 @@ class RemoteCellRunner:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+
+
+def markers_cover(replies: list[CellReply], runs: int, mark_end: bool) -> bool:
+    """Whether the end markers of a cell's `runs` runs (``CellRequest.mark_end``:
+    written for whatever the run wrote), once seen, show all their output
+    arrived: every run finished and replied and submitted no task of its own
+    (whose output would come from another process)."""
+    return mark_end and len(replies) == runs > 0 and not any(r.tasks_submitted for r in replies)
+
+
+@functools.lru_cache(maxsize=256)
+def _analysis_of(code: str) -> CellAnalysis:
+    """``analyze_cell``, remembered: a cell is often run again unchanged."""
+    return analyze_cell(code)
 
 
 def _is_ipython_name(name: str, user_ns: dict[str, Any], hidden: dict[str, Any]) -> bool:

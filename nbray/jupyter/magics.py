@@ -4,11 +4,13 @@ Runs in the notebook kernel (or any IPython shell). Loading it also makes
 worker output of *every* task and actor appear under the cell that
 submitted it (``output.CellOutputRouter``), and hooks each cell's start
 (tag the cell's work, collect finished ``--async`` cells) and end (a log
-flush barrier, so output printed by the cell's tasks is complete).
+flush barrier, so output printed by the cell's tasks is complete; skipped
+when no task was submitted or running since the last one, ``log_barrier``).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -138,13 +140,13 @@ class NbrayMagics(Magics):
         """Run a cell (%%remote) or one expression (%remote) on the cluster."""
         if cell is None:
             tokens, expression = split_line_options(line, REMOTE_VALUE_FLAGS, REMOTE_BARE_FLAGS)
-            parser = remote_parser("%remote")
+            parser = _remote_parser("%remote")
             opts = parse_remote_args(parser, tokens)
             if opts.help or not expression:
                 print(parser.format_help() + "\n" + REMOTE_EXAMPLES)
                 return None
             return self.ext.runner.run(expression, opts)
-        parser = remote_parser("%%remote")
+        parser = _remote_parser("%%remote")
         opts = parse_remote_args(parser, _split(line))
         if opts.help:
             print(parser.format_help() + "\n" + REMOTE_EXAMPLES)
@@ -228,6 +230,12 @@ class NbrayMagics(Magics):
 
 NbrayMagics.nbray.__doc__ = nbray_parser().format_help() + "\n" + NBRAY_EXAMPLES
 NbrayMagics.remote.__doc__ = remote_parser("%%remote").format_help() + "\n" + REMOTE_EXAMPLES
+
+
+@functools.lru_cache(maxsize=2)
+def _remote_parser(prog: str) -> Any:
+    """The parser of %%remote / %remote options, built once (parsing leaves it unchanged)."""
+    return remote_parser(prog)
 
 
 def _split(line: str) -> list[str]:

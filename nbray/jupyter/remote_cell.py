@@ -56,6 +56,11 @@ class CellRequest:
     wants_ipython_display: bool = False
     node_label: str = ""
     """Set when the cell runs on every node (``--all``)."""
+    mark_end: bool = False
+    """Also write the end marker of a stream that the cell wrote to other than
+    through its own ``sys.stdout``/``sys.stderr`` (a logging handler made by
+    an earlier cell holds an older one), or when that cannot be told: the
+    markers then cover all the cell wrote."""
 
     @property
     def filename(self) -> str:
@@ -80,6 +85,9 @@ class CellReply:
     node_id: str
     pid: int
     duration_s: float
+    tasks_submitted: int = 0
+    """Tasks, actor calls and actors the worker submitted while the cell ran
+    (their output is not covered by the cell's end markers)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,21 @@ class _WatchedStream(TextSink):
         return getattr(self.inner, name)
 
 
+_UNKNOWN = object()
+
+
+def _stream_state(stream: Any) -> Any:
+    """The task a worker's output stream last wrote for (it notes each task
+    before the task's first write); ``_UNKNOWN`` for other streams."""
+    return getattr(stream, "_last", _UNKNOWN)
+
+
+def _written_since(stream: Any, state: Any) -> bool:
+    """Whether `stream` may have been written to by this task since it was
+    in `state` (True when that cannot be told)."""
+    return state is _UNKNOWN or _stream_state(stream) is not state
+
+
 def _write_end_marker(stream: Any, run_id: str, is_err: bool) -> None:
     for line in display_wire.encode("end", {"run": run_id, "err": is_err}):
         stream.write(line)
@@ -297,6 +320,8 @@ def run_cell(req: CellRequest) -> tuple[Any, CellReply]:
 
 def run_in_namespace(req: CellRequest, ns: dict[str, Any]) -> tuple[Any, CellReply]:
     start = time.perf_counter()
+    submitted_before = _tasks_submitted()
+    streams_before = (_stream_state(sys.stdout), _stream_state(sys.stderr))
     ns.update(req.pushed)
     out, err = _WatchedStream(sys.stdout), _WatchedStream(sys.stderr)
     saved = sys.stdout, sys.stderr
@@ -319,13 +344,16 @@ def run_in_namespace(req: CellRequest, ns: dict[str, Any]) -> tuple[Any, CellRep
     finally:
         remote_display.set_target(saved_target)
         sys.stdout, sys.stderr = saved
-        if out.written:
+        marked = (out.written or (req.mark_end and _written_since(saved[0], streams_before[0])),
+                  err.written or (req.mark_end and _written_since(saved[1], streams_before[1])))
+        if marked[0]:
             _write_end_marker(saved[0], req.run_id, False)
-        if err.written:
+        if marked[1]:
             _write_end_marker(saved[1], req.run_id, True)
     reply = CellReply(run_id=req.run_id, pulled=pulled, pull_errors=pull_errors,
-                      streams_written=(out.written, err.written), node_id=_node_id(), pid=os.getpid(),
-                      duration_s=time.perf_counter() - start)
+                      streams_written=marked, node_id=_node_id(), pid=os.getpid(),
+                      duration_s=time.perf_counter() - start,
+                      tasks_submitted=_tasks_submitted() - submitted_before)
     return result, reply
 
 
@@ -374,6 +402,13 @@ def _node_id() -> str:
 
     core = _core[0]
     return core.node_id.hex() if core is not None and hasattr(core, "node_id") else ""
+
+
+def _tasks_submitted() -> int:
+    """How many tasks this process has submitted so far (0 outside nbray)."""
+    core = sys.modules.get("nbray.object_ref")
+    runtime = core._core[0] if core is not None else None
+    return int(getattr(runtime, "tasks_submitted", 0))
 
 
 # ---- tracebacks ---------------------------------------------------------------------------------------------

@@ -22,15 +22,18 @@ its token) by address or with "auto" whatever root it was started with.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Iterator
-from typing import Any
 
 # The registry and the process table (and the config they read) are imported
-# by the functions that look clusters up: a raylet imports this module for
-# its socket paths before anything else, to start its worker factory early.
+# by the functions that look clusters up, and json by those that read or write
+# a file: a raylet imports this module for its socket paths before anything
+# else, to start its worker factory early. For the same reason, not typing's
+# TYPE_CHECKING (type checkers treat the name itself as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 ADDRESS_ENV = "NBRAY_ADDRESS"
 
@@ -52,12 +55,12 @@ def resolve_temp_root(temp_dir: str | None = None) -> str:
 
 
 def new_session_dir(temp_root: str | None = None) -> str:
-    import datetime
+    import time  # not datetime: a cluster start waits for this, and datetime costs more
 
     # Absolute: processes are found by the --session-dir on their command line.
     root = os.path.abspath(temp_root or default_temp_root())
     os.makedirs(root, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")  # local time, as datetime.now() gives
     path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(2).hex()}")
     for sub in ("", "sockets", "logs", "spill"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
@@ -126,6 +129,8 @@ def _served(path: str) -> bool:
 
 
 def write_cluster_info(session_dir: str, info: dict[str, Any]) -> None:
+    import json
+
     path = os.path.join(session_dir, "cluster.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -134,6 +139,8 @@ def write_cluster_info(session_dir: str, info: dict[str, Any]) -> None:
 
 
 def read_cluster_info(session_dir: str) -> dict[str, Any]:
+    import json
+
     with open(os.path.join(session_dir, "cluster.json")) as f:
         data: dict[str, Any] = json.load(f)
     return data
@@ -206,6 +213,8 @@ def _current_file(root: str) -> tuple[str, str] | None:
 def session_pids(session_dir: str) -> dict[str, int]:
     """Pids recorded in a session's files (the head's cluster.json and every node-*.json),
     by "<file>:<process>"."""
+    import json
+
     pids: dict[str, int] = {}
     try:
         names = os.listdir(session_dir)

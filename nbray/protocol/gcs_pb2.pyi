@@ -624,13 +624,53 @@ class TaskEventRecord(_message.Message):
     actor_repr_name: str
     def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., info: _Optional[_Union[TaskInfo, _Mapping]] = ..., has_info: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[TaskState, str]]] = ..., state_ts_ns: _Optional[_Iterable[int]] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., worker_pid: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., error_traceback: _Optional[str] = ..., actor_repr_name: _Optional[str] = ...) -> None: ...
 
+class TaskEventColumns(_message.Message):
+    __slots__ = ("task_ids", "attempts", "num_states", "states", "state_ts_ns", "info_index", "infos", "num_args", "arg_ids", "num_returns", "return_ids", "running_task_ids", "running_attempts", "running_ts_ns", "node_id", "worker_id", "worker_pid")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_STATES_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    STATE_TS_NS_FIELD_NUMBER: _ClassVar[int]
+    INFO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    INFOS_FIELD_NUMBER: _ClassVar[int]
+    NUM_ARGS_FIELD_NUMBER: _ClassVar[int]
+    ARG_IDS_FIELD_NUMBER: _ClassVar[int]
+    NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_IDS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TS_NS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    task_ids: bytes
+    attempts: _containers.RepeatedScalarFieldContainer[int]
+    num_states: _containers.RepeatedScalarFieldContainer[int]
+    states: _containers.RepeatedScalarFieldContainer[TaskState]
+    state_ts_ns: _containers.RepeatedScalarFieldContainer[int]
+    info_index: _containers.RepeatedScalarFieldContainer[int]
+    infos: _containers.RepeatedCompositeFieldContainer[TaskInfo]
+    num_args: _containers.RepeatedScalarFieldContainer[int]
+    arg_ids: bytes
+    num_returns: _containers.RepeatedScalarFieldContainer[int]
+    return_ids: bytes
+    running_task_ids: bytes
+    running_attempts: _containers.RepeatedScalarFieldContainer[int]
+    running_ts_ns: _containers.RepeatedScalarFieldContainer[int]
+    node_id: bytes
+    worker_id: bytes
+    worker_pid: int
+    def __init__(self, task_ids: _Optional[bytes] = ..., attempts: _Optional[_Iterable[int]] = ..., num_states: _Optional[_Iterable[int]] = ..., states: _Optional[_Iterable[_Union[TaskState, str]]] = ..., state_ts_ns: _Optional[_Iterable[int]] = ..., info_index: _Optional[_Iterable[int]] = ..., infos: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ..., num_args: _Optional[_Iterable[int]] = ..., arg_ids: _Optional[bytes] = ..., num_returns: _Optional[_Iterable[int]] = ..., return_ids: _Optional[bytes] = ..., running_task_ids: _Optional[bytes] = ..., running_attempts: _Optional[_Iterable[int]] = ..., running_ts_ns: _Optional[_Iterable[int]] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., worker_pid: _Optional[int] = ...) -> None: ...
+
 class AddTaskEventsRequest(_message.Message):
-    __slots__ = ("events", "num_dropped")
+    __slots__ = ("events", "num_dropped", "columns")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     NUM_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[TaskEventRecord]
     num_dropped: int
-    def __init__(self, events: _Optional[_Iterable[_Union[TaskEventRecord, _Mapping]]] = ..., num_dropped: _Optional[int] = ...) -> None: ...
+    columns: TaskEventColumns
+    def __init__(self, events: _Optional[_Iterable[_Union[TaskEventRecord, _Mapping]]] = ..., num_dropped: _Optional[int] = ..., columns: _Optional[_Union[TaskEventColumns, _Mapping]] = ...) -> None: ...
 
 class StateFilter(_message.Message):
     __slots__ = ("key", "op", "value")

@@ -11,6 +11,6 @@ from nbray.raylet import zygote_process
 
 zygote_process.start_early(sys.argv[1:])
 
-from nbray.raylet.raylet import main  # noqa: E402
+from nbray.raylet.main import main  # noqa: E402
 
 main()

@@ -9,12 +9,9 @@ those modules, this one only carries messages.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import time
 from typing import Any
 
@@ -35,7 +32,6 @@ from nbray.raylet.object_manager import ObjectManager
 from nbray.raylet.puller import Puller
 from nbray.raylet.scheduling import ClusterView, NodeView, PolicyConfig, Scheduler
 from nbray.raylet.worker_pool import Worker, WorkerPool
-from nbray.rpc import tls
 from nbray.rpc.connection import Connection, Dispatcher
 from nbray.rpc.eventloop import EventLoop
 from nbray.rpc.handler_timing import HandlerTimer
@@ -47,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 _CW_EXIT = method("CoreWorkerService.Exit")
 _CW_UPDATE_LOCATIONS = method("CoreWorkerService.UpdateObjectLocations")
+_FLUSH_LOGS_GCS_TIMEOUT_S = 5.0  # a FlushLogs caller waits less than this (it has its own deadline)
 
 
 class Raylet:
@@ -128,7 +125,7 @@ class Raylet:
             self.log_dir, node_ip, self._publish_logs, self._pid_of_token,
             flush_interval_s=config.log_flush_interval_ms / 1000,
             batch_max_bytes=config.log_batch_max_bytes)
-        self.zygote_proc: subprocess.Popen[bytes] | None = None
+        self.zygote_proc: zygote_process.FactoryProcess | None = None
         self.pool: WorkerPool | None = None
         self.leases: LeaseManager | None = None
         self.memory_monitor: MemoryMonitor | None = None
@@ -418,11 +415,22 @@ class Raylet:
     def handle_HealthCheck(self, conn: Connection, req: common_pb2.Empty, rid: int) -> common_pb2.Empty:
         return common_pb2.Empty()
 
-    def handle_FlushLogs(self, conn: Connection, req: common_pb2.Empty, rid: int) -> common_pb2.Empty:
+    def handle_FlushLogs(self, conn: Connection, req: common_pb2.Empty, rid: int) -> None:
+        """Publish what the workers wrote so far; answer once the GCS has passed it on."""
         self.log_router.drain()
-        if self.gcs is not None:
-            self.gcs.conn.flush()
-        return common_pb2.Empty()
+        mid = method("RayletService.FlushLogs").id
+
+        def done(reply: Any, error: BaseException | None) -> None:
+            if not conn.closed:
+                conn.reply(rid, mid, common_pb2.Empty())
+
+        if self.gcs is None or self.gcs.gave_up_reason:
+            done(None, None)
+            return None
+        # The GCS handles this connection's messages in order: its answer to an
+        # empty batch comes after it forwarded the batches published before.
+        self.gcs.call_async("PublishLogs", gcs_pb2.LogBatch(), callback=done, timeout_s=_FLUSH_LOGS_GCS_TIMEOUT_S)
+        return None
 
     def handle_WorkerExited(self, conn: Connection, req: raylet_pb2.WorkerExitedRequest, rid: int) -> None:
         assert self.pool is not None
@@ -715,83 +723,3 @@ class Raylet:
                 logger.exception("shutting down the %s failed", name)
         self.loop.stop()
 
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="nbray-raylet")
-    parser.add_argument("--node-id", required=True)
-    parser.add_argument("--gcs-address", required=True)
-    parser.add_argument("--node-ip", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--session-dir", required=True)
-    parser.add_argument("--resources-json", default="{}")
-    parser.add_argument("--gpu-ids", default="")
-    parser.add_argument("--object-store-bytes", type=int, required=True)
-    parser.add_argument("--config-json", default="")
-    parser.add_argument("--head", action="store_true")
-    parser.add_argument("--parent-pid", type=int, default=0)
-    parser.add_argument("--ready-fd", type=int, default=-1)
-    parser.add_argument("--node-name", default="")
-    parser.add_argument("--labels-json", default="{}")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s raylet: %(message)s")
-    config = Config.from_json(args.config_json)
-    from nbray.common.config import set_config
-
-    set_config(config)
-    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
-    try:
-        raylet = Raylet(
-            node_id=bytes.fromhex(args.node_id), gcs_address=args.gcs_address, node_ip=args.node_ip,
-            port=args.port, session_dir=args.session_dir, resources=json.loads(args.resources_json),
-            gpu_ids=[g for g in args.gpu_ids.split(",") if g], object_store_bytes=args.object_store_bytes,
-            config=config, token=token, is_head=args.head, node_name=args.node_name,
-            labels=json.loads(args.labels_json),
-        )
-    except (tls.InsecureNetworkError, tls.TlsConfigError) as exc:
-        # A setting the user must change: report it rather than a traceback.
-        _report_ready(args.ready_fd, {"error": str(exc)})
-        raise SystemExit(1) from None
-    signal.signal(signal.SIGTERM, lambda *_: raylet.loop.post(raylet.shutdown, "SIGTERM"))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if args.parent_pid:
-        _watch_parent(raylet, args.parent_pid)
-    try:
-        raylet.start()
-    except Exception as exc:
-        _report_ready(args.ready_fd, {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    _report_ready(args.ready_fd, {"raylet_port": raylet.port, "raylet_socket": raylet.socket_path,
-                                  "pid": os.getpid(), "node_id": raylet.node_id.hex()})
-    raylet.run()
-    raylet.loop.close()
-
-
-def _watch_parent(raylet: Raylet, pid: int) -> None:
-    """Exit when the process that started this one exits (embedded clusters)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (ProcessLookupError, OSError):
-        raylet.loop.post(raylet.shutdown, "parent process is gone")
-        return
-    def parent_exited(mask: int) -> None:
-        raylet.loop.remove(fd)  # stays readable: watch it once
-        os.close(fd)
-        raylet.shutdown("parent process exited")
-
-    raylet.loop.add_reader(fd, parent_exited)
-
-
-def _report_ready(fd: int, info: dict[str, Any]) -> None:
-    if fd < 0:
-        return
-    try:
-        os.write(fd, (json.dumps(info) + "\n").encode())
-        os.close(fd)
-    except OSError:
-        pass
-
-
-if __name__ == "__main__":
-    main()

@@ -22,7 +22,7 @@ from nbray.protocol import common_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
 from nbray.rpc.eventloop import EventLoop
 from nbray.runtime_env.node_agent import RuntimeEnvAgent
-from nbray.runtime_env.resolve import RUNTIME_ENV_VAR
+from nbray.runtime_env.spec import RUNTIME_ENV_VAR
 
 logger = logging.getLogger(__name__)
 

@@ -2,28 +2,80 @@
 
 Runs in the raylet process. ``python -m nbray.raylet`` starts the factory
 from its own command line before it imports the raylet's modules
-(``start_early``), so that the factory imports the worker's modules while
+(``start_early``), so that the factory imports the workers' modules while
 the raylet imports its own: the first worker is ready that much sooner.
 The raylet then takes that factory over (``take_early``) if it was started
 with the arguments and configuration the raylet would give it, and
 otherwise starts one itself (``spawn``).
 
-This module imports nothing heavy: it runs before the raylet's imports.
+This module imports ``os`` and ``sys`` alone, and ``start_early`` nothing
+more (no argparse, subprocess or socket, not even typing): whatever the
+raylet imports before the factory runs delays every first worker.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import socket
-import subprocess
 import sys
-from typing import TYPE_CHECKING
 
-from nbray.node import session
-
+# typing costs as much as the rest of the early start: the name alone tells type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
+
     from nbray.common.config import Config
+
+_CONTROL_FLAGS = ("--node-id", "--gcs-address", "--session-dir")
+
+
+class FactoryProcess:
+    """A started factory's process, with the part of Popen's interface the raylet uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone all the same
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit status; subprocess.TimeoutExpired if it runs `timeout` seconds more."""
+        if self.poll() is None and timeout is not None:
+            import select
+
+            fd = os.pidfd_open(self.pid)
+            try:
+                ready, _, _ = select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            if not ready:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(f"worker factory {self.pid}", timeout)
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.returncode = -1
+        return self.returncode
+
+    def kill(self) -> None:
+        import signal
+
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class ZygoteProcess:
@@ -31,20 +83,31 @@ class ZygoteProcess:
 
     # A plain class, not a dataclass: ``dataclasses`` (and ``inspect``) would
     # cost the raylet more before it starts the factory than the rest of this module.
-    def __init__(self, proc: subprocess.Popen[bytes], control: socket.socket, args: list[str],
-                 config_json: str) -> None:
+    def __init__(self, proc: FactoryProcess, control_fd: int, args: list[str], config_json: str) -> None:
         self.proc = proc
-        self.control = control
+        self.control_fd = control_fd
         self.args = args  # its command-line arguments: log socket, then the workers' arguments
         self.config_json = config_json  # the configuration its workers run with (NBRAY_CONFIG_JSON)
+        self._control: socket.socket | None = None
 
     def __repr__(self) -> str:
         return f"ZygoteProcess(pid={self.proc.pid}, args={self.args!r})"
 
+    @property
+    def control(self) -> socket.socket:
+        """The control connection as a socket (made on first use: the early start imports no socket)."""
+        if self._control is None:
+            import socket
+
+            self._control = socket.socket(fileno=self.control_fd)
+        return self._control
+
     def discard(self) -> None:
-        self.control.close()  # the factory exits on EOF
-        if self.proc.poll() is None:
-            self.proc.kill()
+        if self._control is not None:
+            self._control.close()  # the factory exits on EOF
+        else:
+            os.close(self.control_fd)
+        self.proc.kill()
         self.proc.wait()
 
 
@@ -57,6 +120,8 @@ def zygote_args(*, log_socket: str, raylet_socket: str, node_id: bytes, node_ip:
 
 def socket_paths(session_dir: str, node_id: bytes) -> tuple[str, str]:
     """The raylet's socket and its log socket, as the raylet names them: (raylet, logs)."""
+    from nbray.node import session
+
     short = node_id.hex()[:8]
     return (session.socket_path(session_dir, f"raylet-{short}.sock"),
             session.socket_path(session_dir, f"logs-{short}.sock"))
@@ -67,24 +132,67 @@ def log_path(session_dir: str, node_id: bytes) -> str:
 
 
 def spawn(args: list[str], token: bytes, config_json: str, log_file: str) -> ZygoteProcess:
-    """Start a factory with `args` (see ``zygote_args``); its workers authenticate with `token`."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    """Start a factory with `args` (see ``zygote_args``); its workers authenticate with `token`.
+
+    Only the factory's end of the control connection and the standard
+    streams (stdin from /dev/null, stdout and stderr to `log_file`) pass to
+    it: every other inheritable descriptor of this process is closed there.
+    """
+    ours, theirs = _socketpair()
     env = dict(os.environ)
     env["NBRAY_AUTH_TOKEN"] = token.hex()
     env["PYTHONUNBUFFERED"] = "1"
     env["NBRAY_CONFIG_JSON"] = config_json
+    actions: list[tuple[int | str, ...]] = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2 and fd != theirs]
     try:
-        with open(log_file, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "nbray.raylet.zygote", str(theirs.fileno()), *args],
-                pass_fds=[theirs.fileno()], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            )
+        os.set_inheritable(theirs, True)
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "nbray.raylet.zygote", str(theirs), *args],
+                             env, file_actions=actions)
     except BaseException:
-        ours.close()
+        os.close(ours)
         raise
     finally:
-        theirs.close()
-    return ZygoteProcess(proc, ours, list(args), config_json)
+        os.close(theirs)
+    return ZygoteProcess(FactoryProcess(pid), ours, list(args), config_json)
+
+
+def _socketpair() -> tuple[int, int]:
+    """A connected pair of Unix stream sockets, as descriptors (not inheritable)."""
+    import _socket  # the socket module's C core: ``socket`` itself would import enum and selectors here
+
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def _inheritable_fds() -> list[int]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the directory listing's own descriptor, closed by now
+            pass
+    return fds
+
+
+def _flag_values(argv: list[str], flags: tuple[str, ...]) -> dict[str, str]:
+    """``--flag value`` and ``--flag=value`` pairs of `argv` for `flags` (the last one wins, as in argparse)."""
+    found: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name not in flags:
+            continue
+        if eq:
+            found[name] = value
+        elif i + 1 < len(argv):
+            found[name] = argv[i + 1]
+    return found
 
 
 _early: ZygoteProcess | None = None
@@ -97,20 +205,19 @@ def start_early(raylet_argv: list[str]) -> None:
     itself, and starts its factory when it is ready (``take_early`` returns None).
     """
     global _early
-    parser = argparse.ArgumentParser(add_help=False)
-    for flag in ("--node-id", "--gcs-address", "--session-dir"):
-        parser.add_argument(flag, required=True)
-    parser.add_argument("--node-ip", default="127.0.0.1")
-    parser.add_argument("--config-json", default="")
+    values = _flag_values(raylet_argv, (*_CONTROL_FLAGS, "--node-ip", "--config-json"))
     try:
-        known, _ = parser.parse_known_args(raylet_argv)
+        if any(flag not in values for flag in _CONTROL_FLAGS):
+            return
         token = bytes.fromhex(os.environ["NBRAY_AUTH_TOKEN"])
-        node_id = bytes.fromhex(known.node_id)
-        raylet_socket, log_socket = socket_paths(known.session_dir, node_id)
+        node_id = bytes.fromhex(values["--node-id"])
+        session_dir = values["--session-dir"]
+        raylet_socket, log_socket = socket_paths(session_dir, node_id)
         args = zygote_args(log_socket=log_socket, raylet_socket=raylet_socket, node_id=node_id,
-                           node_ip=known.node_ip, gcs_address=known.gcs_address, session_dir=known.session_dir)
-        _early = spawn(args, token, known.config_json, log_path(known.session_dir, node_id))
-    except (SystemExit, KeyError, ValueError, OSError):
+                           node_ip=values.get("--node-ip", "127.0.0.1"), gcs_address=values["--gcs-address"],
+                           session_dir=session_dir)
+        _early = spawn(args, token, values.get("--config-json", ""), log_path(session_dir, node_id))
+    except (KeyError, ValueError, OSError):
         _early = None
 
 

@@ -20,16 +20,15 @@ import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from nbray.runtime_env import packaging, pip_env
 from nbray.runtime_env.spec import setup_timeout_s
+
+# The packaging, pip and file modules are imported where an environment is
+# set up: every raylet builds this agent at start-up, few ever use it.
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +38,10 @@ Done = Callable[[dict[str, str] | None, str], None]
 def safe_extract(data: bytes, dest: str) -> None:
     """Unpack a zip into `dest`, refusing members with absolute paths or "..".
     Raises PackageError."""
+    import zipfile
+
+    from nbray.runtime_env import packaging
+
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist():
             name = info.filename
@@ -101,6 +104,8 @@ class RuntimeEnvAgent:
                          name="runtime-env-setup").start()
 
     def _setup_thread(self, resolved_json: str) -> None:
+        from nbray.runtime_env import packaging, pip_env
+
         try:
             context, dirs = self.setup(json.loads(resolved_json))
             error = ""
@@ -125,6 +130,8 @@ class RuntimeEnvAgent:
 
     def setup(self, resolved: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
         """Set up an environment; returns (worker context env, dirs used)."""
+        from nbray.runtime_env import pip_env
+
         timeout = setup_timeout_s(resolved)
         deadline = None if timeout is None else time.monotonic() + timeout
         context: dict[str, Any] = {"cwd": "", "sys_path": [], "site_packages": [], "venv": ""}
@@ -153,6 +160,11 @@ class RuntimeEnvAgent:
 
     def ensure_package(self, uri: str) -> str:
         """The directory a package is unpacked in on this node (fetched once)."""
+        import shutil
+        import tempfile
+
+        from nbray.runtime_env import packaging
+
         h = packaging.hash_of_uri(uri)
         pkgs = os.path.join(self.root, "pkgs")
         final = os.path.join(pkgs, h)
@@ -194,5 +206,7 @@ class RuntimeEnvAgent:
 
 
 def _delete_all(paths: list[str]) -> None:
+    import shutil
+
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)

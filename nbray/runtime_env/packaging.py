@@ -20,7 +20,6 @@ import re
 import threading
 import types
 import weakref
-import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -111,6 +110,8 @@ def pack_directory(root: str, *, excludes: Iterable[str] = (), prefix: str = "",
             f"{max_bytes / 2**20:.1f} MiB (largest: {', '.join(rel for _, rel in biggest)}). Leave files out "
             "with runtime_env['excludes'] (e.g. ['data/', '*.ckpt']) or raise "
             "runtime_env['config']['max_package_bytes'].")
+    import zipfile  # here, not at the top: the GCS and raylets import this module and never pack
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=_ZIP_LEVEL) as zf:
         for full, rel in files:
@@ -128,6 +129,8 @@ def compress_type_for(data: bytes) -> int:
     """Deflate what compresses; store what does not (random bytes, images,
     archives), whose deflating costs ~0.2 s per MB here for nothing. Decided
     from a sample, so the same content always packs the same way."""
+    import zipfile
+
     sample = data[:_SAMPLE_BYTES]
     if len(sample) < _SAMPLE_BYTES // 16:
         return zipfile.ZIP_DEFLATED
@@ -142,6 +145,8 @@ def read_archive(path: str, *, max_bytes: int | None, what: str) -> bytes:
     if max_bytes is not None and size > max_bytes:
         raise PackageError(f"runtime_env {what} {path} is {size / 2**20:.1f} MiB, more than the limit of "
                            f"{max_bytes / 2**20:.1f} MiB; raise runtime_env['config']['max_package_bytes'].")
+    import zipfile
+
     if not zipfile.is_zipfile(path):
         raise PackageError(f"runtime_env {what} {path} is not a zip archive")
     with open(path, "rb") as f:
@@ -192,6 +197,8 @@ def pack_py_module(item: str | types.ModuleType, excludes: Iterable[str], max_by
             item = paths[0]
         elif getattr(item, "__file__", None):
             file = str(item.__file__)
+            import zipfile
+
             data = io.BytesIO()
             with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as zf:
                 info = zipfile.ZipInfo(os.path.basename(file), date_time=_ZIP_DATE)

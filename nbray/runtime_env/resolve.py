@@ -19,10 +19,9 @@ import types
 from typing import Any
 
 from nbray.runtime_env import package_refs, packaging
+from nbray.runtime_env.spec import RUNTIME_ENV_VAR as RUNTIME_ENV_VAR  # re-exported
 from nbray.runtime_env.spec import max_package_bytes, validate
 
-# Spec env var holding the resolved environment (minus env_vars) as JSON.
-RUNTIME_ENV_VAR = "NBRAY_RUNTIME_ENV"
 # Set by the raylet for a worker it starts in an environment: where the
 # environment was set up on the node (JSON, see worker_setup.py).
 CONTEXT_VAR = "NBRAY_RUNTIME_ENV_CONTEXT"

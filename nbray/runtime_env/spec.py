@@ -20,6 +20,9 @@ CONFIG_FIELDS = ("setup_timeout_seconds", "eager_install", "max_package_bytes")
 DEFAULT_SETUP_TIMEOUT_S = 600
 DEFAULT_MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 PIP_FIELDS = ("packages", "pip_install_options", "pip_check", "pip_version")
+# Spec env var holding the resolved environment (minus env_vars) as JSON
+# (defined here, with no packaging code around it, for the raylet's worker pool).
+RUNTIME_ENV_VAR = "NBRAY_RUNTIME_ENV"
 
 
 class RuntimeEnv(dict):  # type: ignore[type-arg]

@@ -254,7 +254,7 @@ def run_cases(rt_name: str, quick: bool, only: list[str] | None) -> dict[str, fl
     def want(name: str) -> bool:
         return not only or any(o.lower() in name.lower() for o in only)
 
-    if want("init"):
+    if want("init to first result (s)"):  # the case's name, as --only matches by substring
         results["init to first result (s)"] = init_to_first_result(rt_name)
     rt = importlib.import_module(rt_name)
     if any(want(n) for n in CORE_CASES):

@@ -6,18 +6,34 @@ Submodules: ``queue`` (Queue), ``multiprocessing`` (Pool) and ``joblib``
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from nbray.util import accelerators as accelerators  # ray.util.accelerators without an import
-from nbray.util import state
-from nbray.util.actor_pool import ActorPool
-from nbray.util.placement_group import (
+# Other names are bound on first use (PEP 562), not when this package is
+# imported: workers and drivers import ``nbray.util.metrics`` at start-up,
+# which imports this package first, and neither needs the state API or
+# ActorPool then. ``from nbray.util import X`` and ``nbray.util.X`` give the
+# same objects as an eager import would.
+_LAZY_NAMES: dict[str, str] = {
+    "ActorPool": "nbray.util.actor_pool",
+}
+
+# Loaded now, not on first use: the function ``placement_group`` shares its
+# name with its module, and a later ``import nbray.util.placement_group``
+# would otherwise leave the module where the function belongs. The module
+# needs nothing a core worker has not loaded already.
+from nbray.util.placement_group import (  # noqa: E402
     get_current_placement_group,
     get_placement_group,
     placement_group,
     placement_group_table,
     remove_placement_group,
 )
+
+if TYPE_CHECKING:
+    from nbray.util import accelerators as accelerators
+    from nbray.util import state as state
+    from nbray.util.actor_pool import ActorPool as ActorPool
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
@@ -35,21 +51,37 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     return list(reply.names)
 
 
-def __getattr__(name: str) -> Any:
-    # Loaded on first use, not with this package: they define actor classes,
-    # which needs nbray itself fully imported (nbray imports this package early);
-    # joblib's also needs joblib installed, and says so on import.
-    if name in ("queue", "multiprocessing", "joblib"):
-        import importlib
-
-        return importlib.import_module(f"nbray.util.{name}")
-    raise AttributeError(f"module 'nbray.util' has no attribute {name!r}")
-
-
 def get_node_ip_address() -> str:
     from nbray.node.detect import node_ip_address
 
     return node_ip_address()
+
+
+def __getattr__(name: str) -> Any:
+    """A public name or a submodule (``state``, ``queue``, ``accelerators``, ...) on first use.
+
+    The submodules that define actor classes (``queue``, ``multiprocessing``)
+    need nbray itself imported, and ``joblib`` needs joblib installed: all
+    the more reason to load them only when asked for.
+    """
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but needs something missing (joblib)
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES) | set(__all__) | {"accelerators", "state"})
 
 
 __all__ = [

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbray.common import ids
@@ -62,6 +62,10 @@ _IN_PLASMA = common_pb2.VALUE_IN_PLASMA
 
 
 class CoreWorker(Ownership, ArgumentPacking):
+    tasks_submitted = 0
+    """Tasks, actor calls and actors this process submitted (retries
+    included): unchanged since a log flush, nothing new can have printed."""
+
     def __init__(
         self,
         *,
@@ -94,7 +98,7 @@ class CoreWorker(Ownership, ArgumentPacking):
         self.memory_store = MemoryStore(node_id)
         self.events = TaskEventBuffer(config.task_events_max_buffer, config.task_events_report_interval_ms,
                                       config.task_events_final_report_delay_ms)
-        self.events.info_builder = self._build_task_info
+        self.events.info_parts = self._task_info_parts
         self.task_manager = TaskManager(self)
         self.normal_submitter = NormalTaskSubmitter(self)
         self.actor_submitter = ActorTaskSubmitter(self)
@@ -267,37 +271,37 @@ class CoreWorker(Ownership, ArgumentPacking):
         return key[1]
 
     def _track(self, task: PendingTask) -> None:
+        self.tasks_submitted += 1
         if not task.template.disable_task_events:
             task.ev.append((0, gcs_pb2.PENDING_ARGS_AVAIL, time.time_ns()))
             self.events.track(task)
 
-    def _build_task_info(self, task: PendingTask, info: gcs_pb2.TaskInfo) -> None:
+    def _task_info_parts(self, task: PendingTask) -> tuple[gcs_pb2.TaskInfo, Sequence[bytes], Sequence[bytes]]:
+        """A tracked task's static facts: a TaskInfo shared by the tasks alike
+        (without object ids), its argument ids and its return ids."""
         # From the record and its template: a queued task's spec is not built yet.
         t = task.template
-        key = (task.name, t.func_or_class_name, t.type, task.job_id, task.sched_key)
+        actor_id = t.actor_id if t.type != common_pb2.NORMAL_TASK else b""
+        pg = t.scheduling_strategy.placement_group_id
+        key = (task.name, t.func_or_class_name, t.type, task.job_id, task.sched_key, task.parent_task_id,
+               actor_id, pg, task.context_tag)
         proto = self._info_protos.get(key) if task.sched_key is not None else None
         if proto is None:
             proto = gcs_pb2.TaskInfo(type=t.type, name=task.name, func_or_class_name=t.func_or_class_name,
-                                     job_id=task.job_id, caller_node_id=self.node_id)
+                                     job_id=task.job_id, caller_node_id=self.node_id,
+                                     parent_task_id=task.parent_task_id, actor_id=actor_id,
+                                     placement_group_id=pg, context_tag=task.context_tag or "")
             proto.caller.CopyFrom(self.address)
             proto.required_resources.update(t.resources)
             if task.sched_key is not None:
                 if len(self._info_protos) > 1024:
                     self._info_protos.clear()
                 self._info_protos[key] = proto
-        info.CopyFrom(proto)
-        info.parent_task_id = task.parent_task_id
-        if t.type != common_pb2.NORMAL_TASK:
-            info.actor_id = t.actor_id
-        if t.scheduling_strategy.placement_group_id:
-            info.placement_group_id = t.scheduling_strategy.placement_group_id
-        if task.arg_ids:
-            info.arg_object_ids.extend(task.arg_ids[:-1] if task.holds_handle else task.arg_ids)
-        info.return_object_ids.extend(task.return_ids)
-        if task.context_tag:
-            info.context_tag = task.context_tag
+        args = task.arg_ids[:-1] if task.arg_ids and task.holds_handle else task.arg_ids
+        return proto, args, task.return_ids
 
     def resubmit(self, task: PendingTask) -> None:
+        self.tasks_submitted += 1
         if task.is_actor:
             self.loop.post(self.actor_submitter.submit, task)
         else:
@@ -314,6 +318,7 @@ class CoreWorker(Ownership, ArgumentPacking):
         Returns (actor id, info, handle ref). The handle ref keeps a
         non-detached actor alive; it is None for a detached actor or when
         an existing actor was returned (get_if_exists)."""
+        self.tasks_submitted += 1
         ctx = context.current()
         spec = common_pb2.TaskSpec()
         spec.CopyFrom(template)
@@ -359,8 +364,10 @@ class CoreWorker(Ownership, ArgumentPacking):
         self._actor_creation_args[actor_id] = arg_ids
         if not spec.disable_task_events:
             info = gcs_pb2.TaskInfo()
-            creation = PendingTask(core_worker_pb2.PushTaskRequest(spec=spec), [], arg_ids)
-            self._build_task_info(creation, info)
+            parts = self._task_info_parts(PendingTask(core_worker_pb2.PushTaskRequest(spec=spec), [], arg_ids))
+            info.CopyFrom(parts[0])
+            info.arg_object_ids.extend(parts[1])
+            info.return_object_ids.extend(parts[2])
             self.events.info(spec.task_id, 0, info)
             self.events.state(spec.task_id, 0, gcs_pb2.PENDING_ARGS_AVAIL)
         self.loop.post(self.actor_submitter.track, actor_id, reply.actor)
@@ -579,8 +586,9 @@ class CoreWorker(Ownership, ArgumentPacking):
             except Exception:
                 logger.exception("printing worker output failed")
 
-    def flush_logs(self, timeout_s: float = 2.0) -> None:
-        """Wait until worker output written so far, on every node, has reached this driver."""
+    def flush_logs(self, timeout_s: float = 2.0) -> bool:
+        """Wait until worker output written so far, on every node, has reached
+        this driver; False when some node or the GCS did not answer in time."""
         flush = method("RayletService.FlushLogs")
         deadline = time.monotonic() + timeout_s
         futures = []
@@ -596,13 +604,15 @@ class CoreWorker(Ownership, ArgumentPacking):
                 futures.append(conn.call(flush, common_pb2.Empty()))
             except Exception:
                 continue  # a node going away has no output left to wait for
+        complete = True
         for future in futures:
-            future.wait(max(0.0, deadline - time.monotonic()))
+            complete = future.wait(max(0.0, deadline - time.monotonic())) and complete
         try:
             # a GCS round trip lets publishes queued behind the flushes arrive
             self.gcs.call("KVGet", gcs_pb2.KVGetRequest(ns="", key=b""), max(0.1, deadline - time.monotonic()))
         except Exception:
-            pass
+            return False
+        return complete
 
     # ---- misc ----------------------------------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ threaded actor call sees ``get_runtime_context().is_canceled()``.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import inspect
 import io
@@ -45,6 +44,8 @@ from nbray.worker.function_manager import FunctionCache
 from nbray.worker.returns import pack_returns
 
 if TYPE_CHECKING:
+    import asyncio
+
     from nbray.worker.core_worker import CoreWorker
 
 logger = logging.getLogger(__name__)
@@ -540,6 +541,7 @@ class ActorRuntime:
     # ---- async actors ----------------------------------------------------------------------------
 
     def run_async_loop(self) -> None:
+        import asyncio  # async actors alone need it: other workers start without it
         loop = self._init_loop or asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._aloop = loop
@@ -556,6 +558,7 @@ class ActorRuntime:
         self._running[req.spec.task_id] = task
 
     async def _run_async(self, conn: Connection, req: Any, rid: int) -> None:
+        import asyncio
         ex = self.executor
         spec = req.spec
         assert self._sema is not None
@@ -667,6 +670,7 @@ def _construct_on_own_loop(cls: Any, args: list[Any], kwargs: dict[str, Any]
     """An actor with ``async def __init__``: run it on a new event loop that
     then becomes the actor's, so what __init__ starts there (background
     tasks, connections) lives on the loop its calls run on, as in Ray."""
+    import asyncio
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

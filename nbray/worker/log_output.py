@@ -7,14 +7,19 @@ the task's name and pid, as Ray does: ``(name pid=123) line``.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from nbray.experimental import bar_display
-from nbray.protocol import gcs_pb2
+if TYPE_CHECKING:
+    from nbray.protocol import gcs_pb2
 
 
 def print_logs(batch: gcs_pb2.LogBatch) -> None:
     """Default output of worker logs on a driver: "(name pid=123) line".
     Progress bars of ``tqdm_ray`` are drawn instead of printed."""
+    # Imported with the first batch, not with the core worker: workers never
+    # print batches, and a driver may never receive one.
+    from nbray.experimental import bar_display
+
     batch = bar_display.take_bar_reports(batch)
     if batch.entries:
         with bar_display.bars_hidden():

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from nbray.common.serialization import serialize
 from nbray.object_ref import ObjectRef
 from nbray.protocol import common_pb2
-from nbray.runtime_env.resolve import RUNTIME_ENV_VAR, merge_encoded
 from nbray.worker.context import TaskContext
 
 if TYPE_CHECKING:
@@ -37,6 +36,10 @@ class ArgumentPacking:
         them) and runtime environment. Returns True if the spec changed."""
         changed = False
         if ctx.runtime_env and ctx.runtime_env.get("env_vars"):
+            # Only tasks with a runtime environment get here: the packaging
+            # code it pulls in (zipfile, pathlib) stays out of every other process.
+            from nbray.runtime_env.resolve import RUNTIME_ENV_VAR, merge_encoded
+
             own = spec.runtime_env.env_vars
             for k, v in ctx.runtime_env["env_vars"].items():
                 if k not in own:

@@ -15,7 +15,8 @@ task hot path, so it is as cheap as possible:
 - other events (the executor's RUNNING, failures) are small tuples in a
   bounded buffer.
 
-A flush turns both into one ``AddTaskEvents`` message. Flushes are timed
+A flush turns both into one ``AddTaskEvents`` message (tracked tasks in
+columns, see nbray/common/task_event_columns.py). Flushes are timed
 here, on the process's I/O loop: every ``task_events_report_interval_ms``
 while anything is buffered or a tracked task is still in flight (an idle
 process never wakes up), and ``task_events_final_report_delay_ms`` after a
@@ -33,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from nbray.common.task_event_columns import ColumnWriter
 from nbray.protocol import common_pb2, gcs_pb2
 
 # schedule(delay_s, fn, *args): run fn on the I/O loop after delay_s; callable from any thread
@@ -83,8 +85,9 @@ class TaskEventBuffer:
         self._waiting: deque[Any] = deque()
         self._dropped = 0
         self.enabled = True
-        # filled by the core worker: builds TaskInfo for a tracked task
-        self.info_builder: Any = None
+        # filled by the core worker: a tracked task's static facts, as
+        # (shared TaskInfo template, arg object ids, return object ids)
+        self.info_parts: Any = None
         # Flush timing (see the module docstring). Set by start(); the flags are
         # read and written from several threads without a lock: a lost race only
         # arms a timer twice, and a stale timer (not the latest token) does nothing.
@@ -204,6 +207,9 @@ class TaskEventBuffer:
         records: dict[tuple[bytes, int], gcs_pb2.TaskEventRecord] = {}
         add = request.events.add
         waiting = self._waiting
+        columns = ColumnWriter()
+        add_task = columns.add_task
+        info_parts = self.info_parts
 
         def report(task: Any) -> None:
             # Read "done" first: its final state was appended before it was set.
@@ -212,22 +218,11 @@ class TaskEventBuffer:
             n = len(ev)
             sent = task.ev_sent
             if sent < n or not task.ev_info_sent:
-                task_id = task.task_id
-                for attempt, state, ts in ev[sent:n]:
-                    key = (task_id, attempt)
-                    rec = records.get(key)
-                    if rec is None:
-                        rec = records[key] = add(task_id=task_id, attempt_number=attempt)
-                    rec.states.append(state)
-                    rec.state_ts_ns.append(ts)
-                if not task.ev_info_sent:
+                if task.ev_info_sent:
+                    add_task(task.task_id, ev[sent:n])
+                else:
                     task.ev_info_sent = True
-                    key = (task_id, ev[0][0] if ev else 0)
-                    rec = records.get(key)
-                    if rec is None:
-                        rec = records[key] = add(task_id=task_id, attempt_number=key[1])
-                    self.info_builder(task, rec.info)
-                    rec.has_info = True
+                    add_task(task.task_id, ev[sent:n], ev[0][0] if ev else 0, info_parts(task))
                 task.ev_sent = n
             if not done and not task.ev_waiting:
                 task.ev_waiting = True
@@ -262,8 +257,11 @@ class TaskEventBuffer:
         for task in batch:
             report(task)
         self._walk_waiting(report, everything)
+        add_running = columns.add_running
         while events:
             ev = events.popleft()
+            if ev[0] == "r" and not ev[7] and add_running(ev[1], ev[2], ev[3], ev[4], ev[5], ev[6]):
+                continue
             key = (ev[1], ev[2])
             rec = records.get(key)
             if rec is None:
@@ -290,7 +288,9 @@ class TaskEventBuffer:
                 rec.error.message = ev[5]
                 if ev[6]:
                     rec.error_traceback = ev[6]
-        if not request.events and not request.num_dropped:
+        if columns:
+            columns.fill(request.columns)
+        elif not request.events and not request.num_dropped:
             return None  # only tracked tasks with nothing new
         return request
 

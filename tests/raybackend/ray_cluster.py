@@ -4,7 +4,9 @@ The head runs ``ray start --head --block`` from ``.venv-ray`` (built by
 ``scripts/setup_ray_env.sh``) on free loopback ports with a temp dir of its
 own, in a process group of its own: stopping it ends that group and then
 any process still naming the temp dir, by pid (never ``ray stop``, which
-would end every Ray process on the machine).
+would end every Ray process on the machine). ``RayHead.add_node`` joins a
+second node on this machine (``ray start --address``, with ports, a temp dir
+and a process group of its own); stopping the head stops it too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class RayHead:
         """``extra_env``: more environment for ``ray start`` and the readiness check (e.g. Ray's
         ``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN``)."""
         self.extra_env = dict(extra_env or {})
+        self.nodes: list[RayNode] = []
+        """Nodes joined with ``add_node``."""
         self.temp_dir = tempfile.mkdtemp(prefix="nbr-", dir="/tmp")
         self.port = free_port()
         self.dashboard_port = free_port()
@@ -59,11 +63,8 @@ class RayHead:
         self.client_port = ports["--ray-client-server-port"]
         """Where Ray Client (``ray://127.0.0.1:PORT``) reaches this head."""
         self.log = open(os.path.join(self.temp_dir, "ray-start.log"), "w")
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-                   RAY_agent_register_timeout_ms="300000")
-        env.update(self.extra_env)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=env)
+                                     env=self.start_env())
         self.address = f"127.0.0.1:{self.port}"
         try:
             self._wait_ready()
@@ -97,27 +98,45 @@ class RayHead:
         raise TimeoutError(f"no driver could use the Ray head in {START_TIMEOUT_S} s: {last}\n"
                            f"{self.read_log()[-3000:]}")
 
+    def start_env(self) -> dict[str, str]:
+        """The environment of ``ray start`` for this head and its nodes. Without
+        ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0``, ``ray start`` answers SIGTERM
+        by asking the GCS (stopping in the same breath) to drain the node, and
+        waits 30 s for it before ending its processes."""
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+                   RAY_agent_register_timeout_ms="300000", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+        env.update(self.extra_env)
+        return env
+
     def read_log(self) -> str:
         return pathlib.Path(self.temp_dir, "ray-start.log").read_text(errors="replace")
 
+    def add_node(self, num_cpus: int, resources: dict[str, float]) -> RayNode:
+        """A second node joined to this head (see ``RayNode``); stopped with the head."""
+        node = RayNode(self, num_cpus, resources)
+        self.nodes.append(node)
+        try:
+            node.wait_ready()
+        except BaseException:
+            node.stop()
+            raise
+        return node
+
     def processes(self) -> list[psutil.Process]:
-        """Processes of this head: its group, and any naming its temp dir."""
-        out = []
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if os.getpgid(p.pid) == self.proc.pid or any(self.temp_dir in a for a in p.info["cmdline"] or []):
-                    out.append(p)
-            except (ProcessLookupError, psutil.Error):
-                continue
-        return out
+        """Processes of this head and its nodes: their groups, and any naming one of their temp dirs."""
+        return _processes({self.proc.pid, *(n.proc.pid for n in self.nodes)},
+                          [self.temp_dir, *(n.temp_dir for n in self.nodes)])
 
     def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and self.processes():
+        # polling reaps ``ray start`` itself, which stays in its group as a zombie until then
+        while time.monotonic() < deadline and (self.proc.poll() is None or self.processes()):
             time.sleep(0.2)  # processes exit on their own after SIGTERM
         for p in self.processes():
             try:
@@ -128,6 +147,106 @@ class RayHead:
         self.proc.wait(timeout=STOP_TIMEOUT_S)
         self.log.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class RayNode:
+    """A second Ray node on this machine, joined to `head`: ``ray start
+    --address HEAD --block`` with ports of its own (worker ports chosen by
+    the OS), `resources` to tell it apart, and a temp dir of its own. Ray
+    2.60 takes a temp dir per node (a joining node defaults to the head's),
+    and sharing one would have each node's log monitor forward the other's
+    worker output as well (it tails every worker log in its session's logs
+    dir): every line would reach the driver twice. Runs in a process group
+    of its own."""
+
+    def __init__(self, head: RayHead, num_cpus: int, resources: dict[str, float]) -> None:
+        self.head = head
+        self.resources = dict(resources)
+        self.temp_dir = tempfile.mkdtemp(prefix="nbr-n-", dir="/tmp")
+        ports = {"--node-manager-port": free_port(), "--object-manager-port": free_port(),
+                 "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
+                 "--runtime-env-agent-port": free_port(), "--metrics-export-port": free_port()}
+        args = [str(RAY_VENV / "bin" / "ray"), "start", "--address", head.address, "--block",
+                "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), "--resources", json.dumps(resources),
+                "--temp-dir", self.temp_dir, "--disable-usage-stats", "--min-worker-port", "0",
+                "--max-worker-port", "0"]
+        for flag, port in ports.items():
+            args += [flag, str(port)]
+        self.log_path = pathlib.Path(self.temp_dir, "ray-start.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=head.start_env())
+        self.node_id = ""
+        """Ray's id of this node, once ``wait_ready`` saw it."""
+
+    def read_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        """Until ``ray start`` says the node is up and the cluster lists it alive with its resources."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "Ray runtime started" not in self.read_log():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start (node) exited {self.proc.returncode}: {self.read_log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Ray node did not start in {START_TIMEOUT_S} s:\n{self.read_log()[-3000:]}")
+            time.sleep(0.2)  # polling the log of a process we do not control
+        check = ("import json, ray, sys, time\n"
+                 "ray.init(address=sys.argv[1], log_to_driver=False)\n"
+                 "wanted, deadline = json.loads(sys.argv[2]), time.monotonic() + float(sys.argv[3])\n"
+                 "while time.monotonic() < deadline:\n"
+                 "    for n in ray.nodes():\n"
+                 "        if n['Alive'] and all(n['Resources'].get(k) == v for k, v in wanted.items()):\n"
+                 "            print(n['NodeID'])\n"
+                 "            sys.exit(0)\n"
+                 "    time.sleep(0.2)\n"
+                 "sys.exit(1)\n")
+        left = max(5.0, deadline - time.monotonic())
+        try:
+            out = subprocess.run([str(RAY_PYTHON), "-c", check, self.head.address, json.dumps(self.resources),
+                                  str(left)], capture_output=True, text=True, timeout=left + 30,
+                                 env={**os.environ, **self.head.extra_env})
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"no driver could see the Ray node: {exc}\n{self.read_log()[-3000:]}") from None
+        if out.returncode != 0:
+            raise TimeoutError(f"the cluster did not list the Ray node alive in {START_TIMEOUT_S} s: "
+                               f"{out.stderr[-2000:]}\n{self.read_log()[-3000:]}")
+        self.node_id = out.stdout.strip().splitlines()[-1]
+
+    def processes(self) -> list[psutil.Process]:
+        """Processes of this node: its group, and any naming its temp dir."""
+        return _processes({self.proc.pid}, [self.temp_dir])
+
+    def stop(self) -> None:
+        """End this node's processes (its raylet, agents and workers) and wait for them."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and (self.proc.poll() is None or self.processes()):
+            time.sleep(0.2)  # processes exit on their own after SIGTERM
+        for p in self.processes():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(self.processes(), timeout=STOP_TIMEOUT_S)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _processes(groups: set[int], dirs: list[str]) -> list[psutil.Process]:
+    """Processes in one of the process `groups`, or whose command line names one of `dirs`."""
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) in groups or any(d in a for a in p.info["cmdline"] or [] for d in dirs):
+                out.append(p)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return out
 
 
 def write_kernelspec(directory: str) -> str:

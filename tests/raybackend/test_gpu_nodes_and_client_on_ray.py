@@ -1,10 +1,12 @@
-"""%%remote --num-gpus and --all, and a kernel on Ray Client (ray://), against a real Ray head with a logical GPU."""
+"""%%remote --num-gpus and --all, and a kernel on Ray Client (ray://), against a real two-node Ray cluster on this
+machine: a head with a logical GPU and a second node told apart by a resource of its own."""
 
 from __future__ import annotations
 
 import ast
 import os
 import pathlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -12,14 +14,20 @@ import pytest
 from tests.notebook.kernels import stream_text
 from tests.raybackend.ray_cluster import RayHead, start_ray_head
 from tests.raybackend.ray_kernel import RayKernel
+from tests.raybackend.test_interrupt_on_ray import HOLD, _wait_for_files_from_outside
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
+
+
+SECOND_NODE_RESOURCE = "second_node"
+"""A resource only the second node has."""
 
 
 @pytest.fixture(scope="module")
 def gpu_head() -> Iterator[RayHead]:
     head = start_ray_head(num_cpus=2, num_gpus=1)
     try:
+        head.add_node(num_cpus=1, resources={SECOND_NODE_RESOURCE: 1})
         yield head
     finally:
         head.stop()
@@ -72,19 +80,38 @@ def test_a_gpu_cell_sees_the_gpu_ray_assigned_it(gpu_kernel: RayKernel) -> None:
     assert _last_result(messages) == "[]"
 
 
-def test_all_runs_the_cell_once_on_each_alive_node(gpu_kernel: RayKernel) -> None:
-    reply, messages = gpu_kernel.run("%%remote --all\nimport os, ray\n"
-                                     "(ray.get_runtime_context().get_node_id(), os.getpid())", timeout_s=120)
+ALL_NODES_CELL = ("%%remote --all\nimport os, ray\nme = ray.get_runtime_context().get_node_id()\n"
+                  "mine = next(n['Resources'] for n in ray.nodes() if n['NodeID'] == me)\n"
+                  f"print('on', me, {SECOND_NODE_RESOURCE!r} in mine)\n"
+                  f"(me, os.getpid(), {SECOND_NODE_RESOURCE!r} in mine)")
+
+
+def _alive_nodes(kernel: RayKernel) -> list[str]:
+    reply, messages = kernel.run("import ray\nprint(sorted(n['NodeID'] for n in ray.nodes() if n['Alive']))")
     assert reply["status"] == "ok", reply
+    return list(ast.literal_eval(stream_text(messages)))
+
+
+def _check_one_run_per_node(kernel: RayKernel, head: RayHead, messages: list[dict]) -> None:
+    """Each alive node ran the cell once, on itself; only the second node has its resource; each run printed."""
     per_node = ast.literal_eval(_last_result(messages))
-    reply, messages = gpu_kernel.run("import ray\nprint(sorted(n['NodeID'] for n in ray.nodes() if n['Alive']))")
-    alive = ast.literal_eval(stream_text(messages))
-    assert alive, messages
-    # one run per alive node, each on the node it is listed under
-    assert {node: ran_on for node, (ran_on, _pid) in per_node.items()} == {node: node for node in alive}
+    alive = _alive_nodes(kernel)
+    assert len(alive) == 2 and head.nodes[0].node_id in alive, alive
+    assert {node: ran_on for node, (ran_on, _pid, _second) in per_node.items()} == {node: node for node in alive}
+    assert {node: second for node, (_ran_on, _pid, second) in per_node.items()} == {
+        node: node == head.nodes[0].node_id for node in alive}
+    assert len({pid for _node, (_ran_on, pid, _second) in per_node.items()}) == 2
+    printed = sorted(re.findall(r"on (\w+) (True|False)", stream_text(messages)))
+    assert printed == sorted((node, str(node == head.nodes[0].node_id)) for node in alive), stream_text(messages)
 
 
-def test_remote_cells_run_on_ray_client(client_kernel: RayKernel) -> None:
+def test_all_runs_the_cell_once_on_each_alive_node(gpu_kernel: RayKernel, gpu_head: RayHead) -> None:
+    reply, messages = gpu_kernel.run(ALL_NODES_CELL, timeout_s=120)
+    assert reply["status"] == "ok", reply
+    _check_one_run_per_node(gpu_kernel, gpu_head, messages)
+
+
+def test_remote_cells_run_on_ray_client(client_kernel: RayKernel, gpu_head: RayHead) -> None:
     reply, messages = client_kernel.run('%%remote --num-cpus 1\nprint("hello through the client")\n'
                                         'from IPython.display import HTML\ndisplay(HTML("<i>shown</i>"))\n'
                                         'answer = 6 * 7\nanswer + 1', timeout_s=120)
@@ -96,11 +123,9 @@ def test_remote_cells_run_on_ray_client(client_kernel: RayKernel) -> None:
     assert stream_text(messages) == "42\n"
     reply, _ = client_kernel.run('%%remote\nraise ValueError("from the client cell")', timeout_s=120)
     assert (reply["status"], reply["ename"], reply["evalue"]) == ("error", "ValueError", "from the client cell")
-    reply, messages = client_kernel.run("%%remote --all\nimport ray\nray.get_runtime_context().get_node_id()",
-                                        timeout_s=120)
+    reply, messages = client_kernel.run(ALL_NODES_CELL, timeout_s=120)
     assert reply["status"] == "ok", reply
-    [(node, ran_on)] = ast.literal_eval(_last_result(messages)).items()
-    assert node == ran_on
+    _check_one_run_per_node(client_kernel, gpu_head, messages)
 
 
 def test_a_tasks_output_on_ray_client_lands_under_the_cell_that_waits_for_it(client_kernel: RayKernel,
@@ -120,3 +145,70 @@ def test_a_tasks_output_on_ray_client_lands_under_the_cell_that_waits_for_it(cli
     assert [m["parent_header"]["msg_id"] for m in lines] == [msg_id]
     text = lines[0]["content"]["text"]
     assert "(shout pid=" in text and "\x1b[" not in text, text
+
+
+def _cpus_free_again(kernel: RayKernel, timeout_s: float = 60) -> tuple[dict, list[dict]]:
+    """A cell that polls until every CPU of the cluster is available again; prints how long it took."""
+    return kernel.run(
+        "import time, ray\nstart = time.monotonic()\n"
+        f"while ray.available_resources().get('CPU', 0) < ray.cluster_resources()['CPU'] "
+        f"and time.monotonic() - start < {timeout_s}:\n    time.sleep(0.1)\n"
+        "print('free', ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU'], "
+        "round(time.monotonic() - start, 1))", timeout_s=timeout_s + 60)
+
+
+def test_an_interrupt_on_ray_client_cancels_every_task_the_cell_submitted(client_kernel: RayKernel,
+                                                                           tmp_path: os.PathLike) -> None:
+    tmp = pathlib.Path(tmp_path)
+    reply, messages = _cpus_free_again(client_kernel)
+    assert stream_text(messages).startswith("free True"), (reply, stream_text(messages))
+    # three plain tasks hold all three CPUs of the two nodes: one the cell waits for, two fire-and-forget
+    # (one of them ignores the gentle cancel, so only the forced one frees its CPU)
+    msg_id = client_kernel.submit(HOLD + f"held = hold.remote({str(tmp / 'a')!r}, False)\n"
+                                  f"hold.remote({str(tmp / 'b')!r}, False)\n"
+                                  f"hold.remote({str(tmp / 'c')!r}, True)\n"
+                                  "ray.get(held)")
+    try:
+        _wait_for_files_from_outside(tmp / "a", tmp / "b", tmp / "c")
+    finally:
+        client_kernel.km.interrupt_kernel()
+    reply = client_kernel.reply(msg_id, timeout_s=60)
+    messages = [m for m in client_kernel.wait_idle(msg_id, 60) if m["parent_header"].get("msg_id") == msg_id]
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert "[nbray] cancelling the 3 task(s) this cell submitted" in stream_text(messages, "stderr")
+    reply, messages = _cpus_free_again(client_kernel)
+    assert reply["status"] == "ok", reply
+    free = stream_text(messages).strip()
+    match = re.fullmatch(r"free True ([\d.]+)", free)
+    # the grace period (3 s) and a forced cancel: far less than the 240 s the tasks would hold the CPUs
+    assert match is not None and float(match.group(1)) < 30, free
+    reply, messages = client_kernel.run(
+        "try:\n    ray.get(held, timeout=60)\nexcept ray.exceptions.TaskCancelledError:\n    print('held: cancelled')")
+    assert stream_text(messages) == "held: cancelled\n", (reply, messages)
+
+
+def test_a_session_keeps_its_namespace_and_its_cpu_on_ray_client(client_kernel: RayKernel) -> None:
+    reply, messages = _cpus_free_again(client_kernel)
+    assert stream_text(messages).startswith("free True"), (reply, stream_text(messages))
+    reply, _ = client_kernel.run("%%remote --session tally --num-cpus 1\nimport os\ncount = 1\npid = os.getpid()",
+                                 timeout_s=120)
+    assert reply["status"] == "ok", reply
+    reply, messages = client_kernel.run("%%remote --session tally\nimport os\ncount += 1\n"
+                                        "print('same process', pid == os.getpid())\ncount * 10", timeout_s=120)
+    assert reply["status"] == "ok", reply
+    assert stream_text(messages) == "same process True\n"
+    assert _last_result(messages) == "20"
+    # the names the cells assigned were pulled back into the notebook
+    reply, messages = client_kernel.run("print(count, isinstance(pid, int))")
+    assert stream_text(messages) == "2 True\n"
+    # the session actor holds its CPU between cells, and gives it back when closed
+    reply, messages = client_kernel.run(
+        "start = time.monotonic()\n"
+        "while ray.available_resources().get('CPU', 0) != ray.cluster_resources()['CPU'] - 1 "
+        "and time.monotonic() - start < 30:\n    time.sleep(0.1)\n"
+        "print('held', ray.cluster_resources()['CPU'] - ray.available_resources().get('CPU', 0))")
+    assert stream_text(messages) == "held 1.0\n", (reply, messages)
+    reply, _ = client_kernel.run("%nbray close tally")
+    assert reply["status"] == "ok", reply
+    reply, messages = _cpus_free_again(client_kernel)
+    assert stream_text(messages).startswith("free True"), (reply, stream_text(messages))

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_the_raylet_starts_its_worker_factory_before_importing_configuration():
     assert not loaded & (NEVER | heavy), sorted(loaded & (NEVER | heavy))
 
 
-@pytest.mark.parametrize("module", ["nbray.gcs.supervisor", "nbray.raylet.raylet"])
+@pytest.mark.parametrize("module", ["nbray.gcs.supervisor", "nbray.raylet.main"])
 def test_cluster_daemons_load_no_tls_or_fault_injection_code_when_those_are_off(module):
     loaded = _modules_after(f"import {module}")
     assert "nbray.protocol.gcs_pb2" in loaded  # the probe imported what it should
@@ -110,3 +111,102 @@ def test_an_unknown_service_or_method_is_a_key_error():
         protocol.method("GcsService.NoSuchCall")
     with pytest.raises(AttributeError):
         protocol.no_such_name  # noqa: B018
+
+
+def test_nbray_util_binds_its_names_on_first_use():
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, nbray.util as u\n"
+         "print(sorted(m for m in sys.modules if m.startswith('nbray.util')))\n"
+         "import nbray.util.placement_group\n"  # a submodule of the same name as a function
+         "assert callable(u.placement_group), u.placement_group\n"
+         "from nbray.util import ActorPool, placement_group, remove_placement_group, state\n"
+         "from nbray.util.actor_pool import ActorPool as A\n"
+         "from nbray.util import placement_group as pgm\n"
+         "import nbray.util.state as st\n"
+         "assert ActorPool is A and u.ActorPool is A and state is st and u.state is st\n"
+         "assert u.placement_group is placement_group and u.remove_placement_group is remove_placement_group\n"
+         "assert u.get_current_placement_group and u.get_placement_group and u.placement_group_table\n"
+         "assert u.accelerators.INTEL_GAUDI and u.scheduling_strategies.NodeAffinitySchedulingStrategy\n"
+         "assert callable(u.list_named_actors) and callable(u.get_node_ip_address)\n"
+         "assert set(u.__all__) | {'accelerators', 'state'} <= set(dir(u))\n"
+         "try:\n"
+         "    u.no_such_name\n"
+         "except AttributeError as exc:\n"
+         "    print('refused', exc)\n"],
+        capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    first, refused = out.stdout.splitlines()
+    # the package and its light placement-group helpers: no state API or ActorPool
+    assert first == "['nbray.util', 'nbray.util.placement_group']"
+    assert refused == "refused module 'nbray.util' has no attribute 'no_such_name'"
+
+
+# What workers need for plain tasks, and never before: the state API, placement
+# groups and ActorPool, the progress-bar drawing, runtime_env packaging, asyncio.
+WORKER_NEVER = NEVER | {"asyncio", "zipfile", "nbray.util.state", "nbray.util.actor_pool",
+                        "nbray.experimental.bar_display",
+                        "nbray.experimental.bar_state", "nbray.runtime_env.packaging",
+                        "nbray.runtime_env.resolve"}
+
+
+def test_the_worker_factory_preloads_no_module_a_plain_task_does_not_use():
+    loaded = _modules_after("from nbray.raylet import zygote\nzygote.preload()\nimport nbray.worker.executor")
+    assert {"nbray.worker.core_worker", "nbray.util.metrics", "cloudpickle"} <= loaded
+    assert not loaded & WORKER_NEVER, sorted(loaded & WORKER_NEVER)
+
+
+def test_the_raylet_imports_no_packaging_or_pip_code_and_the_gcs_no_uuid_or_subprocess():
+    unneeded = {"zipfile", "shutil", "tempfile", "subprocess", "nbray.runtime_env.packaging",
+                "nbray.runtime_env.pip_env", "nbray.runtime_env.resolve", "asyncio"}
+    loaded = _modules_after("import nbray.raylet.zygote_process\nimport nbray.raylet.main")
+    assert not loaded & (NEVER | unneeded), sorted(loaded & (NEVER | unneeded))
+    loaded = _modules_after("import nbray.gcs.supervisor")
+    gcs_unneeded = {"uuid", "zipfile", "asyncio", "subprocess"}
+    assert not loaded & (NEVER | gcs_unneeded), sorted(loaded & (NEVER | gcs_unneeded))
+
+
+def test_the_raylet_starts_its_worker_factory_with_os_and_sys_alone():
+    # ``python -m nbray.raylet`` runs this before anything else: typing, argparse,
+    # socket, subprocess and json all wait until the factory runs. A short session
+    # path, as nbray makes them (a deep one needs a hashed socket directory).
+    with tempfile.TemporaryDirectory(prefix="nbray-") as session_dir:
+        for sub in ("logs", "sockets"):
+            os.mkdir(os.path.join(session_dir, sub))
+        _check_the_early_start(session_dir)
+
+
+def _check_the_early_start(session_dir: str) -> None:
+    argv = ["--node-id", "ab" * 28, "--gcs-address", "127.0.0.1:1", "--session-dir", session_dir]
+    def modules_after(code: str) -> set[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", "import sys\n" + code + "\nsys.stdout.write(' '.join(sorted(sys.modules)))\n"],
+            capture_output=True, text=True, timeout=100, env=dict(os.environ, NBRAY_AUTH_TOKEN="ab" * 32))
+        assert out.returncode == 0, out.stderr
+        return set(out.stdout.split())  # not json: it would count
+
+    # What the interpreter itself loads here (e.g. ``re`` for a PYTHONWARNINGS filter) is no one's choice.
+    at_start = modules_after("pass")
+    loaded = modules_after(
+        "from nbray.raylet import zygote_process\n"
+        f"zygote_process.start_early({argv!r})\n"
+        "import atexit\n"
+        "early = zygote_process._early\n"
+        "sys.modules['started'] = sys if early is not None else None\n"
+        "atexit.register(early.discard)")  # stopping it needs more modules: after the listing
+    assert "started" in loaded and "nbray.node.session" in loaded
+    heavy = {"typing", "argparse", "socket", "subprocess", "json", "re", "enum", "nbray.common.config"}
+    assert not (loaded - at_start) & heavy, sorted((loaded - at_start) & heavy)
+
+
+def test_a_driver_loads_the_progress_bar_code_with_its_first_log_batch():
+    loaded = _modules_after("import nbray.worker.log_output")
+    assert "nbray.experimental.bar_display" not in loaded
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\nfrom nbray.protocol import gcs_pb2\nfrom nbray.worker.log_output import print_logs\n"
+         "print_logs(gcs_pb2.LogBatch(entries=[gcs_pb2.LogEntry(task_name='f', pid=7, text='hi\\n')]))\n"
+         "print('nbray.experimental.bar_display' in sys.modules)\n"],
+        capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["(f pid=7) hi", "True"]

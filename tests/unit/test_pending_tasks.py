@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from nbray.common.task_event_columns import read_columns
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2
 from nbray.worker.gc_policy import BacklogCollector, FreezePolicy
 from nbray.worker.pending_task import PendingTask
@@ -64,7 +65,7 @@ def buffer(interval_ms=60_000):
     loop = ManualTimers()
     sent = []
     buf = TaskEventBuffer(1000, report_interval_ms=interval_ms, final_report_delay_ms=100)
-    buf.info_builder = lambda task, info: setattr(info, "name", task.name)
+    buf.info_parts = lambda task: (gcs_pb2.TaskInfo(name=task.name), [], task.return_ids)
 
     def flush():
         request = buf.drain()
@@ -90,27 +91,27 @@ def test_a_short_task_is_reported_once_with_all_its_states_and_a_queued_one_not_
     record_state(short, gcs_pb2.FINISHED)
     short.ev_done = True
     loop.fire_all()
-    assert len(sent) == 1 and [r.task_id for r in sent[0].events] == [b"s" * 24]
-    assert list(sent[0].events[0].states) == [gcs_pb2.PENDING_ARGS_AVAIL, gcs_pb2.SUBMITTED_TO_WORKER,
-                                              gcs_pb2.FINISHED]
-    assert sent[0].events[0].info.name == "f"
+    (entry,) = read_columns(sent[0].columns)
+    assert len(sent) == 1 and entry.task_id == b"s" * 24 and not sent[0].events
+    assert entry.states == [gcs_pb2.PENDING_ARGS_AVAIL, gcs_pb2.SUBMITTED_TO_WORKER, gcs_pb2.FINISHED]
+    assert entry.info.name == "f"
     assert not any(t.spec_built for t in queued)  # reporting never built a queued task's spec
     request = buf.drain(everything=True)  # as before the process exits
-    assert request is not None and len(request.events) == 50
+    assert request is not None and len(list(read_columns(request.columns))) == 50
 
 
 def test_states_of_a_task_reported_before_follow_it_and_a_finished_one_is_let_go():
     buf, loop, sent = buffer(interval_ms=0)
     task = tracked(buf, b"a" * 24)
     loop.fire_all()
-    assert [list(r.states) for r in sent[0].events] == [[gcs_pb2.PENDING_ARGS_AVAIL]]
+    assert [e.states for e in read_columns(sent[0].columns)] == [[gcs_pb2.PENDING_ARGS_AVAIL]]
     record_state(task, gcs_pb2.SUBMITTED_TO_WORKER)  # not final: goes with the next report
     loop.fire_all()
-    assert list(sent[1].events[0].states) == [gcs_pb2.SUBMITTED_TO_WORKER]
+    assert [e.states for e in read_columns(sent[1].columns)] == [[gcs_pb2.SUBMITTED_TO_WORKER]]
     record_state(task, gcs_pb2.FINISHED)
     task.ev_done = True
     loop.fire_all()
-    assert list(sent[2].events[0].states) == [gcs_pb2.FINISHED]
+    assert [e.states for e in read_columns(sent[2].columns)] == [[gcs_pb2.FINISHED]]
     loop.fire_all()
     assert len(sent) == 3 and len(buf) == 0 and loop.timers == []
 

@@ -150,3 +150,57 @@ def test_a_failure_while_the_node_starts_stops_what_was_started(tmp_path):
                             temp_dir=str(tmp_path), parent_pid=os.getpid(), while_starting=fail_while_starting)
     assert len(calls) == 1 and len(calls[0]) >= 2  # it ran while the GCS and the raylet were starting
     assert_no_leaks(calls[0] | processes_of_clusters_under(tmp_path))
+
+
+def test_the_early_start_reads_flags_as_argparse_does():
+    argv = ["--node-id", "ab", "--gcs-address=127.0.0.1:5", "--port", "0", "--session-dir", "/s", "--node-id", "cd"]
+    assert zygote_process._flag_values(argv, ("--node-id", "--gcs-address", "--session-dir", "--node-ip")) == {
+        "--node-id": "cd", "--gcs-address": "127.0.0.1:5", "--session-dir": "/s"}
+    assert zygote_process._flag_values(["--node-id"], ("--node-id",)) == {}  # a flag without its value
+
+
+def test_the_factory_inherits_its_control_socket_and_standard_streams_alone(session_dir):
+    node_id = os.urandom(28)
+    stray_r, stray_w = os.pipe()
+    os.set_inheritable(stray_w, True)  # as the raylet's ready pipe is
+    stray = f"pipe:[{os.fstat(stray_w).st_ino}]"
+    try:
+        zygote_process.start_early(_raylet_argv(session_dir, node_id))
+    finally:
+        os.close(stray_r)
+        os.close(stray_w)
+    early = zygote_process._early
+    assert early is not None
+    deadline = time.monotonic() + 30
+    while len(argv := open(f"/proc/{early.proc.pid}/cmdline").read().split("\0")) < 4:
+        assert time.monotonic() < deadline  # until the new interpreter shows its command line
+        time.sleep(0.01)
+    control = int(argv[3])
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{early.proc.pid}/fd"))
+    assert {0, 1, 2, control} <= set(fds)
+    assert os.readlink(f"/proc/{early.proc.pid}/fd/1") == zygote_process.log_path(session_dir, node_id)
+    assert stray not in {_fd_target(early.proc.pid, fd) for fd in fds}
+    with pytest.raises(subprocess.TimeoutExpired):
+        early.proc.wait(0.05)  # it waits for its raylet
+    early.discard()
+    zygote_process._early = None
+    assert early.proc.returncode is not None
+
+
+def _fd_target(pid: int, fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:  # a file the starting interpreter read and closed meanwhile
+        return ""
+
+
+def test_the_gcs_makes_version_4_uuids_without_the_uuid_module():
+    import uuid
+
+    from nbray.gcs.server import random_uuid4
+
+    made = {random_uuid4() for _ in range(200)}
+    assert len(made) == 200
+    for raw in made:
+        parsed = uuid.UUID(bytes=raw)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -181,6 +181,27 @@ class NotebookBackend(abc.ABC):
     def flush_output(self, timeout_s: float) -> None:
         """Barrier: output written so far has reached the handler."""
 
+    def cells_mark_their_end(self) -> bool:
+        """Whether remote cells mark the end of all they write (``CellRequest.mark_end``),
+        so that seeing their end markers shows all their output has arrived."""
+        return False
+
+    def output_checkpoint(self) -> Any:
+        """The runtime's task activity now, to hand to ``settle_by_markers``
+        (None when it cannot tell)."""
+        return None
+
+    def settle_by_markers(self, checkpoint: Any, own_submissions: int) -> Any:
+        """Called after remote cells, which submitted `own_submissions` tasks
+        since `checkpoint` and none from inside, finished: a token for
+        ``output_settled`` when their end markers suffice in place of a
+        ``flush_output`` barrier, else None (run the barrier)."""
+        return None
+
+    def output_settled(self, token: Any) -> None:
+        """The end markers arrived: no barrier is due for what came before `token`."""
+        return None
+
     # ---- objects ------------------------------------------------------------------------------------------
 
     @abc.abstractmethod

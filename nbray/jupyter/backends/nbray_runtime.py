@@ -16,6 +16,7 @@ import nbray
 from nbray import driver_hooks
 from nbray.exceptions import RayError
 from nbray.jupyter.backends.base import CellOutcome, NodeInfo, NotebookBackend, OutputHandler
+from nbray.jupyter.log_barrier import Activity, barrier_needed, settled_by_markers
 
 
 @dataclass
@@ -33,6 +34,7 @@ class NbrayRuntimeBackend(NotebookBackend):
         self._run_cell_task: Any = None
         self._attached_to: Any = None
         self._previous_handler: OutputHandler | None = None
+        self._settled: Activity | None = None  # task activity just before the last log barrier
 
     # ---- connection ---------------------------------------------------------------------------------------
 
@@ -143,7 +145,24 @@ class NbrayRuntimeBackend(NotebookBackend):
             ctx.context_tag = tag
 
     def flush_output(self, timeout_s: float) -> None:
-        driver_hooks.flush_logs(timeout_s)
+        now = _activity()
+        if not barrier_needed(self._settled, now):
+            return  # nothing was submitted or in flight since the last barrier
+        complete = driver_hooks.flush_logs(timeout_s)
+        self._settled = now if complete else None
+
+    def cells_mark_their_end(self) -> bool:
+        return driver_hooks.logs_to_this_driver()
+
+    def output_checkpoint(self) -> Any:
+        return _activity()
+
+    def settle_by_markers(self, checkpoint: Any, own_submissions: int) -> Any:
+        return settled_by_markers(self._settled, checkpoint, _activity(), own_submissions)
+
+    def output_settled(self, token: Any) -> None:
+        if isinstance(token, Activity):
+            self._settled = token
 
     # ---- objects -------------------------------------------------------------------------------------------
 
@@ -196,3 +215,8 @@ def _quiet(fn: Any, *args: Any, **kwargs: Any) -> None:
         fn(*args, **kwargs)
     except (RayError, ValueError, TypeError):
         pass  # already finished, or gone
+
+
+def _activity() -> Activity | None:
+    state = driver_hooks.task_activity()
+    return Activity(*state) if state is not None else None

@@ -10,8 +10,9 @@ submitted it, so output lands under that cell even after it finished.
 Interrupting cancels the task (``ray.cancel``; forced after the grace
 period, or the session actor killed). Interrupting any cell also cancels the
 ordinary tasks and actor calls it submitted (``ray_submissions``: the
-kernel wraps Ray's two submission methods while connected to note each
-cell's refs; nothing else of Ray is wrapped).
+kernel wraps Ray's two submission methods, or on Ray Client the ``remote``
+of its stubs, while connected to note each cell's refs; nothing else of Ray
+is wrapped).
 
 On Ray Client (``ray://``) the remote cell is ``ray_worker.run_cell_once``,
 one plain task (Ray Client has no streaming generators), and all worker
@@ -48,6 +49,7 @@ from nbray.jupyter.backends.base import (
 from nbray.jupyter.backends.ray_client_logs import ClientLogTap, client_log_stream
 from nbray.jupyter.backends.ray_logs import RayOutputRouter, TaskMarkingStream, TaskRow
 from nbray.jupyter.backends.ray_submissions import CellTasks, SubmissionHook, cancel_tasks, tracked
+from nbray.jupyter.output import REMOTE_CELL_TASK
 
 MIN_RAY_VERSION = (2, 50)
 INSTALL_HINT = "pip install 'ray[default]>=2.50'"
@@ -212,10 +214,10 @@ class RayBackend(NotebookBackend):
         if marks:
             self._take_over_printing()
         self._client = _client_mode(address)
-        if not self._client:  # Ray Client submits through its own stubs
-            self._submissions = SubmissionHook(self.ray, self._record_submission)
-            self._submissions.install()
-        elif init_kwargs["log_to_driver"] and (stream := client_log_stream(self.ray)) is not None:
+        # Ray Client submits through its own stubs: the hook wraps those there
+        self._submissions = SubmissionHook(self.ray, self._record_submission, client=self._client)
+        self._submissions.install()
+        if self._client and init_kwargs["log_to_driver"] and (stream := client_log_stream(self.ray)) is not None:
             self._client_tap = ClientLogTap(stream, lambda: self._output.windows.current, lambda: self._handler)
             self._client_tap.install()
         self._connection = object()
@@ -311,7 +313,7 @@ class RayBackend(NotebookBackend):
         actor_options: dict[str, Any] = dict(options, max_restarts=0, max_concurrency=1)
         if node_id:
             actor_options["scheduling_strategy"] = self._affinity(node_id)
-        return self._session_class.options(**actor_options).remote(name)
+        return self._session_class.options(**actor_options).remote(name, f"{REMOTE_CELL_TASK} --session {name}")
 
     def submit_session_cell(self, session: Any, request: Any, *, task_name: str) -> Any:
         if self._client:

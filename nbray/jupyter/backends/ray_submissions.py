@@ -9,16 +9,22 @@ pending children) therefore misses exactly the tasks an interrupt should
 stop. So while the Ray backend is connected, ``SubmissionHook`` wraps Ray's
 two submission methods, ``RemoteFunction._remote`` (every ``f.remote()`` and
 ``f.options(...).remote()``) and ``ActorMethod._remote`` (actor method
-calls), and hands each ref they return to ``CellTasks``. Creating an actor is
-not wrapped: an interrupt stops the actor's calls, not the actor. The
-wrappers pass every argument through unchanged and return what Ray returned.
+calls), and hands each ref they return to ``CellTasks``. On Ray Client
+(``ray://``) ``f.remote()`` goes through Ray Client's stubs instead, so there
+the hook wraps their ``remote``: ``ClientRemoteFunc``, ``ClientRemoteMethod``
+and ``OptionWrapper`` (what ``.options(...)`` of either returns; their
+``_remote`` calls it). Creating an actor is not wrapped: an interrupt stops
+the actor's calls, not the actor. The wrappers pass every argument through
+unchanged and return what Ray returned.
 
 ``CellTasks`` holds the refs of the running cell only, so an interrupt can
 cancel them; refs of finished tasks are dropped in batches (``prune``), so a
 cell that submits many short tasks does not keep their results pinned.
 ``cancel_tasks`` is the interrupt: ``ray.cancel`` each, then, after a grace
 period, ``ray.cancel(force=True)`` the ones still running (Ray refuses force
-for actor calls: those were asked once and are left at that).
+for actor calls: those were asked once and are left at that). Refs are
+matched by value, not identity: Ray Client's ``ray.wait`` answers with new
+ref objects.
 """
 
 from __future__ import annotations
@@ -85,8 +91,8 @@ class CellTasks:
             self._prune_locked()
 
     def _prune_locked(self) -> None:
-        finished = {id(ref) for ref in self.ready([t.probe for t in self.tasks])}
-        self.tasks = [t for t in self.tasks if id(t.probe) not in finished]
+        finished = set(self.ready([t.probe for t in self.tasks]))
+        self.tasks = [t for t in self.tasks if t.probe not in finished]
         self._next_prune = 2 * len(self.tasks)
 
     def take(self) -> list[TrackedTask]:
@@ -110,46 +116,76 @@ def tracked(returned: Any, actor_call: bool, generator_type: Any) -> TrackedTask
     return TrackedTask(returned, actor_call)
 
 
-class SubmissionHook:
-    """Wraps Ray's submission methods so each submitted task reaches `record`."""
+def _always(stub: Any) -> bool:
+    return True
 
-    def __init__(self, ray: Any, record: Callable[[Any, bool], None]) -> None:
+
+def _never(stub: Any) -> bool:
+    return False
+
+
+def client_actor_call(stub: Any) -> bool:
+    """Whether a Ray Client ``OptionWrapper`` wraps an actor method (else a remote function)."""
+    from ray.util.client.common import ClientRemoteMethod
+
+    return isinstance(getattr(stub, "_remote_stub", None), ClientRemoteMethod)
+
+
+class SubmissionHook:
+    """Wraps Ray's submission methods so each submitted task reaches `record`
+    (with `client`, those of Ray Client's stubs)."""
+
+    def __init__(self, ray: Any, record: Callable[[Any, bool], None], client: bool = False) -> None:
         self.ray = ray
         self.record = record
-        self._originals: list[tuple[type, Any]] = []
+        self.client = client
+        self._originals: list[tuple[type, str, Any]] = []
 
     def _targets(self) -> list[tuple[type, bool]]:
+        """The driver's classes whose ``_remote`` submits, each with whether it submits actor calls."""
         from ray.actor import ActorMethod
         from ray.remote_function import RemoteFunction
 
         return [(RemoteFunction, False), (ActorMethod, True)]
 
+    def _client_targets(self) -> list[tuple[type, str, Callable[[Any], bool]]]:
+        """Ray Client's submitting methods, each with how to tell an actor call from its stub."""
+        from ray.util.client.common import ClientRemoteFunc, ClientRemoteMethod, OptionWrapper
+
+        return [(ClientRemoteFunc, "remote", _never), (ClientRemoteMethod, "remote", _always),
+                (OptionWrapper, "remote", client_actor_call)]
+
+    def _methods(self) -> list[tuple[type, str, Callable[[Any], bool]]]:
+        if self.client:
+            return self._client_targets()
+        return [(cls, "_remote", _always if actor_call else _never) for cls, actor_call in self._targets()]
+
     def install(self) -> None:
         """Wrap (once); a wrapper some other hook left in place is wrapped in turn."""
         if self._originals:
             return
-        for cls, actor_call in self._targets():
-            original = cls.__dict__["_remote"]
-            cls._remote = self._wrap(original, actor_call)  # type: ignore[attr-defined]
-            self._originals.append((cls, original))
+        for cls, name, actor_call in self._methods():
+            original = cls.__dict__[name]
+            setattr(cls, name, self._wrap(original, actor_call))
+            self._originals.append((cls, name, original))
 
-    def _wrap(self, original: Any, actor_call: bool) -> Any:
+    def _wrap(self, original: Any, actor_call: Callable[[Any], bool]) -> Any:
         record = self.record
 
         @functools.wraps(original)
-        def _remote(*args: Any, **kwargs: Any) -> Any:
-            returned = original(*args, **kwargs)
-            record(returned, actor_call)
+        def submit(stub: Any, *args: Any, **kwargs: Any) -> Any:
+            returned = original(stub, *args, **kwargs)
+            record(returned, actor_call(stub))
             return returned
 
-        setattr(_remote, _HOOK_MARK, self)
-        return _remote
+        setattr(submit, _HOOK_MARK, self)
+        return submit
 
     def uninstall(self) -> None:
         """Put Ray's methods back (where the wrapper is still ours)."""
-        for cls, original in self._originals:
-            if getattr(cls.__dict__.get("_remote"), _HOOK_MARK, None) is self:
-                cls._remote = original  # type: ignore[attr-defined]
+        for cls, name, original in self._originals:
+            if getattr(cls.__dict__.get(name), _HOOK_MARK, None) is self:
+                setattr(cls, name, original)
         self._originals = []
 
 
@@ -162,8 +198,8 @@ def cancel_tasks(ray: Any, tasks: list[TrackedTask], grace_s: float) -> list[Tra
         return []
     probes = [t.probe for t in asked]
     ready, _ = ray.wait(probes, num_returns=len(probes), timeout=grace_s, fetch_local=False)
-    ended = {id(ref) for ref in ready}
-    forced = [t for t in asked if id(t.probe) not in ended and not t.actor_call]
+    ended = set(ready)
+    forced = [t for t in asked if t.probe not in ended and not t.actor_call]
     for task in forced:
         _cancel(ray, task.ref, force=True)
     return forced
@@ -174,6 +210,6 @@ def _cancel(ray: Any, ref: Any, force: bool) -> bool:
     force on an actor call."""
     try:
         ray.cancel(ref, force=force)
-    except (TypeError, ValueError, ray.exceptions.RayError):
-        return False
+    except (TypeError, ValueError, ConnectionError, ray.exceptions.RayError):
+        return False  # ConnectionError: Ray Client lost its server
     return True

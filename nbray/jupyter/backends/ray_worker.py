@@ -149,12 +149,21 @@ def run_cell_once(req: CellRequest, ns: dict[str, Any] | None = None) -> tuple[A
 
 
 class RaySessionActor:
-    """``%%remote --session NAME`` on Ray: an actor keeping one namespace."""
+    """``%%remote --session NAME`` on Ray: an actor keeping one namespace.
 
-    def __init__(self, name: str) -> None:
+    Its ``repr`` is `log_name`: Ray labels an actor's forwarded output with
+    the actor's ``repr`` where the class defines one (else with the class
+    name), and on Ray Client, where the cell's output arrives that way, the
+    notebook shows lines labelled as a remote cell's without a prefix."""
+
+    def __init__(self, name: str, log_name: str = "") -> None:
         self.name = name
+        self.log_name = log_name or f"session {name}"
         self.ns = new_namespace()
         self.cells_run = 0
+
+    def __repr__(self) -> str:
+        return self.log_name
 
     def run(self, req: CellRequest) -> Iterator[tuple[Any, ...]]:
         self.cells_run += 1

@@ -15,8 +15,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from nbray._lazy import lazy_attribute
 from nbray._version import __version__
 
 # Not ``typing.TYPE_CHECKING``: every cluster process imports this package
@@ -86,20 +85,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """A public name, or a submodule (``nbray.util``, ``nbray.exceptions``, ...), on first use."""
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is not None:
-        value = getattr(importlib.import_module(module_name), name)
-    elif name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    else:
-        try:
-            value = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise  # the submodule exists but needs something missing
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    globals()[name] = value
-    return value
+    return lazy_attribute(globals(), _LAZY_NAMES, name)
 
 
 def __dir__() -> list[str]:

@@ -33,6 +33,7 @@ import time
 import traceback
 from typing import Any
 
+from nbray.common.child_process import ChildProcess
 from nbray.common.config import Config
 from nbray.gcs import server as gcs_server
 from nbray.gcs.recovery import RestartBudget
@@ -43,62 +44,6 @@ logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 RESTART_WINDOW_S = 60.0
 READY_TIMEOUT_S = 30.0
-
-
-class ForkedGcs:
-    """A GCS forked from the supervisor, with the part of Popen's interface
-    the supervisor and ``launcher.read_ready_line`` use."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: it is gone all the same
-                self.returncode = -1
-            else:
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if timeout is None:
-            if self.returncode is None:
-                try:
-                    _, status = os.waitpid(self.pid, 0)
-                    self.returncode = os.waitstatus_to_exitcode(status)
-                except ChildProcessError:
-                    self.returncode = -1
-            return self.returncode
-        deadline = time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                import subprocess  # for its exception alone: not imported at every GCS start
-
-                raise subprocess.TimeoutExpired(f"GCS pid {self.pid}", timeout)
-            try:
-                fd = os.pidfd_open(self.pid)
-            except ProcessLookupError:
-                continue
-            try:
-                select.select([fd], [], [], left)
-            finally:
-                os.close(fd)
-        return code
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def _run_gcs_in_child(supervisor_pid: int, gcs_args: list[str], close_fds: list[int]) -> None:
@@ -136,7 +81,7 @@ class Supervisor:
             restarts = 0
         self.budget = RestartBudget(restarts, RESTART_WINDOW_S, config.gcs_restart_initial_backoff_ms / 1000,
                                     config.gcs_restart_max_backoff_ms / 1000)
-        self.proc: ForkedGcs | None = None
+        self.proc: ChildProcess | None = None
         self.starts = 0
         self.stopping = False
         wake_r, self._wake_w = os.pipe()
@@ -171,7 +116,7 @@ class Supervisor:
         if pid == 0:
             _run_gcs_in_child(supervisor_pid, gcs_args, own_fds)
         os.close(ready_w)
-        self.proc = ForkedGcs(pid)
+        self.proc = ChildProcess(pid, f"GCS pid {pid}")
         self.starts += 1
         from nbray.node.launcher import read_ready_line
 

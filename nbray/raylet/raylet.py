@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from nbray._version import __version__
+from nbray.common.child_process import ChildProcess
 from nbray.common.config import Config
 from nbray.common.resources import NodeResources, bundle_resources, to_fixed, to_float
 from nbray.exceptions import ConnectionLostError
@@ -125,7 +126,7 @@ class Raylet:
             self.log_dir, node_ip, self._publish_logs, self._pid_of_token,
             flush_interval_s=config.log_flush_interval_ms / 1000,
             batch_max_bytes=config.log_batch_max_bytes)
-        self.zygote_proc: zygote_process.FactoryProcess | None = None
+        self.zygote_proc: ChildProcess | None = None
         self.pool: WorkerPool | None = None
         self.leases: LeaseManager | None = None
         self.memory_monitor: MemoryMonitor | None = None

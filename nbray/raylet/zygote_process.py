@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import sys
 
+from nbray.common.child_process import ChildProcess
+
 # typing costs as much as the rest of the early start: the name alone tells type checkers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,62 +30,12 @@ if TYPE_CHECKING:
 _CONTROL_FLAGS = ("--node-id", "--gcs-address", "--session-dir")
 
 
-class FactoryProcess:
-    """A started factory's process, with the part of Popen's interface the raylet uses."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: gone all the same
-                self.returncode = -1
-            else:
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Its exit status; subprocess.TimeoutExpired if it runs `timeout` seconds more."""
-        if self.poll() is None and timeout is not None:
-            import select
-
-            fd = os.pidfd_open(self.pid)
-            try:
-                ready, _, _ = select.select([fd], [], [], timeout)
-            finally:
-                os.close(fd)
-            if not ready:
-                import subprocess
-
-                raise subprocess.TimeoutExpired(f"worker factory {self.pid}", timeout)
-        if self.returncode is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-                self.returncode = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                self.returncode = -1
-        return self.returncode
-
-    def kill(self) -> None:
-        import signal
-
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 class ZygoteProcess:
     """A started worker factory and the raylet's end of its control connection."""
 
     # A plain class, not a dataclass: ``dataclasses`` (and ``inspect``) would
     # cost the raylet more before it starts the factory than the rest of this module.
-    def __init__(self, proc: FactoryProcess, control_fd: int, args: list[str], config_json: str) -> None:
+    def __init__(self, proc: ChildProcess, control_fd: int, args: list[str], config_json: str) -> None:
         self.proc = proc
         self.control_fd = control_fd
         self.args = args  # its command-line arguments: log socket, then the workers' arguments
@@ -158,7 +110,7 @@ def spawn(args: list[str], token: bytes, config_json: str, log_file: str) -> Zyg
         raise
     finally:
         os.close(theirs)
-    return ZygoteProcess(FactoryProcess(pid), ours, list(args), config_json)
+    return ZygoteProcess(ChildProcess(pid, f"worker factory {pid}"), ours, list(args), config_json)
 
 
 def _socketpair() -> tuple[int, int]:

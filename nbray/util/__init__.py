@@ -6,8 +6,9 @@ Submodules: ``queue`` (Queue), ``multiprocessing`` (Pool) and ``joblib``
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from nbray._lazy import lazy_attribute
 
 # Other names are bound on first use (PEP 562), not when this package is
 # imported: workers and drivers import ``nbray.util.metrics`` at start-up,
@@ -64,20 +65,7 @@ def __getattr__(name: str) -> Any:
     need nbray itself imported, and ``joblib`` needs joblib installed: all
     the more reason to load them only when asked for.
     """
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is not None:
-        value = getattr(importlib.import_module(module_name), name)
-    elif name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    else:
-        try:
-            value = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise  # the submodule exists but needs something missing (joblib)
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    globals()[name] = value
-    return value
+    return lazy_attribute(globals(), _LAZY_NAMES, name)
 
 
 def __dir__() -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +170,18 @@ class LiveKernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+
+
+@contextlib.contextmanager
+def connected_kernel(address: str, env: dict[str, str] | None = None) -> Iterator[LiveKernel]:
+    """A live kernel with the extension loaded and ``%nbray init ADDRESS`` run; shut down after."""
+    k = LiveKernel(env=env)
+    try:
+        reply, _ = k.run(f"%load_ext nbray\nimport nbray\n%nbray init {address}")
+        assert reply["status"] == "ok", reply
+        yield k
+    finally:
+        k.shutdown()
 
 
 def stream_text(messages: list[dict[str, Any]], name: str = "stdout") -> str:

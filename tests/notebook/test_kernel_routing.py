@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.notebook.kernels import LiveKernel, stream_text
+from tests.notebook.kernels import LiveKernel, connected_kernel, stream_text
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,13 +21,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def kernel(address: str) -> Iterator[LiveKernel]:
     # a short grace period keeps the forced-cancel test fast
-    k = LiveKernel(env={"NBRAY_NOTEBOOK_CANCEL_GRACE_S": "1.0"})
-    try:
-        reply, _ = k.run(f"%load_ext nbray\nimport nbray\n%nbray init {address}")
-        assert reply["status"] == "ok", reply
+    with connected_kernel(address, env={"NBRAY_NOTEBOOK_CANCEL_GRACE_S": "1.0"}) as k:
         yield k
-    finally:
-        k.shutdown()
 
 
 def _is_stream(msg_id: str, text: str) -> Any:

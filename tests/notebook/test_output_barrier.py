@@ -23,7 +23,7 @@ from nbray.jupyter.dispatch import markers_cover
 from nbray.jupyter.log_barrier import Activity, barrier_needed, settled_by_markers
 from nbray.jupyter.remote_cell import CellReply, CellRequest, run_in_namespace
 from nbray.testing import Cluster
-from tests.notebook.kernels import LiveKernel, stream_text
+from tests.notebook.kernels import LiveKernel, connected_kernel, stream_text
 
 A = b"driver-a"
 
@@ -158,13 +158,8 @@ def test_reply_counts_the_tasks_a_cell_submits() -> None:
 
 @pytest.fixture
 def kernel(single_node_address: str) -> Iterator[LiveKernel]:
-    k = LiveKernel()
-    try:
-        reply, _ = k.run(f"%load_ext nbray\nimport nbray\n%nbray init {single_node_address}")
-        assert reply["status"] == "ok", reply
+    with connected_kernel(single_node_address) as k:
         yield k
-    finally:
-        k.shutdown()
 
 
 @pytest.mark.timeout(120)
@@ -215,13 +210,8 @@ nbray.get(local_task.remote())""")
 
 @pytest.fixture
 def driver_kernel(single_node_cluster: Cluster) -> Iterator[LiveKernel]:
-    k = LiveKernel()
-    try:
-        reply, _ = k.run(f"%load_ext nbray\nimport nbray\n%nbray init {single_node_cluster.address}")
-        assert reply["status"] == "ok", reply
+    with connected_kernel(single_node_cluster.address) as k:
         yield k
-    finally:
-        k.shutdown()
 
 
 @pytest.mark.timeout(120)

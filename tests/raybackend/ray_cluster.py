@@ -20,6 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -34,6 +36,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_ray_start(proc: subprocess.Popen[bytes], read_log: Callable[[], str], deadline: float,
+                       what: str) -> None:
+    """Until ``ray start`` logs that its runtime is up; raises if it exits or `deadline` passes."""
+    while "Ray runtime started" not in read_log():
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start ({what}) exited {proc.returncode}: {read_log()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Ray {what} did not start in {START_TIMEOUT_S} s:\n{read_log()[-3000:]}")
+        time.sleep(0.2)  # polling the log of a process we do not control
 
 
 class RayHead:
@@ -75,12 +88,7 @@ class RayHead:
     def _wait_ready(self) -> None:
         """Until ``ray start`` says the head is up and a driver sees its CPUs."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ray runtime started" not in self.read_log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited {self.proc.returncode}: {self.read_log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the Ray head did not start in {START_TIMEOUT_S} s:\n{self.read_log()[-3000:]}")
-            time.sleep(0.2)  # polling the log of a process we do not control
+        wait_for_ray_start(self.proc, self.read_log, deadline, "head")
         check = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
                  "print(int(ray.cluster_resources().get('CPU', 0))); ray.shutdown()")
         last = ""
@@ -130,23 +138,7 @@ class RayHead:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        # polling reaps ``ray start`` itself, which stays in its group as a zombie until then
-        while time.monotonic() < deadline and (self.proc.poll() is None or self.processes()):
-            time.sleep(0.2)  # processes exit on their own after SIGTERM
-        for p in self.processes():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(self.processes(), timeout=STOP_TIMEOUT_S)
-        self.proc.wait(timeout=STOP_TIMEOUT_S)
-        self.log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        _stop(self.proc, self.processes, self.log, self.temp_dir)
 
 
 class RayNode:
@@ -185,12 +177,7 @@ class RayNode:
     def wait_ready(self) -> None:
         """Until ``ray start`` says the node is up and the cluster lists it alive with its resources."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while "Ray runtime started" not in self.read_log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start (node) exited {self.proc.returncode}: {self.read_log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the Ray node did not start in {START_TIMEOUT_S} s:\n{self.read_log()[-3000:]}")
-            time.sleep(0.2)  # polling the log of a process we do not control
+        wait_for_ray_start(self.proc, self.read_log, deadline, "node")
         check = ("import json, ray, sys, time\n"
                  "ray.init(address=sys.argv[1], log_to_driver=False)\n"
                  "wanted, deadline = json.loads(sys.argv[2]), time.monotonic() + float(sys.argv[3])\n"
@@ -219,22 +206,30 @@ class RayNode:
 
     def stop(self) -> None:
         """End this node's processes (its raylet, agents and workers) and wait for them."""
+        _stop(self.proc, self.processes, self.log, self.temp_dir)
+
+
+def _stop(proc: subprocess.Popen[bytes], processes: Callable[[], list[psutil.Process]], log: Any,
+          temp_dir: str) -> None:
+    """SIGTERM the group of ``ray start`` `proc`, wait for `processes` to end
+    (killing what is left at the deadline), then remove `temp_dir`."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    # polling reaps ``ray start`` itself, which stays in its group as a zombie until then
+    while time.monotonic() < deadline and (proc.poll() is None or processes()):
+        time.sleep(0.2)  # processes exit on their own after SIGTERM
+    for p in processes():
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
+            p.kill()
+        except psutil.Error:
             pass
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and (self.proc.poll() is None or self.processes()):
-            time.sleep(0.2)  # processes exit on their own after SIGTERM
-        for p in self.processes():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(self.processes(), timeout=STOP_TIMEOUT_S)
-        self.proc.wait(timeout=STOP_TIMEOUT_S)
-        self.log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+    psutil.wait_procs(processes(), timeout=STOP_TIMEOUT_S)
+    proc.wait(timeout=STOP_TIMEOUT_S)
+    log.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _processes(groups: set[int], dirs: list[str]) -> list[psutil.Process]:

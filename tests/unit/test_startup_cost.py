@@ -35,7 +35,7 @@ def test_the_package_loads_none_of_the_api_until_a_name_is_used():
         "except AttributeError as exc:\n"
         "    print('refused', exc)\n")
     # Cluster processes start as ``python -m nbray.<module>``: the package itself must cost nothing.
-    assert out.splitlines()[0] == "['nbray', 'nbray._version']"
+    assert out.splitlines()[0] == "['nbray', 'nbray._lazy', 'nbray._version']"
     assert "refused module 'nbray' has no attribute 'no_such_name'" in out
 
 

@@ -1,0 +1,32 @@
+"""Package attributes bound on first use (PEP 562), for ``nbray`` and ``nbray.util``.
+
+Imports nothing beyond ``importlib``: every cluster process imports ``nbray`` first.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def lazy_attribute(namespace: dict[str, object], lazy_names: dict[str, str], name: str) -> object:
+    """What a package's ``__getattr__(name)`` returns: a name listed in
+    `lazy_names` (name -> the module defining it) or a submodule, loaded now
+    and bound in the package's `namespace` so this runs once per name.
+
+    Raises AttributeError for anything else; a submodule that exists but
+    needs something missing raises its own ModuleNotFoundError."""
+    package = namespace["__name__"]
+    module_name = lazy_names.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise  # the submodule exists but needs something missing
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+    namespace[name] = value
+    return value

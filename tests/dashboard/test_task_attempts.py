@@ -100,6 +100,9 @@ def both_attempts(client: DashboardClient, task_id: str) -> tuple[dict[str, Any]
     earlier = [r for r in reply["earlier_attempts"] if r["task_id"] == task_id]
     if not latest or latest[0]["state"] != "FINISHED" or not earlier or not earlier[0]["end_time_ms"]:
         return None
+    if not (latest[0]["func_or_class_name"] and earlier[0]["func_or_class_name"]):
+        # A state change is shown at once, the task's facts once the complete rows are fetched.
+        return None
     return earlier[0], latest[0]
 
 

@@ -32,10 +32,22 @@ START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now and never handed out before in this process.
+
+    A Ray head binds some of its ports only when its agents start, so a port
+    chosen for a second node could otherwise be one the head has been given
+    but not bound yet (the kernel returns a just-closed port again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_ray_start(proc: subprocess.Popen[bytes], read_log: Callable[[], str], deadline: float,

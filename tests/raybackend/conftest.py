@@ -19,7 +19,7 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, start_ray_head, write_kernelspec
-from tests.raybackend.ray_kernel import RayKernel
+from tests.raybackend.ray_kernel import RayKernel, connected_ray_kernel
 
 
 @pytest.fixture(scope="package")
@@ -42,10 +42,5 @@ def kernel_dirs(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="package")
 def ray_kernel(ray_head: RayHead, kernel_dirs: str) -> Iterator[RayKernel]:
     """A kernel connected to the head with ``%nbray init --backend ray``."""
-    kernel = RayKernel(kernel_dirs)
-    try:
-        reply, _ = kernel.run(f"%load_ext nbray\n%nbray init --backend ray {ray_head.address}", timeout_s=120)
-        assert reply["status"] == "ok", reply
+    with connected_ray_kernel(kernel_dirs, ray_head.address) as kernel:
         yield kernel
-    finally:
-        kernel.shutdown()

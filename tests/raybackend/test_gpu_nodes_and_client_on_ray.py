@@ -13,7 +13,7 @@ import pytest
 
 from tests.notebook.kernels import stream_text
 from tests.raybackend.ray_cluster import RayHead, start_ray_head
-from tests.raybackend.ray_kernel import RayKernel
+from tests.raybackend.ray_kernel import RayKernel, connected_ray_kernel
 from tests.raybackend.test_interrupt_on_ray import HOLD, _wait_for_files_from_outside
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
@@ -36,13 +36,8 @@ def gpu_head() -> Iterator[RayHead]:
 
 @pytest.fixture(scope="module")
 def gpu_kernel(gpu_head: RayHead, kernel_dirs: str) -> Iterator[RayKernel]:
-    kernel = RayKernel(kernel_dirs)
-    try:
-        reply, _ = kernel.run(f"%load_ext nbray\n%nbray init --backend ray {gpu_head.address}", timeout_s=120)
-        assert reply["status"] == "ok", reply
+    with connected_ray_kernel(kernel_dirs, gpu_head.address) as kernel:
         yield kernel
-    finally:
-        kernel.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from nbray.testing import wait_for_condition
 from tests.raybackend.panel_server import Server, jupyter_servers
 from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead, start_ray_head
+from tests.raybackend.ray_kernel import line_driver
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
 
@@ -112,21 +113,9 @@ class Driver:
 
 @pytest.fixture(scope="module")
 def driver(token_head: RayHead) -> Iterator[Driver]:
-    proc = subprocess.Popen([str(RAY_PYTHON), "-c", DRIVER, token_head.address], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=token_head.temp_dir, env={**os.environ, **TOKEN_ENV})
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("ready"), line
+    with line_driver([str(RAY_PYTHON), "-c", DRIVER, token_head.address], token_head.temp_dir,
+                     {**os.environ, **TOKEN_ENV}) as proc:
         yield Driver(proc)
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def tasks_by_name(server: Server) -> dict[str, dict[str, Any]]:

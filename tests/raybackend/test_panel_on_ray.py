@@ -20,6 +20,7 @@ import pytest
 from nbray.testing import wait_for_condition
 from tests.raybackend.panel_server import Server, jupyter_servers
 from tests.raybackend.ray_cluster import RAY_PYTHON, RayHead
+from tests.raybackend.ray_kernel import line_driver
 
 pytestmark = [pytest.mark.ray_backend, pytest.mark.timeout(300)]
 
@@ -76,21 +77,8 @@ def server(ray_head: RayHead, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def driver(ray_head: RayHead) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([str(RAY_PYTHON), "-c", DRIVER, ray_head.address],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=str(pathlib.Path(ray_head.temp_dir)))
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("ready"), line
+    with line_driver([str(RAY_PYTHON), "-c", DRIVER, ray_head.address], ray_head.temp_dir) as proc:
         yield proc
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_nodes_actors_tasks_and_jobs_through_the_relay(server: Server, driver: subprocess.Popen[str]) -> None:

@@ -228,7 +228,7 @@ class Connection:
     def call(
         self,
         method: Method,
-        request: Message,
+        request: Message | bytes,
         *,
         callback: Callable[[Any, BaseException | None], None] | None = None,
         timeout_s: float | None = None,
@@ -238,6 +238,7 @@ class Connection:
         """Send a request; the returned future resolves to the reply message.
 
         ``callback(reply, error)`` runs on the loop thread when given.
+        `request` may be given already serialized, as bytes.
         ``trailer_into`` is a writable buffer the reply's trailer is read into,
         or a function called with the trailer's size that returns one.
         """
@@ -252,7 +253,7 @@ class Connection:
             self._call_with_faults(rid, pending, request, trailer, timeout_s)
             return future
         self._pending[rid] = pending
-        body = request.SerializeToString()
+        body = request if isinstance(request, bytes) else request.SerializeToString()
         header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid)
         if self._faults is not None:
             self._send_delayed(0.0, header, body, trailer)
@@ -262,7 +263,7 @@ class Connection:
             self.loop.call_later_threadsafe(timeout_s, self._expire, rid, timeout_s)
         return future
 
-    def _call_with_faults(self, rid: int, pending: _PendingCall, request: Message, trailer: Any,
+    def _call_with_faults(self, rid: int, pending: _PendingCall, request: Message | bytes, trailer: Any,
                           timeout_s: float | None) -> None:
         """``call`` under an injected fault (testing only; see fault_injection)."""
         from nbray.rpc import fault_injection
@@ -289,7 +290,7 @@ class Connection:
 
             pending = _PendingCall(Future(), method, pending.trailer_into, discard)
         self._pending[rid] = pending
-        body = request.SerializeToString()
+        body = request if isinstance(request, bytes) else request.SerializeToString()
         header = HEADER.pack(len(body), _trailer_len(trailer), method.id, KIND_REQUEST, rid)
         self._send_delayed(fault.delay_s, header, body, trailer)
         if timeout_s is not None:

@@ -161,9 +161,12 @@ class Executor:
     def accept_nested(self, req: Any) -> list[bytes]:
         """Count the borrower registrations made for this worker, before
         anything can fail: the caller releases the ids returned in any case."""
-        if req.nested_refs_registered and req.spec.nested_refs:
-            self.core.receive_nested(req.spec.nested_refs)
-        return [r.object_id for r in req.spec.nested_refs]
+        nested = req.spec.nested_refs
+        if not nested:
+            return []
+        if req.nested_refs_registered:
+            self.core.receive_nested(nested)
+        return [r.object_id for r in nested]
 
     def flush_held_replies(self) -> None:
         """Any thread: send the replies held back for batching."""
@@ -283,9 +286,8 @@ class Executor:
                 result = target(*args, **kwargs)
                 reply = self.store_returns(spec, result)
             del args, kwargs
-        except KeyboardInterrupt:
-            reply = core_worker_pb2.PushTaskReply(was_cancelled=True) if ctx.cancelled or \
-                self._was_cancelled(spec.task_id) else self.error_reply(spec, KeyboardInterrupt())
+        except KeyboardInterrupt:  # in a task, it only ever comes from a cancel
+            reply = core_worker_pb2.PushTaskReply(was_cancelled=True)
         except ActorExitRequested:
             reply = self.exit_reply(spec)
         except Exception as exc:
@@ -301,9 +303,6 @@ class Executor:
                 core.release_if_unused(nested)
         reply.exec_duration_us = int((time.perf_counter() - t0) * 1e6)
         return reply
-
-    def _was_cancelled(self, task_id: bytes) -> bool:
-        return True  # a KeyboardInterrupt in a task only comes from a cancel
 
     def load_args(self, spec: Any) -> tuple[list[Any], dict[str, Any]]:
         """The call's arguments (refs nested in them were accepted first)."""

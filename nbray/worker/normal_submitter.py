@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nbray.common.serialization import deserialize
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method, raylet_pb2
 from nbray.rpc.connection import Connection
+from nbray.worker import push_encoding
 from nbray.worker.memory_store import Entry
 from nbray.worker.pending_task import PendingTask
 from nbray.worker.task_events import record_state
@@ -76,7 +77,7 @@ class LeasedWorker:
 
 class ClassQueue:
     __slots__ = ("key", "template", "tasks", "workers", "pending_leases", "ewma_us", "retry_timer",
-                 "locality")
+                 "locality", "spread")
 
     def __init__(self, key: tuple[Any, ...], template: common_pb2.TaskSpec) -> None:
         self.key = key
@@ -89,6 +90,7 @@ class ClassQueue:
         self.retry_timer: Any = None
         # node whose raylet to ask first (it holds most argument bytes)
         self.locality = b""
+        self.spread = template.scheduling_strategy.kind == common_pb2.SchedulingStrategy.SPREAD
 
 
 def scheduling_key(spec: common_pb2.TaskSpec) -> tuple[Any, ...]:
@@ -110,6 +112,9 @@ class NormalTaskSubmitter:
         # Guards the queues and leases: the I/O thread runs the submitter, and
         # user threads push directly to an idle leased worker (fast path).
         self._lock = threading.RLock()
+        config = core.config
+        self._pipelining_limit_us = config.pipelining_max_task_duration_us
+        self._max_in_flight = config.max_tasks_in_flight_per_worker
 
     def try_push_now(self, task: PendingTask) -> bool:
         """User thread: push at once if a leased worker is free and the task
@@ -242,11 +247,10 @@ class NormalTaskSubmitter:
         self.submit(task)
 
     def _depth(self, cq: ClassQueue) -> int:
-        if cq.template.scheduling_strategy.kind == common_pb2.SchedulingStrategy.SPREAD:
+        if cq.spread:
             return 1  # one task per worker at a time, so leases on every node share the work
-        limit = self.core.config.pipelining_max_task_duration_us
-        if 0 <= cq.ewma_us < limit:
-            return self.core.config.max_tasks_in_flight_per_worker
+        if 0 <= cq.ewma_us < self._pipelining_limit_us:
+            return self._max_in_flight
         return 1
 
     def _dispatch(self, cq: ClassQueue) -> None:
@@ -379,32 +383,40 @@ class NormalTaskSubmitter:
         lw.tasks[task.task_id] = task
         self._pushed[task.task_id] = lw
         task.pushed_to = lw.address
-        spec = task.spec
         sent = conn.context
         if sent is None:
             sent = conn.context = set()
-        fid = spec.function.function_id
-        req = task.push_req
-        req.intended_worker_id = lw.worker_id
+        fid = task.template.function.function_id
         with_body = fid not in sent
-        if with_body:
-            spec.function.pickled = core.function_body(fid)
-            sent.add(fid)
-        if lw.resource_ids:
-            req.resource_ids.clear()
-            req.resource_ids.update(lw.resource_ids)
-        elif req.resource_ids:
-            req.resource_ids.clear()
-        if spec.nested_refs:
-            req.nested_refs_registered = core.register_push_receiver(spec, lw.address)
+        # A compact task's request goes out as bytes, never built (push_encoding.py).
+        body = None if with_body or task.spec_built else push_encoding.encode(task, lw.worker_id, lw.resource_ids)
+        if body is None:
+            spec = task.spec
+            req = task.push_req
+            req.intended_worker_id = lw.worker_id
+            if with_body:
+                spec.function.pickled = core.function_body(fid)
+                sent.add(fid)
+            if lw.resource_ids:
+                req.resource_ids.clear()
+                req.resource_ids.update(lw.resource_ids)
+            elif req.resource_ids:
+                req.resource_ids.clear()
+            if spec.nested_refs:
+                req.nested_refs_registered = core.register_push_receiver(spec, lw.address)
         record_state(task, gcs_pb2.SUBMITTED_TO_WORKER)
-        conn.call(_PUSH, req, callback=lambda reply, err: self._on_pushed(cq, lw, task, reply, err))
+        conn.call(_PUSH, req if body is None else body,
+                  callback=lambda reply, err: self._on_pushed(cq, lw, task, reply, err))
         if with_body:
             spec.function.pickled = b""  # sent once per connection
 
-    @locked
     def _on_pushed(self, cq: ClassQueue, lw: LeasedWorker, task: PendingTask, reply: Any,
                    error: BaseException | None) -> None:
+        with self._lock:  # (not @locked: a call per reply)
+            self._on_pushed_locked(cq, lw, task, reply, error)
+
+    def _on_pushed_locked(self, cq: ClassQueue, lw: LeasedWorker, task: PendingTask, reply: Any,
+                          error: BaseException | None) -> None:
         lw.in_flight -= 1
         lw.tasks.pop(task.task_id, None)
         self._pushed.pop(task.task_id, None)

@@ -107,8 +107,14 @@ class ObjectAccess:
             for oid in missing:
                 if not core.refs.is_owned(oid):
                     core.post(core.ensure_status, oid, owners[oid])
-            with self.blocked():
+            lend = self.lends_cpu()  # (not `with self.blocked()`: a driver's get stays cheap)
+            if lend:
+                core.notify_blocked(True)
+            try:
                 ok = store.wait(missing, len(missing), remaining(deadline), wake_on_error=True)
+            finally:
+                if lend:
+                    core.notify_blocked(False)
             if not ok:
                 left = len(store.ready_ids(missing))
                 raise GetTimeoutError(
@@ -212,11 +218,15 @@ class ObjectAccess:
             return err
         return RayError(str(err))
 
+    def lends_cpu(self) -> bool:
+        """Whether a wait here lends the running task's CPU out (in a worker, within a task)."""
+        return self.core.is_worker and context.current_or_none() is not None
+
     @contextlib.contextmanager
     def blocked(self) -> Iterator[None]:
         """Tell the raylet this task waits, so its CPU can be lent out."""
         core = self.core
-        if not core.is_worker or context.current_or_none() is None:
+        if not self.lends_cpu():
             yield
             return
         core.notify_blocked(True)

@@ -94,7 +94,9 @@ class TaskManager:
             if problem:
                 self.fail(task, RaySystemError(f"task {task.name} got a malformed reply: {problem}"))
                 return True
-        with gc_paused((packed or len(reply.returns)) >= GC_PAUSE_MIN_RETURNS):
+        if (packed or len(reply.returns)) < GC_PAUSE_MIN_RETURNS:
+            return self._complete(task, reply, packed > 0)
+        with gc_paused():
             return self._complete(task, reply, packed > 0)
 
     def _complete(self, task: PendingTask, reply: Any, packed: bool = False) -> bool:

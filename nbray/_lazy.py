@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import importlib
 
+TYPE_CHECKING = False  # (typing itself costs more than this module's work)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 def lazy_attribute(namespace: dict[str, object], lazy_names: dict[str, str], name: str) -> object:
     """What a package's ``__getattr__(name)`` returns: a name listed in
@@ -30,3 +35,18 @@ def lazy_attribute(namespace: dict[str, object], lazy_names: dict[str, str], nam
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
     namespace[name] = value
     return value
+
+
+_core_or_init: Callable[[], Any] | None = None
+
+
+def core() -> Any:
+    """This process's core worker (or notebook client), starting nbray if
+    needed: what ``f.remote()`` and actor calls submit through. Runs per
+    call, so ``nbray.api`` is imported on first use only, not every time."""
+    global _core_or_init
+    if _core_or_init is None:
+        from nbray.api import core_or_init
+
+        _core_or_init = core_or_init
+    return _core_or_init()

@@ -14,18 +14,13 @@ import pickle
 from typing import Any
 
 from nbray import _options
+from nbray._lazy import core as _core
 from nbray.object_ref import ObjectRef, ObjectRefGenerator
 from nbray.protocol import common_pb2
 from nbray.worker import call_sites
 from nbray.worker.function_manager import ExportedFunction
 
 _SPECIAL_METHODS = ("__ray_ready__", "__ray_terminate__", "__ray_call__")
-
-
-def _core() -> Any:
-    from nbray.api import core_or_init
-
-    return core_or_init()
 
 
 def method(*args: Any, **kwargs: Any) -> Any:

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from nbray import _options
+from nbray._lazy import core as _core
 from nbray.object_ref import ObjectRef, ObjectRefGenerator
 from nbray.protocol import common_pb2
 from nbray.worker import call_sites
 from nbray.worker.function_manager import ExportedFunction
-
-_core_or_init: Callable[[], Any] | None = None
-
-
-def _core() -> Any:
-    global _core_or_init
-    if _core_or_init is None:  # imported on first use, not at every call: this runs per task
-        from nbray.api import core_or_init
-
-        _core_or_init = core_or_init
-    return _core_or_init()
 
 
 class RemoteFunction:

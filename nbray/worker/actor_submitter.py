@@ -192,8 +192,11 @@ class ActorTaskSubmitter:
             req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
         conn.call(_PUSH, req, callback=lambda reply, err: self._on_reply(st, task, reply, err))
 
-    @locked
     def _on_reply(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:
+        with self._lock:  # (not @locked: a call per reply)
+            self._on_reply_locked(st, task, reply, error)
+
+    def _on_reply_locked(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:
         if st.in_flight.pop(task.task_id, None) is None:
             return
         if error is not None:

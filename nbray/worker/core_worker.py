@@ -283,9 +283,12 @@ class CoreWorker(Ownership, ArgumentPacking):
         t = task.template
         actor_id = t.actor_id if t.type != common_pb2.NORMAL_TASK else b""
         pg = t.scheduling_strategy.placement_group_id
-        key = (task.name, t.func_or_class_name, t.type, task.job_id, task.sched_key, task.parent_task_id,
+        # An actor call's template is its own spec, so its resources join the key.
+        shape = task.sched_key if task.sched_key is not None else tuple(t.resources.items()) if task.is_actor \
+            else None
+        key = (task.name, t.func_or_class_name, t.type, task.job_id, shape, task.parent_task_id,
                actor_id, pg, task.context_tag)
-        proto = self._info_protos.get(key) if task.sched_key is not None else None
+        proto = self._info_protos.get(key) if shape is not None else None
         if proto is None:
             proto = gcs_pb2.TaskInfo(type=t.type, name=task.name, func_or_class_name=t.func_or_class_name,
                                      job_id=task.job_id, caller_node_id=self.node_id,
@@ -293,7 +296,7 @@ class CoreWorker(Ownership, ArgumentPacking):
                                      placement_group_id=pg, context_tag=task.context_tag or "")
             proto.caller.CopyFrom(self.address)
             proto.required_resources.update(t.resources)
-            if task.sched_key is not None:
+            if shape is not None:
                 if len(self._info_protos) > 1024:
                     self._info_protos.clear()
                 self._info_protos[key] = proto

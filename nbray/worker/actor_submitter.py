@@ -19,6 +19,7 @@ from nbray.common.serialization import deserialize
 from nbray.exceptions import ActorDiedError, TaskCancelledError
 from nbray.protocol import common_pb2, core_worker_pb2, gcs_pb2, method
 from nbray.rpc.connection import Connection
+from nbray.worker import push_encoding
 from nbray.worker.normal_submitter import locked
 from nbray.worker.pending_task import PendingTask
 from nbray.worker.task_events import record_state
@@ -70,7 +71,7 @@ class ActorTaskSubmitter:
     def try_push_now(self, task: PendingTask) -> bool:
         """User thread: push at once over an open connection to a live actor."""
         with self._lock:
-            st = self.actors.get(task.spec.actor_id)
+            st = self.actors.get(task.actor_id)
             if (st is None or st.state != _State.ALIVE or st.queue or st.death is not None
                     or st.conn is None or st.conn.closed or task.cancelled):
                 return False
@@ -136,10 +137,10 @@ class ActorTaskSubmitter:
 
     @locked
     def submit(self, task: PendingTask) -> None:
-        st = self.actors.get(task.spec.actor_id)
+        st = self.actors.get(task.actor_id)
         if st is None:
-            self.track(task.spec.actor_id)
-            st = self.actors[task.spec.actor_id]
+            self.track(task.actor_id)
+            st = self.actors[task.actor_id]
         if task.cancelled:
             self.core.task_manager.fail(task, TaskCancelledError(task.task_id.hex()), common_pb2.TASK_CANCELLED)
             return
@@ -186,11 +187,15 @@ class ActorTaskSubmitter:
         st.in_flight[task.task_id] = task
         task.pushed_to = st.address
         record_state(task, gcs_pb2.SUBMITTED_TO_WORKER)
-        req = task.push_req
         assert st.address is not None
-        if task.spec.nested_refs:
-            req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
-        conn.call(_PUSH, req, callback=lambda reply, err: self._on_reply(st, task, reply, err))
+        # A compact call's request goes out as bytes, never built (push_encoding.py).
+        body = None if task.spec_built else push_encoding.encode(task, b"", {})
+        if body is None:
+            req = task.push_req
+            if task.spec.nested_refs:
+                req.nested_refs_registered = self.core.register_push_receiver(task.spec, st.address)
+        conn.call(_PUSH, req if body is None else body,
+                  callback=lambda reply, err: self._on_reply(st, task, reply, err))
 
     def _on_reply(self, st: ActorState, task: PendingTask, reply: Any, error: BaseException | None) -> None:
         with self._lock:  # (not @locked: a call per reply)
@@ -234,7 +239,7 @@ class ActorTaskSubmitter:
         orphans, st.orphans = st.orphans, []
         # in-flight calls whose replies will never come also become orphans
         retry = []
-        for task in sorted(orphans, key=lambda t: t.spec.sequence_number):
+        for task in sorted(orphans, key=lambda t: t.sequence_number):
             if restarted and st.death is None and not task.cancelled and task.retries_left != 0:
                 if task.retries_left > 0:
                     task.retries_left -= 1
@@ -262,7 +267,7 @@ class ActorTaskSubmitter:
 
     @locked
     def cancel(self, task: PendingTask, recursive: bool) -> None:
-        st = self.actors.get(task.spec.actor_id)
+        st = self.actors.get(task.actor_id)
         task.cancelled = True
         if st is None:
             return

@@ -281,7 +281,7 @@ class CoreWorker(Ownership, ArgumentPacking):
         (without object ids), its argument ids and its return ids."""
         # From the record and its template: a queued task's spec is not built yet.
         t = task.template
-        actor_id = t.actor_id if t.type != common_pb2.NORMAL_TASK else b""
+        actor_id = task.actor_id if t.type != common_pb2.NORMAL_TASK else b""
         pg = t.scheduling_strategy.placement_group_id
         # An actor call's template is its own spec, so its resources join the key.
         shape = task.sched_key if task.sched_key is not None else tuple(t.resources.items()) if task.is_actor \
@@ -393,33 +393,40 @@ class CoreWorker(Ownership, ArgumentPacking):
         referenced until the call is done, as Ray keeps an actor alive for
         calls made through a handle that is already gone."""
         ctx = context.current()
-        req = core_worker_pb2.PushTaskRequest()
-        spec = req.spec
-        spec.CopyFrom(template)
         task_id = task_id or ids.new_task_id(actor_id)
-        spec.task_id = task_id
-        spec.job_id = ctx.job_id
-        spec.actor_id = actor_id
-        spec.parent_task_id = ctx.task_id
-        spec.caller.CopyFrom(self.address)
-        spec.caller_handle_id = self.worker_id
-        spec.sequence_number = sequence
-        if ctx.context_tag:
-            spec.context_tag = ctx.context_tag
-        spec.namespace = ctx.namespace or self.namespace
-        arg_ids, keep_alive = self._pack_args(spec, args, kwargs)
-        if spec.streaming_generator:
-            return_ids = [ids.return_object_id(task_id, 1)]
-        else:
-            return_ids = [ids.return_object_id(task_id, i + 1) for i in range(spec.num_returns)]
-        spec.return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
+        args_pickle, top, nested = self._serialize_args(template.name, args, kwargs)
+        n = 1 if template.streaming_generator else template.num_returns
+        return_ids = [ids.return_object_id(task_id, i + 1) for i in range(n)]
+        return_base_id = return_ids[0] if return_ids else ids.return_object_id(task_id, 1)
+        namespace = ctx.namespace or self.namespace
+        call = (actor_id, sequence, self.worker_id)
+        keep_alive: list[ObjectRef] = []
+        if top or nested:
+            req = core_worker_pb2.PushTaskRequest()
+            spec = req.spec
+            spec.CopyFrom(template)
+            spec.task_id = task_id
+            spec.job_id = ctx.job_id
+            spec.actor_id, spec.sequence_number, spec.caller_handle_id = call
+            spec.parent_task_id = ctx.task_id
+            spec.caller.CopyFrom(self.address)
+            if ctx.context_tag:
+                spec.context_tag = ctx.context_tag
+            spec.namespace = namespace
+            arg_ids, keep_alive = self._fill_args(spec, args_pickle, top, nested)
+            spec.return_base_id = return_base_id
+        else:  # the common case: a compact record, its spec built only if needed
+            arg_ids = []
         with self.lock:
-            if handle_id and handle_id in self.refs.refs:
+            holds_handle = bool(handle_id) and handle_id in self.refs.refs
+            if holds_handle:
                 arg_ids.append(handle_id)
-                holds_handle = True
+            if top or nested:
+                task = PendingTask(req, return_ids, arg_ids)
             else:
-                holds_handle = False
-            task = PendingTask(req, return_ids, arg_ids)
+                task = PendingTask.compact(template, task_id, ctx.job_id, ctx.task_id, ctx.context_tag, namespace,
+                                           self.address, args_pickle, return_ids, return_base_id, "",
+                                           actor_call=call, arg_ids=arg_ids)
             task.holds_handle = holds_handle
             for oid in return_ids:
                 self.refs.own(oid, lineage=task_id)

@@ -44,7 +44,7 @@ class PendingTask:
                  "return_ids", "arg_ids", "retries_left", "cancelled", "force_cancelled", "generator",
                  "is_actor", "pushed_to", "lineage_bytes", "on_done", "pin_args", "sched_key",
                  "ev", "ev_sent", "ev_info_sent", "ev_done", "ev_queued", "ev_waiting", "ev_buffer",
-                 "holds_handle")
+                 "holds_handle", "actor_call")
 
     def __init__(self, push_req: Any, return_ids: list[bytes], arg_ids: Sequence[bytes]) -> None:
         """A task whose full spec (inside `push_req`) exists already."""
@@ -58,6 +58,7 @@ class PendingTask:
         self.namespace = spec.namespace
         self.caller: common_pb2.Address | None = None
         self.args_pickle = b""
+        self.actor_call: tuple[bytes, int, bytes] | None = None
         self.return_base_id = spec.return_base_id
         self.name = spec.name
         self.attempt = spec.attempt_number
@@ -67,11 +68,16 @@ class PendingTask:
     @classmethod
     def compact(cls, template: common_pb2.TaskSpec, task_id: bytes, job_id: bytes, parent_task_id: bytes,
                 context_tag: str, namespace: str, caller: common_pb2.Address, args_pickle: bytes,
-                return_ids: list[bytes], return_base_id: bytes, name: str) -> PendingTask:
-        """A normal task kept as a record; its spec is built on first use.
+                return_ids: list[bytes], return_base_id: bytes, name: str,
+                actor_call: tuple[bytes, int, bytes] | None = None,
+                arg_ids: Sequence[bytes] = ()) -> PendingTask:
+        """A task kept as a record; its spec is built on first use.
 
         `template` is shared and must not change afterwards (remote functions
-        keep one per set of options and never modify it once built)."""
+        and actor handles keep one per set of options and never modify it once
+        built). An actor call gives its (actor id, sequence number, caller
+        handle id) as `actor_call`; `arg_ids` are ids it holds while pending
+        (an actor call's handle)."""
         self = cls.__new__(cls)
         self._req = None
         self.template = template
@@ -86,8 +92,19 @@ class PendingTask:
         self.name = name or template.name
         self.attempt = 0
         self.has_ref_args = False
-        self._init_common(template, return_ids, ())
+        self.actor_call = actor_call
+        self._init_common(template, return_ids, arg_ids)
         return self
+
+    @property
+    def actor_id(self) -> bytes:
+        call = self.actor_call
+        return call[0] if call is not None else self.template.actor_id
+
+    @property
+    def sequence_number(self) -> int:
+        call = self.actor_call
+        return call[1] if call is not None else self.template.sequence_number
 
     def _init_common(self, spec: common_pb2.TaskSpec, return_ids: list[bytes], arg_ids: Sequence[bytes]) -> None:
         self.return_ids = return_ids
@@ -155,6 +172,9 @@ class PendingTask:
         spec.args_pickle = self.args_pickle
         spec.return_base_id = self.return_base_id
         spec.attempt_number = self.attempt
+        call = self.actor_call
+        if call is not None:
+            spec.actor_id, spec.sequence_number, spec.caller_handle_id = call
         self.args_pickle = b""  # the spec holds it now
         return req
 

@@ -53,6 +53,9 @@ _NAME = _tag(5, _LEN)
 _ARGS_PICKLE = _tag(7, _LEN)
 _ATTEMPT = _tag(16, _VARINT)
 _CALLER = _tag(17, _LEN)
+_ACTOR_ID = _tag(18, _LEN)
+_SEQUENCE_NUMBER = _tag(19, _VARINT)
+_CALLER_HANDLE_ID = _tag(20, _LEN)
 _CONTEXT_TAG = _tag(25, _LEN)
 _NAMESPACE = _tag(27, _LEN)
 _RETURN_BASE_ID = _tag(32, _LEN)
@@ -65,7 +68,8 @@ _VALUE = _tag(2, _LEN)
 
 # The per-task fields, which a template must leave unset for its bytes to be reused.
 _PER_TASK_FIELDS = ("task_id", "job_id", "parent_task_id", "args_pickle", "attempt_number", "caller",
-                    "context_tag", "namespace", "return_base_id")
+                    "context_tag", "namespace", "return_base_id", "actor_id", "sequence_number",
+                    "caller_handle_id")
 _MAX_CACHED = 256
 
 
@@ -110,7 +114,8 @@ def _field(tag: bytes, data: bytes) -> bytes:
 
 def encode(task: PendingTask, worker_id: bytes, resource_ids: Mapping[str, str]) -> bytes | None:
     """The serialized ``PushTaskRequest`` of a compact task whose spec is not
-    built, addressed to `worker_id`; None if its template does not allow it."""
+    built, addressed to `worker_id` (if not empty); None if its template does
+    not allow it."""
     spec = _templates.get(task.template, _template_bytes)
     if spec is None or task.caller is None:
         return None
@@ -130,8 +135,18 @@ def encode(task: PendingTask, worker_id: bytes, resource_ids: Mapping[str, str])
         parts.append(_field(_NAME, task.name.encode()))
     if task.attempt:
         parts.append(_ATTEMPT + varint(task.attempt))
+    call = task.actor_call
+    if call is not None:
+        actor_id, sequence_number, handle_id = call
+        parts.append(_field(_ACTOR_ID, actor_id))
+        if sequence_number:
+            parts.append(_SEQUENCE_NUMBER + varint(sequence_number))
+        if handle_id:
+            parts.append(_field(_CALLER_HANDLE_ID, handle_id))
     body = b"".join(parts)
-    out = [_SPEC, varint(len(body)), body, _INTENDED_WORKER, varint(len(worker_id)), worker_id]
+    out = [_SPEC, varint(len(body)), body]
+    if worker_id:
+        out += [_INTENDED_WORKER, varint(len(worker_id)), worker_id]
     for key, value in resource_ids.items():
         entry = _field(_KEY, key.encode()) + _field(_VALUE, value.encode())
         out.append(_field(_RESOURCE_IDS, entry))

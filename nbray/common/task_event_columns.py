@@ -185,13 +185,16 @@ def read_columns(columns: gcs_pb2.TaskEventColumns) -> Iterator[Entry]:
     _check(count, task_ids, num_states, states, ts, info_index, len(templates), num_args, arg_ids,
            num_returns, return_ids)
     s = a = r = 0
+    # tuple.__new__ straight: a named tuple's own constructor is a Python
+    # function, and this runs once per task reported.
+    make = tuple.__new__
     for i in range(count):
         n = num_states[i]
         k = info_index[i]
         na = num_args[i] * OBJECT_ID_SIZE
         nr = num_returns[i] * OBJECT_ID_SIZE
-        yield Entry(task_ids[i * TASK_ID_SIZE:(i + 1) * TASK_ID_SIZE], attempts[i], states[s:s + n], ts[s:s + n],
-                    templates[k - 1] if k else None, arg_ids[a:a + na], return_ids[r:r + nr])
+        yield make(Entry, (task_ids[i * TASK_ID_SIZE:(i + 1) * TASK_ID_SIZE], attempts[i], states[s:s + n],
+                           ts[s:s + n], templates[k - 1] if k else None, arg_ids[a:a + na], return_ids[r:r + nr]))
         s += n
         a += na
         r += nr

@@ -263,6 +263,20 @@ class ActorTaskSubmitter:
         for task in tasks:
             self.core.task_manager.fail(task, st.death, common_pb2.ACTOR_DIED)
 
+    @locked
+    def killed(self, actor_id: bytes, reason: str) -> None:
+        """This process killed the actor for good: calls made from now on, and
+        those not pushed yet, fail at once, without waiting for the GCS to
+        publish the death (calls in flight end with the worker)."""
+        st = self.actors.get(actor_id)
+        if st is None or st.death is not None:
+            return
+        name = f"The actor {st.class_name}" if st.class_name else "The actor"
+        st.death = ActorDiedError(actor_id.hex(), f"{name} is dead: {reason}.")
+        queued, st.queue = list(st.queue), deque()
+        for task in queued:
+            self.core.task_manager.fail(task, st.death, common_pb2.ACTOR_DIED)
+
     # ---- cancel -------------------------------------------------------------------------------------
 
     @locked

@@ -441,9 +441,13 @@ class CoreWorker(Ownership, ArgumentPacking):
         return [ObjectRef(oid, address, True) for oid in return_ids]
 
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        reason = "the actor was killed with nbray.kill()"
         self.gcs.call("KillActor", gcs_pb2.KillActorRequest(
-            actor_id=actor_id, force_kill=True, no_restart=no_restart,
-            reason="the actor was killed with nbray.kill()"))
+            actor_id=actor_id, force_kill=True, no_restart=no_restart, reason=reason))
+        if no_restart:
+            # The GCS kills the worker after it replies: calls made from here
+            # on must not reach it meanwhile.
+            self.actor_submitter.killed(actor_id, reason)
 
     # ---- cancellation ---------------------------------------------------------------------------------------
 

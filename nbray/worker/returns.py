@@ -6,8 +6,8 @@ return needs is done:
 
 - worker side (``pack_returns``): small plain values are pickled (atoms --
   ints, strings, ... -- straight through pickle, without the general
-  serializer's bookkeeping) and, for a task with several returns,
-  concatenated into one bytes field of the reply with a list of their sizes
+  serializer's bookkeeping) and concatenated into one bytes field of the
+  reply with a list of their sizes
   (``packed_return_data``/``packed_return_sizes``): no protobuf message per
   return on either end. Values with nested refs, errors or values too large
   to travel inline take the general path (``CoreWorker.store_serialized``)
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 # it, a batch costs less than one young collection.
 GC_PAUSE_MIN_RETURNS = 1_000
 
-# Tasks with at least this many returns pack their small values together
-# (a single return, the common case, keeps the plain message form).
-PACKED_RETURNS_MIN = 2
-
 
 @contextmanager
 def gc_paused(pause: bool = True) -> Iterator[None]:
@@ -62,32 +58,11 @@ def gc_paused(pause: bool = True) -> Iterator[None]:
 
 
 def pack_returns(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worker_pb2.PushTaskReply:
-    """A reply holding the task's return objects (inline or in the store)."""
-    if len(values) >= PACKED_RETURNS_MIN:
-        return _pack_many(core, spec, values)
+    """A reply holding the task's return objects: small plain values packed
+    together, the rest (in the store, holding refs, errors) listed."""
     reply = core_worker_pb2.PushTaskReply()
-    returns = reply.returns
-    tid = spec.task_id
-    max_inline = core.config.max_inline_object_bytes
-    for i, value in enumerate(values):
-        oid = return_object_id(tid, i + 1)
-        if type(value) in _ATOMS:
-            # The plain layout (see serialization.Serialized): a zero flag byte, then the pickle.
-            data = _PLAIN_FLAGS + pickle.dumps(value, protocol=5)
-            if len(data) <= max_inline:
-                returns.add(object_id=oid).value.data = data
-                continue
-        s = serialize(value)
-        if s.nested_refs or s.total_bytes > max_inline or s.is_error:
-            returns.append(core.store_serialized(oid, s, spec.caller))
-        else:
-            # VALUE_PICKLE is the default format: only the bytes to set
-            returns.add(object_id=oid).value.data = s.to_bytes()
-    return reply
-
-
-def _pack_many(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worker_pb2.PushTaskReply:
-    reply = core_worker_pb2.PushTaskReply()
+    if not values:
+        return reply
     returns = reply.returns
     tid = spec.task_id
     caller = spec.caller
@@ -99,7 +74,10 @@ def _pack_many(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worke
     sizes: list[int] = []
     add_piece = pieces.append
     add_size = sizes.append
-    with gc_paused(len(values) >= GC_PAUSE_MIN_RETURNS):
+    pause = len(values) >= GC_PAUSE_MIN_RETURNS and gc.isenabled()  # (gc_paused, inline: runs per task)
+    if pause:
+        gc.disable()
+    try:
         for i, value in enumerate(values):
             if type(value) in atoms:
                 # The plain layout (see serialization.Serialized): a zero flag byte, then the pickle.
@@ -116,6 +94,9 @@ def _pack_many(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worke
                 data = s.to_bytes()
                 add_piece(data)
                 add_size(len(data))
+    finally:
+        if pause:
+            gc.enable()
     reply.packed_return_data = b"".join(pieces)
     reply.packed_return_sizes.extend(sizes)
     return reply

@@ -72,12 +72,13 @@ def test_only_the_returns_still_referenced_get_entries():
     assert [deserialize(e.data) for _, e in entries] == list(range(100))[::3]
 
 
-def test_a_single_return_keeps_the_message_form():
+def test_a_single_return_is_packed_too():
     reply = pack_returns(fake_core(), spec(), [7])
-    assert not reply.packed_return_sizes and reply.returns[0].object_id == ids(1)[0]
-    assert len(reply.returns) == 1 and packed_returns_problem(reply, 1) == ""
-    assert unpack_returns(reply, ids(1), set(ids(1))) == []
-    assert deserialize(reply.returns[0].value.data) == 7
+    assert not reply.returns and list(reply.packed_return_sizes) == [len(reply.packed_return_data)]
+    assert packed_returns_problem(reply, 1) == ""
+    [(oid, entry)] = unpack_returns(reply, ids(1), set(ids(1)))
+    assert oid == ids(1)[0] and deserialize(entry.data) == 7
+    assert not pack_returns(fake_core(), spec(), []).packed_return_sizes  # num_returns=0
 
 
 def test_a_reply_that_does_not_fit_its_task_is_recognised():

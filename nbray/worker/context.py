@@ -18,7 +18,7 @@ class TaskContext:
 
     __slots__ = ("task_id", "job_id", "name", "func_name", "actor_id", "attempt", "context_tag",
                  "resource_ids", "resources", "placement_group_id", "capture_child_tasks",
-                 "cancelled", "_puts", "_children", "namespace", "is_actor_creation", "runtime_env")
+                 "cancelled", "_puts", "namespace", "is_actor_creation", "runtime_env")
 
     def __init__(self, task_id: bytes, job_id: bytes, *, name: str = "", func_name: str = "",
                  actor_id: bytes = b"", attempt: int = 0, context_tag: str = "",
@@ -40,7 +40,6 @@ class TaskContext:
         self.capture_child_tasks = capture_child_tasks
         self.cancelled = False
         self._puts = itertools.count(1)
-        self._children = itertools.count(1)
         self.namespace = namespace
         self.is_actor_creation = is_actor_creation
         self.runtime_env = runtime_env or {}

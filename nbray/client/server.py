@@ -29,7 +29,7 @@ import uuid
 from typing import Any
 
 from nbray.client.tls_relay import TlsRelay
-from nbray.common.config import Config, set_config
+from nbray.common.config import Config, start_daemon
 from nbray.protocol import client_pb2, method
 from nbray.rpc import tls
 from nbray.rpc.connection import Connection, Dispatcher
@@ -181,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=-1)
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s client-server: %(message)s")
-    config = Config.from_json(args.config_json)
-    set_config(config)
-    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
+    config, token = start_daemon("client-server", args.config_json)
     try:
         server = ClientServer(args.host, args.port, args.gcs_address, args.session_dir, config, token)
     except OSError as exc:

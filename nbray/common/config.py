@@ -423,3 +423,15 @@ def set_config(config: Config) -> None:
     """Replace this process's configuration (done once at start-up)."""
     global _config
     _config = config
+
+
+def start_daemon(label: str, config_json: str) -> tuple[Config, bytes]:
+    """A daemon's first steps: its log format, the cluster's configuration
+    (made this process's) and the cluster token, taken out of the
+    environment so nothing this process starts inherits it by accident."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {label}: %(message)s")
+    config = Config.from_json(config_json)
+    set_config(config)
+    return config, bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from nbray._version import __version__
-from nbray.common.config import Config, set_config
+from nbray.common.config import Config, start_daemon
 from nbray.common.task_event_columns import ColumnsError
 from nbray.exceptions import RpcError
 from nbray.gcs.actor_manager import ActorManager
@@ -470,10 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--ready-fd", type=int, default=-1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gcs: %(message)s")
-    config = Config.from_json(args.config_json)
-    set_config(config)
-    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
+    config, token = start_daemon("gcs", args.config_json)
     sock = None
     if args.listen_fd >= 0:
         import socket

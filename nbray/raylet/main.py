@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 from typing import Any
 
-from nbray.common.config import Config
+from nbray.common.config import start_daemon
 from nbray.raylet.raylet import Raylet
 from nbray.rpc import tls
 
@@ -32,12 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-name", default="")
     parser.add_argument("--labels-json", default="{}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s raylet: %(message)s")
-    config = Config.from_json(args.config_json)
-    from nbray.common.config import set_config
-
-    set_config(config)
-    token = bytes.fromhex(os.environ.pop("NBRAY_AUTH_TOKEN"))
+    config, token = start_daemon("raylet", args.config_json)
     try:
         raylet = Raylet(
             node_id=bytes.fromhex(args.node_id), gcs_address=args.gcs_address, node_ip=args.node_ip,

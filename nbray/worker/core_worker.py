@@ -401,7 +401,8 @@ class CoreWorker(Ownership, ArgumentPacking):
         namespace = ctx.namespace or self.namespace
         call = (actor_id, sequence, self.worker_id)
         keep_alive: list[ObjectRef] = []
-        if top or nested:
+        eager = bool(top or nested)  # ref arguments: a spec of its own from the start
+        if eager:
             req = core_worker_pb2.PushTaskRequest()
             spec = req.spec
             spec.CopyFrom(template)
@@ -421,7 +422,7 @@ class CoreWorker(Ownership, ArgumentPacking):
             holds_handle = bool(handle_id) and handle_id in self.refs.refs
             if holds_handle:
                 arg_ids.append(handle_id)
-            if top or nested:
+            if eager:
                 task = PendingTask(req, return_ids, arg_ids)
             else:
                 task = PendingTask.compact(template, task_id, ctx.job_id, ctx.task_id, ctx.context_tag, namespace,

@@ -60,6 +60,13 @@ def gc_paused(pause: bool = True) -> Iterator[None]:
 def pack_returns(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worker_pb2.PushTaskReply:
     """A reply holding the task's return objects: small plain values packed
     together, the rest (in the store, holding refs, errors) listed."""
+    if len(values) < GC_PAUSE_MIN_RETURNS:  # (no context manager on the per-task path)
+        return _pack(core, spec, values)
+    with gc_paused():
+        return _pack(core, spec, values)
+
+
+def _pack(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_worker_pb2.PushTaskReply:
     reply = core_worker_pb2.PushTaskReply()
     if not values:
         return reply
@@ -74,29 +81,22 @@ def pack_returns(core: CoreWorker, spec: Any, values: Sequence[Any]) -> core_wor
     sizes: list[int] = []
     add_piece = pieces.append
     add_size = sizes.append
-    pause = len(values) >= GC_PAUSE_MIN_RETURNS and gc.isenabled()  # (gc_paused, inline: runs per task)
-    if pause:
-        gc.disable()
-    try:
-        for i, value in enumerate(values):
-            if type(value) in atoms:
-                # The plain layout (see serialization.Serialized): a zero flag byte, then the pickle.
-                data = flags + dumps(value, protocol=5)
-                if len(data) <= max_inline:
-                    add_piece(data)
-                    add_size(len(data))
-                    continue
-            s = serialize(value)
-            if s.nested_refs or s.total_bytes > max_inline or s.is_error:
-                returns.append(core.store_serialized(return_object_id(tid, i + 1), s, caller))
-                add_size(0)
-            else:
-                data = s.to_bytes()
+    for i, value in enumerate(values):
+        if type(value) in atoms:
+            # The plain layout (see serialization.Serialized): a zero flag byte, then the pickle.
+            data = flags + dumps(value, protocol=5)
+            if len(data) <= max_inline:
                 add_piece(data)
                 add_size(len(data))
-    finally:
-        if pause:
-            gc.enable()
+                continue
+        s = serialize(value)
+        if s.nested_refs or s.total_bytes > max_inline or s.is_error:
+            returns.append(core.store_serialized(return_object_id(tid, i + 1), s, caller))
+            add_size(0)
+        else:
+            data = s.to_bytes()
+            add_piece(data)
+            add_size(len(data))
     reply.packed_return_data = b"".join(pieces)
     reply.packed_return_sizes.extend(sizes)
     return reply

@@ -28,7 +28,7 @@ MB = 1 << 20
 # processes of a shared machine whose use rises meanwhile
 HEADROOM_BYTES = 600 * MB
 HOG_STEP_BYTES = 25 * MB
-HOG_CAP_BYTES = 1536 * MB
+HOG_CAP_BYTES = 2560 * MB
 HOLD_S = 60.0  # a hungry task gives up waiting to be killed after this long
 
 
@@ -43,7 +43,7 @@ def pressured_cluster() -> Iterator[dict[str, Any]]:
     node's use before it started."""
     from nbray.api import _state
 
-    reading = read_node_memory()
+    reading = _settled_memory_reading()
     threshold = (reading.used_bytes + HEADROOM_BYTES) / reading.total_bytes
     nbray.init(num_cpus=2, _system_config={"memory_usage_threshold": threshold,
                                            "memory_monitor_refresh_ms": 100})
@@ -58,6 +58,25 @@ def pressured_cluster() -> Iterator[dict[str, Any]]:
         pids |= descendant_pids(list(node.pids().values()))
         nbray.shutdown()
         assert_no_leaks(pids)
+
+
+def _settled_memory_reading(window_s: float = 1.0, tolerance_bytes: int = 32 * MB,
+                            timeout_s: float = 20.0) -> Any:
+    """The node's memory reading once it has stopped falling. Memory that the
+    processes of an earlier test or CI step freed can take seconds to show
+    as available; a threshold set from a reading taken meanwhile would sit
+    so high that a hungry task might never cross it. Past `timeout_s` the
+    latest reading is taken as it is."""
+    readings: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reading = read_node_memory()
+        now = time.monotonic()
+        readings.append((now, reading.used_bytes))
+        earlier = [used for at, used in readings if now - at >= window_s]
+        if (earlier and earlier[-1] - reading.used_bytes < tolerance_bytes) or now >= deadline:
+            return reading
+        time.sleep(0.1)  # the next reading; the loop ends on the condition above
 
 
 def _hog(hold_s: float) -> str:
